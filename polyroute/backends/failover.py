@@ -1,0 +1,205 @@
+"""Retries, failover and the circuit breaker around provider calls.
+
+Semantics (documented in docs/reliability.md):
+
+* Candidates are tried in the selector's order.  A backend whose circuit is
+  open is skipped (trace outcome ``circuit_open``).
+* Each attempt gets ``min(timeout_s, time left before the request deadline)``.
+* Connect errors, timeouts, 429, 5xx and protocol errors (malformed JSON, a
+  wrong content type, a cut stream before its first chunk) are retried on the
+  same backend up to ``server.retries`` times with exponential backoff and
+  jitter, honouring ``Retry-After`` up to ``retry_after_max_s`` (a longer
+  ``Retry-After`` moves straight to the next candidate); then the next
+  candidate is tried.  Every failure counts towards the backend's breaker;
+  once the breaker opens, the backend is left at once.
+* 400, 413 and 422 from an upstream are the client's fault: returned as they
+  are, no retry, no failover.  Other 4xx (401, 403, 404...) mean a misconfigured
+  backend: no retry, fail over.
+* When every candidate failed: 504 if the deadline ran out or every attempt
+  timed out, 503 if no backend could be reached, else 502.
+* Streams fail over only before the first chunk; once a chunk was sent, a
+  failure ends the stream with an explicit error event (see ``server.streaming``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from polyroute.backends.backend import Backend
+from polyroute.config import ServerConfig
+from polyroute.errors import (
+    UpstreamError,
+    UpstreamStatus,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from polyroute.types import JSON, Attempt, Request, Trace, UpstreamStream
+
+T = TypeVar("T")
+CLIENT_FAULTS = frozenset({400, 413, 422})
+
+
+def outcome_of(exc: UpstreamError) -> str:
+    if isinstance(exc, UpstreamStatus):
+        return f"status_{exc.upstream_status}"
+    if isinstance(exc, UpstreamTimeout):
+        return "timeout"
+    if isinstance(exc, UpstreamUnavailable):
+        return "connect_error"
+    return "protocol_error"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        server: ServerConfig,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.server = server
+        self._sleep = sleep
+        self._rng = rng
+
+    def backoff_s(self, retry: int, retry_after_s: float | None) -> float:
+        s = self.server
+        delay = min(s.backoff_max_s, s.backoff_base_s * (2**retry)) * (0.5 + self._rng() / 2)
+        return max(delay, retry_after_s or 0.0)
+
+    async def complete(self, candidates: Sequence[Backend], request: Request, trace: Trace) -> JSON:
+        async def call(b: Backend, timeout_s: float) -> JSON:
+            return await b.provider.complete(request, b.upstream_model, timeout_s)
+
+        backend, result = await self._run(candidates, trace, call)
+        return result
+
+    async def open_stream(
+        self, candidates: Sequence[Backend], request: Request, trace: Trace
+    ) -> tuple[Backend, JSON, AsyncIterator[JSON]]:
+        """Open a stream and read its first chunk (failover happens up to here)."""
+
+        async def call(b: Backend, timeout_s: float) -> tuple[UpstreamStream, AsyncIterator[JSON], JSON]:
+            stream = await b.provider.open_stream(
+                request, b.upstream_model, timeout_s, self.server.stream_idle_timeout_s
+            )
+            it = aiter(stream)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    first = await anext(it)
+            except StopAsyncIteration:
+                await stream.aclose()
+                raise UpstreamError(f"{b.name}: stream ended without any chunk") from None
+            except BaseException:
+                await stream.aclose()
+                raise
+            return stream, it, first
+
+        b, (stream, it, first) = await self._run(candidates, trace, call, keep_in_flight=True)
+        return b, first, self._tracked(b, stream, it, trace)
+
+    async def _tracked(
+        self, b: Backend, stream: UpstreamStream, it: AsyncIterator[JSON], trace: Trace
+    ) -> AsyncIterator[JSON]:
+        """Relay the rest of a stream; record its end in the breaker, stats and trace."""
+        started = time.perf_counter()
+        try:
+            async for chunk in it:
+                yield chunk
+        except UpstreamError as exc:
+            b.breaker.record_failure()
+            b.stats.failures += 1
+            trace.outcome = "stream_cut"
+            trace.attempts.append(
+                Attempt(b.name, "stream_cut", (time.perf_counter() - started) * 1000, detail=exc.message)
+            )
+            raise
+        else:
+            trace.outcome = "ok"
+        finally:
+            b.stats.in_flight -= 1
+            await stream.aclose()
+
+    async def _run(
+        self,
+        candidates: Sequence[Backend],
+        trace: Trace,
+        call: Callable[[Backend, float], Awaitable[T]],
+        keep_in_flight: bool = False,
+    ) -> tuple[Backend, T]:
+        deadline = time.monotonic() + self.server.deadline_s
+        errors: list[UpstreamError] = []
+        for b in candidates:
+            if not b.breaker.acquire():
+                trace.attempts.append(Attempt(b.name, "circuit_open", 0.0))
+                errors.append(UpstreamUnavailable(f"{b.name}: circuit open"))
+                continue
+            for retry in range(self.server.retries + 1):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._final(errors, trace, deadline_hit=True)
+                started = time.perf_counter()
+                b.stats.in_flight += 1
+                b.stats.requests += 1
+                try:
+                    result = await call(b, min(b.timeout_s, left))
+                except UpstreamError as exc:
+                    b.stats.in_flight -= 1
+                    ms = (time.perf_counter() - started) * 1000
+                    status = exc.upstream_status if isinstance(exc, UpstreamStatus) else None
+                    trace.attempts.append(Attempt(b.name, outcome_of(exc), ms, status, retry, exc.message))
+                    if status in CLIENT_FAULTS:
+                        b.breaker.record_success()  # the upstream is healthy; the request is not
+                        trace.outcome = "rejected_by_upstream"
+                        raise
+                    errors.append(exc)
+                    b.breaker.record_failure()
+                    b.stats.failures += 1
+                    if not self._retry_same(b, exc, retry, deadline):
+                        break
+                    await self._sleep(self.backoff_s(retry, _retry_after(exc)))
+                    continue
+                except BaseException:
+                    b.stats.in_flight -= 1
+                    raise
+                ms = (time.perf_counter() - started) * 1000
+                if not keep_in_flight:
+                    b.stats.in_flight -= 1
+                b.breaker.record_success()
+                b.stats.observe_latency(ms)
+                trace.attempts.append(Attempt(b.name, "ok", ms, 200, retry))
+                trace.upstream_ms += ms
+                trace.model = b.name
+                trace.outcome = "ok" if len(trace.attempts) == 1 else "ok_after_failover"
+                return b, result
+        raise self._final(errors, trace, deadline_hit=False)
+
+    def _retry_same(self, b: Backend, exc: UpstreamError, retry: int, deadline: float) -> bool:
+        if retry >= self.server.retries or not b.breaker.acquire():
+            return False
+        if isinstance(exc, UpstreamStatus) and exc.upstream_status < 500 and exc.upstream_status != 429:
+            return False
+        wait = _retry_after(exc)
+        if wait is not None and wait > self.server.retry_after_max_s:
+            return False
+        return time.monotonic() + self.backoff_s(retry, wait) < deadline
+
+    def _final(self, errors: list[UpstreamError], trace: Trace, deadline_hit: bool) -> UpstreamError:
+        tried = "; ".join(e.message for e in errors[-5:]) or "no candidate"
+        if deadline_hit or (errors and all(isinstance(e, UpstreamTimeout) for e in errors)):
+            trace.outcome = "timeout"
+            return UpstreamTimeout(f"all candidates failed before the deadline: {tried}")
+        if errors and all(isinstance(e, UpstreamUnavailable) for e in errors):
+            trace.outcome = "unavailable"
+            return UpstreamUnavailable(f"no candidate could be reached: {tried}")
+        trace.outcome = "failed"
+        return UpstreamError(f"all candidates failed: {tried}")
+
+
+def _retry_after(exc: UpstreamError) -> float | None:
+    return exc.retry_after_s if isinstance(exc, UpstreamStatus) else None
+
+
+__all__ = ["Dispatcher", "outcome_of"]

@@ -1,0 +1,132 @@
+"""The ``polyroute`` command: serve, route, config validate, and the workbench commands.
+
+Every expected failure prints ``polyroute: error: ...`` (naming the file, key
+and expectation) and exits 2; no stack traces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from polyroute.errors import PolyrouteError
+
+# workbench commands live in their own modules: (module, function adding the subparser)
+_WORKBENCH = [
+    ("polyroute.cli_learn", "add_train_parser"),
+    ("polyroute.cli_learn", "add_predict_parser"),
+    ("polyroute.cli_eval", "add_eval_parser"),
+    ("polyroute.cli_eval", "add_calibrate_parser"),
+]
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from polyroute.engine import Engine
+    from polyroute.config import load_config
+
+    config = load_config(args.file)
+    Engine(config)  # builds selectors too (loads router artifacts)
+    for warning in config.warnings:
+        print(f"warning: {args.file}: {warning}", file=sys.stderr)
+    decisions = len(config.decisions) + sum(len(p.decisions) for p in config.profiles.values())
+    print(
+        f"{args.file}: OK ({len(config.models)} models, {len(config.signals)} signals, "
+        f"{decisions} decisions, {len(config.profiles)} profiles)"
+    )
+    return 0
+
+
+def _cmd_route(args: argparse.Namespace) -> int:
+    from polyroute.engine import Engine
+    from polyroute.types import Request
+
+    engine = Engine.from_file(args.config)
+    trace = engine.route(Request.chat(args.prompt, model=args.model))
+    if args.json:
+        print(json.dumps(trace.as_dict(), indent=2))
+        return 0
+    print(f"decision:   {trace.decision}")
+    print(f"candidates: {' -> '.join(trace.candidates)}  (first is tried first)")
+    print(f"signals:    {', '.join(f'{k}={v!r}' for k, v in trace.signals.items()) or '-'}")
+    for e in trace.estimates:
+        quality = f"  predicted quality {e.quality:.3f}" if e.quality is not None else ""
+        print(f"  {e.model:<24} est. cost ${e.cost_usd:.6f}{quality}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from polyroute.engine import Engine
+    from polyroute.server import create_app
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    engine = Engine.from_file(args.config)
+    for warning in engine.config.warnings:
+        logging.getLogger("polyroute").warning("config %s: %s", args.config, warning)
+    app = create_app(engine)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polyroute", description="An LLM router.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    config = sub.add_parser("config", help="work with config files")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    validate = config_sub.add_parser("validate", help="check a config file and report every error")
+    validate.add_argument("file")
+    validate.set_defaults(func=_cmd_validate)
+
+    serve = sub.add_parser("serve", help="run the OpenAI-compatible gateway")
+    serve.add_argument("--config", required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_cmd_serve)
+
+    route = sub.add_parser("route", help="explain where a prompt would go (no model is called)")
+    route.add_argument("--config", required=True)
+    route.add_argument("--model", default="auto", help="auto, a profile, or a model name")
+    route.add_argument("--json", action="store_true", help="print the full decision trace")
+    route.add_argument("prompt")
+    route.set_defaults(func=_cmd_route)
+
+    for module, adder in _WORKBENCH:
+        try:
+            getattr(importlib.import_module(module), adder)(sub)
+        except (ImportError, AttributeError):
+            continue
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except PolyrouteError as exc:
+        print(f"polyroute: error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # output piped into `head` and closed early
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

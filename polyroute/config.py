@@ -1,0 +1,147 @@
+"""The YAML config as immutable pydantic models, validated once at load.
+
+Errors are ``ConfigError`` naming the file, the key path inside it and what was
+expected.  ``${VAR}`` (or ``${VAR:-default}``) in any string is replaced from the
+environment at load; an unset variable with no default becomes empty and is
+reported in ``Config.warnings`` (an empty ``api_key`` means "send no key").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from polyroute.errors import ConfigError
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Frozen):
+    provider: str = "openai"
+    base_url: str
+    model: str | None = None
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+    input_price_per_mtok: float = Field(default=0.0, ge=0)
+    output_price_per_mtok: float = Field(default=0.0, ge=0)
+    weight: float = Field(default=1.0, ge=0)
+    headers: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class DecisionConfig(_Frozen):
+    name: str = Field(min_length=1)
+    priority: int = 0
+    when: Any = True
+    models: list[str] = Field(min_length=1)
+    select: str | dict[str, Any] = "static"
+    plugins: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ProfileConfig(_Frozen):
+    decisions: list[DecisionConfig] = Field(min_length=1)
+    description: str = ""
+
+
+class ServerConfig(_Frozen):
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    deadline_s: float = Field(default=120.0, gt=0)
+    stream_idle_timeout_s: float = Field(default=60.0, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+    backoff_base_s: float = Field(default=0.05, ge=0)
+    backoff_max_s: float = Field(default=2.0, ge=0)
+    retry_after_max_s: float = Field(default=10.0, ge=0)
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_reset_s: float = Field(default=30.0, gt=0)
+    log_requests: bool = True
+
+
+class Config(_Frozen):
+    models: dict[str, ModelConfig] = Field(min_length=1)
+    signals: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    decisions: list[DecisionConfig] = Field(default_factory=list)
+    profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    source: str = "<config>"
+    base_dir: str = "."
+    warnings: tuple[str, ...] = ()
+
+
+def _substitute(value: Any, missing: list[str]) -> Any:
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            env = os.environ.get(m.group(1))
+            if env is not None:
+                return env
+            if m.group(2) is not None:
+                return m.group(2)
+            missing.append(m.group(1))
+            return ""
+
+        return _ENV.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _substitute(v, missing) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, missing) for v in value]
+    return value
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config"]
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        got = err.get("input")
+        shown = "" if err["type"] == "missing" else f" (got {got!r:.80})"
+        lines.append(f"  {path}: {err['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: Any, source: str = "<config>", base_dir: str = ".") -> Config:
+    """Validate a parsed YAML/JSON document; raises ConfigError with every problem found."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    missing: list[str] = []
+    data = _substitute(raw, missing)
+    warnings = tuple(f"environment variable {name} is not set" for name in dict.fromkeys(missing))
+    data = {**data, "source": source, "base_dir": base_dir, "warnings": warnings}
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+    from polyroute.build import check_config  # cross-references need the registries
+
+    check_config(config)
+    return config
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, substitute, validate and cross-check a YAML config file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{file}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_config(raw, str(file), str(file.resolve().parent))

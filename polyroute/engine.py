@@ -1,0 +1,164 @@
+"""The routing engine: signals -> decision -> selection -> plugins -> backends (with failover).
+
+Usable without the server::
+
+    engine = Engine.from_file("polyroute.yaml")
+    trace = engine.route(Request.chat("prove that sqrt(2) is irrational"))
+    trace.decision, trace.candidates          # ('hard-math', ['large', 'small'])
+    answer, trace = await engine.complete(Request.chat("hi"))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from polyroute.backends.backend import Backend
+from polyroute.backends.failover import Dispatcher
+from polyroute.build import build_backends, build_decisions, build_signals
+from polyroute.config import Config, DecisionConfig, load_config
+from polyroute.errors import ModelNotFound, RoutingError
+from polyroute.signals import BaseSignal, SignalSet
+from polyroute.routers.static import StaticSelector
+from polyroute.types import JSON, Decision, Handler, Request, Trace
+
+
+def new_trace_id() -> str:
+    return os.urandom(8).hex()
+
+
+@dataclass(slots=True)
+class Plan:
+    """The outcome of routing one request: the decision and the ordered candidates."""
+
+    decision: Decision
+    candidates: list[Backend]
+
+
+@dataclass(slots=True)
+class StreamStart:
+    """An upstream stream that has produced its first chunk."""
+
+    backend: Backend
+    first: JSON
+    rest: AsyncIterator[JSON]
+
+
+class Engine:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.signals: dict[str, BaseSignal] = build_signals(config)
+        self.backends: dict[str, Backend] = build_backends(config)
+        decisions = config.decisions or [
+            DecisionConfig(name="default", models=list(config.models), select="cheapest")
+        ]
+        self.profiles: dict[str, list[Decision]] = {
+            "auto": build_decisions(config, decisions, self.backends, "decisions")
+        }
+        for name, profile in config.profiles.items():
+            self.profiles[name] = build_decisions(
+                config, profile.decisions, self.backends, f"profiles.{name}.decisions"
+            )
+        self._direct = {
+            name: Decision(f"direct:{name}", 0, lambda _s: True, (b,), StaticSelector())
+            for name, b in self.backends.items()
+        }
+        self.dispatcher = Dispatcher(config.server)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Engine:
+        return cls(load_config(Path(path)))
+
+    def warmup(self) -> None:
+        """Load lazy resources (language models, encoders) before serving."""
+        for signal in self.signals.values():
+            signal.warmup()
+
+    async def aclose(self) -> None:
+        for backend in self.backends.values():
+            await backend.provider.aclose()
+
+    # ------------------------------------------------------------------ routing
+
+    def plan(self, request: Request, trace: Trace) -> Plan:
+        """Pick the decision and order its candidates; records signals and decision in ``trace``."""
+        model = request.model
+        trace.requested_model = model
+        direct = self._direct.get(model)
+        if direct is not None:
+            decision = direct
+        else:
+            decisions = self.profiles.get(model)
+            if decisions is None:
+                raise ModelNotFound(
+                    f"The model {model!r} does not exist; use 'auto', a profile or one of "
+                    f"{sorted(self.backends)} (GET /v1/models lists them)"
+                )
+            signals = SignalSet(self.signals, request)
+            decision = self._match(decisions, signals)
+            trace.signals = signals.values
+        trace.decision = decision.name
+        ordered = decision.selector.order(decision.candidates, request, trace)
+        trace.candidates = [b.name for b in ordered]
+        return Plan(decision, ordered)
+
+    @staticmethod
+    def _match(decisions: list[Decision], signals: SignalSet) -> Decision:
+        for decision in decisions:
+            if decision.predicate(signals):
+                return decision
+        raise RoutingError("no decision matched this request and the config has no default")
+
+    def route(self, request: Request, trace_id: str | None = None) -> Trace:
+        """Dry run: the decision trace, with every configured signal computed, no model called."""
+        trace = Trace(trace_id or new_trace_id())
+        plan = self.plan(request, trace)
+        if not plan.decision.name.startswith("direct:"):
+            signals = SignalSet(self.signals, request)
+            signals.values.update(trace.signals)
+            trace.signals = {name: signals.get(name) for name in self.signals}
+        if plan.candidates:
+            trace.estimated_cost_usd = plan.candidates[0].estimate_cost(request)
+        return trace
+
+    # ------------------------------------------------------------------ calling
+
+    def _chain(self, plan: Plan, final: Handler) -> Handler:
+        handler = final
+        for cls, options in reversed(plan.decision.plugins):
+            handler = cls(handler, **options)
+        return handler
+
+    async def complete(self, request: Request, trace: Trace | None = None) -> tuple[JSON, Trace]:
+        """Route and call, non-streaming: the OpenAI-shaped answer (``model`` = answering model)."""
+        trace = trace or Trace(new_trace_id())
+        plan = self.plan(request, trace)
+
+        async def call(req: Request, tr: Trace) -> Any:
+            answer = await self.dispatcher.complete(plan.candidates, req, tr)
+            answer["model"] = tr.model
+            tr.estimated_cost_usd = self.backends[tr.model].estimate_cost(req)
+            return answer
+
+        answer: JSON = await self._chain(plan, call)(request, trace)
+        return answer, trace
+
+    async def stream(self, request: Request, trace: Trace | None = None) -> tuple[StreamStart, Trace]:
+        """Route and open a stream; fails over until a first chunk arrives."""
+        trace = trace or Trace(new_trace_id())
+        plan = self.plan(request, trace)
+
+        async def call(req: Request, tr: Trace) -> Any:
+            backend, first, rest = await self.dispatcher.open_stream(plan.candidates, req, tr)
+            tr.estimated_cost_usd = backend.estimate_cost(req)
+            tr.outcome = "streaming"
+            return StreamStart(backend, first, rest)
+
+        start: StreamStart = await self._chain(plan, call)(request, trace)
+        return start, trace
+
+
+__all__ = ["Engine", "Plan", "StreamStart", "new_trace_id"]

@@ -1,0 +1,182 @@
+"""The ASGI app: OpenAI-compatible endpoints over the engine.
+
+Built by ``create_app(engine)``; no module-level state.  Every response of the
+model endpoints carries ``x-polyroute-model``, ``x-polyroute-decision``,
+``x-polyroute-trace-id`` and ``x-polyroute-overhead-ms`` (time in polyroute,
+upstream excluded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request as HttpRequest
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from polyroute.engine import Engine, new_trace_id
+from polyroute.errors import InvalidRequest, PayloadTooLarge, PolyrouteError
+from polyroute.server.errors import error_body, error_response
+from polyroute.server.logs import SecretRedactor, log_request
+from polyroute.server.streaming import relay
+from polyroute.server.validate import check_body, parse_body
+from polyroute.types import Endpoint, Request, Trace
+
+JSON_TYPE = "application/json"
+
+
+def _headers(trace: Trace, started: float) -> dict[str, str]:
+    overhead = (time.perf_counter() - started) * 1000 - trace.upstream_ms
+    trace.overhead_ms = max(overhead, 0.0)
+    return {
+        "x-polyroute-model": trace.model,
+        "x-polyroute-decision": trace.decision,
+        "x-polyroute-trace-id": trace.trace_id,
+        "x-polyroute-overhead-ms": f"{trace.overhead_ms:.3f}",
+    }
+
+
+class Gateway:
+    """Request handlers bound to one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.limit = engine.config.server.max_body_bytes
+        self.ready = False
+
+    async def _body(self, http: HttpRequest) -> bytes:
+        declared = http.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {self.limit}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in http.stream():
+            size += len(chunk)
+            if size > self.limit:
+                raise PayloadTooLarge(f"request body is over the limit of {self.limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _parse(self, http: HttpRequest, endpoint: Endpoint) -> Request:
+        body = parse_body(await self._body(http), self.limit)
+        check_body(body, endpoint)
+        return Request(body, endpoint, http.headers)
+
+    async def chat(self, http: HttpRequest) -> Response:
+        return await self._model_call(http, "chat")
+
+    async def completions(self, http: HttpRequest) -> Response:
+        return await self._model_call(http, "completions")
+
+    async def _model_call(self, http: HttpRequest, endpoint: Endpoint) -> Response:
+        started = time.perf_counter()
+        trace = Trace(new_trace_id())
+        stream = False
+        try:
+            request = await self._parse(http, endpoint)
+            stream = request.stream
+            if stream:
+                return await self._stream(request, trace, started, endpoint)
+            answer, _ = await self.engine.complete(request, trace)
+        except PolyrouteError as exc:
+            headers = _headers(trace, started)
+            log_request(trace, exc.status, endpoint, stream)
+            if exc.status >= 500:
+                exc.message = f"{exc.message} (trace {trace.trace_id})"
+            return error_response(exc, headers)
+        headers = _headers(trace, started)
+        log_request(trace, 200, endpoint, False)
+        return Response(orjson.dumps(answer), media_type=JSON_TYPE, headers=headers)
+
+    async def _stream(
+        self, request: Request, trace: Trace, started: float, endpoint: Endpoint
+    ) -> Response:
+        start, _ = await self.engine.stream(request, trace)
+        headers = _headers(trace, started)
+        headers["cache-control"] = "no-cache"
+
+        def on_end(status: int) -> None:
+            log_request(trace, status, endpoint, True)
+
+        return StreamingResponse(
+            relay(start, trace, on_end), media_type="text/event-stream", headers=headers
+        )
+
+    async def route(self, http: HttpRequest) -> Response:
+        try:
+            body = parse_body(await self._body(http), self.limit)
+            if "messages" not in body and isinstance(body.get("prompt"), str):
+                body = {**body, "messages": [{"role": "user", "content": body["prompt"]}]}
+                body.pop("prompt")
+            check_body(body, "chat")
+            trace = self.engine.route(Request(body, "chat", http.headers))
+        except PolyrouteError as exc:
+            return error_response(exc)
+        return Response(orjson.dumps(trace.as_dict()), media_type=JSON_TYPE)
+
+    async def models(self, http: HttpRequest) -> Response:
+        names = ["auto", *(p for p in self.engine.profiles if p != "auto"), *self.engine.backends]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "polyroute"} for n in names]
+        return Response(orjson.dumps({"object": "list", "data": data}), media_type=JSON_TYPE)
+
+    async def healthz(self, http: HttpRequest) -> Response:
+        return Response(b'{"status":"ok"}', media_type=JSON_TYPE)
+
+    async def readyz(self, http: HttpRequest) -> Response:
+        states = {name: b.breaker.state for name, b in self.engine.backends.items()}
+        ok = self.ready and any(s != "open" for s in states.values())
+        body = {"status": "ready" if ok else "not_ready", "backends": states}
+        return Response(orjson.dumps(body), status_code=200 if ok else 503, media_type=JSON_TYPE)
+
+
+async def _http_error(http: HttpRequest, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 404:
+        body = error_body(f"no route for {http.method} {http.url.path}", "invalid_request_error", "not_found")
+    elif status == 405:
+        body = error_body(f"method {http.method} not allowed on {http.url.path}", "invalid_request_error", "method_not_allowed")
+    else:
+        return error_response(exc if status == 500 else InvalidRequest(str(getattr(exc, "detail", exc))))
+    return Response(body, status_code=status, media_type=JSON_TYPE)
+
+
+def create_app(engine: Engine) -> Starlette:
+    gateway = Gateway(engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        secrets = [m.api_key.get_secret_value() for m in engine.config.models.values() if m.api_key]
+        redactor = SecretRedactor(secrets)
+        logger = logging.getLogger("polyroute")
+        logger.addFilter(redactor)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(redactor)
+        engine.warmup()
+        gateway.ready = True
+        try:
+            yield
+        finally:
+            gateway.ready = False
+            await engine.aclose()
+            logger.removeFilter(redactor)
+
+    routes = [
+        Route("/v1/chat/completions", gateway.chat, methods=["POST"]),
+        Route("/v1/completions", gateway.completions, methods=["POST"]),
+        Route("/v1/models", gateway.models, methods=["GET"]),
+        Route("/v1/route", gateway.route, methods=["POST"]),
+        Route("/healthz", gateway.healthz, methods=["GET"]),
+        Route("/readyz", gateway.readyz, methods=["GET"]),
+    ]
+    handlers: dict[Any, Any] = {HTTPException: _http_error, Exception: _http_error}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    app.state.gateway = gateway
+    app.state.engine = engine
+    return app

@@ -1,0 +1,65 @@
+"""The base class of signals and the per-request lazy signal cache."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from polyroute.errors import ConfigError
+from polyroute.types import Request, SignalValue
+
+
+class SignalOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseSignal:
+    """Subclasses set ``Options`` (a pydantic model of their config keys) and ``compute``."""
+
+    Options: ClassVar[type[SignalOptions]] = SignalOptions
+
+    def __init__(self, name: str, options: Mapping[str, Any], where: str = "") -> None:
+        self.name = name
+        try:
+            self.options = self.Options.model_validate(dict(options))
+        except ValidationError as exc:
+            raise ConfigError(_options_message(exc, where or f"signals.{name}")) from None
+        self.setup()
+
+    def setup(self) -> None:
+        """Prepare cheap state from ``self.options`` (compile regexes...); heavy work stays lazy."""
+
+    def warmup(self) -> None:
+        """Load heavy resources now (called once at server start-up)."""
+
+    def compute(self, request: Request) -> SignalValue:
+        raise NotImplementedError
+
+
+def _options_message(exc: ValidationError, where: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}.{loc}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(parts)
+
+
+class SignalSet:
+    """The signals of one request: each computed on first ``get`` and cached (a SignalSource)."""
+
+    __slots__ = ("_signals", "request", "values")
+
+    def __init__(self, signals: Mapping[str, BaseSignal], request: Request) -> None:
+        self._signals = signals
+        self.request = request
+        self.values: dict[str, SignalValue] = {}
+
+    def get(self, name: str) -> SignalValue:
+        try:
+            return self.values[name]
+        except KeyError:
+            value = self._signals[name].compute(self.request)
+            self.values[name] = value
+            return value

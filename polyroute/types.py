@@ -1,0 +1,243 @@
+"""Plain data and extension-point contracts shared by the engine, server and workbench.
+
+Data: :class:`Request` (one client call), :class:`Attempt` and :class:`Trace`
+(what happened and why), :class:`Estimate` (a candidate's predicted quality
+and cost).  Contracts: :class:`Signal`, :class:`Selector`, :class:`Provider`,
+:class:`Plugin` and :class:`Store`.  Each has one registry (see
+``polyroute.registry``) that maps config names to classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from polyroute.backends.backend import Backend
+
+JSON = dict[str, Any]
+SignalValue = bool | int | float | str | None
+Endpoint = Literal["chat", "completions"]
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text", "") for p in content if isinstance(p, dict)]
+        return " ".join(p for p in parts if isinstance(p, str))
+    return ""
+
+
+class Request:
+    """One client call as the engine sees it: the parsed body plus lazily derived text.
+
+    ``body`` is the client's JSON object, forwarded upstream untouched except for
+    ``model``.  ``headers`` has lower-case names.
+    """
+
+    __slots__ = ("_prompt", "_text", "body", "endpoint", "headers")
+
+    def __init__(
+        self, body: JSON, endpoint: Endpoint = "chat", headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.body = body
+        self.endpoint: Endpoint = endpoint
+        self.headers: Mapping[str, str] = headers or {}
+        self._prompt: str | None = None
+        self._text: str | None = None
+
+    @classmethod
+    def chat(cls, prompt: str, **fields: Any) -> Request:
+        """Build a chat request with one user message (handy in the library and tests)."""
+        body: JSON = {"model": "auto", "messages": [{"role": "user", "content": prompt}]}
+        body.update(fields)
+        return cls(body)
+
+    @property
+    def model(self) -> str:
+        value = self.body.get("model")
+        return value if isinstance(value, str) else "auto"
+
+    @property
+    def stream(self) -> bool:
+        return self.body.get("stream") is True
+
+    @property
+    def messages(self) -> list[JSON]:
+        msgs = self.body.get("messages")
+        return [m for m in msgs if isinstance(m, dict)] if isinstance(msgs, list) else []
+
+    @property
+    def prompt(self) -> str:
+        """The text routing looks at: the last user message (or the completion prompt)."""
+        if self._prompt is None:
+            if self.endpoint == "completions":
+                p = self.body.get("prompt")
+                self._prompt = p if isinstance(p, str) else " ".join(map(str, p or []))
+            else:
+                users = [m for m in self.messages if m.get("role") == "user"]
+                self._prompt = _content_text(users[-1].get("content")) if users else ""
+        return self._prompt
+
+    @property
+    def text(self) -> str:
+        """All text the upstream will read (every message), for token estimates."""
+        if self._text is None:
+            if self.endpoint == "completions":
+                self._text = self.prompt
+            else:
+                self._text = "\n".join(_content_text(m.get("content")) for m in self.messages)
+        return self._text
+
+
+@dataclass(slots=True)
+class Estimate:
+    """What a selector believed about one candidate when it chose."""
+
+    model: str
+    cost_usd: float
+    quality: float | None = None
+    latency_ms: float | None = None
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try of one backend: ``outcome`` is ``ok`` or the failure kind."""
+
+    model: str
+    outcome: str
+    latency_ms: float
+    status: int | None = None
+    retry: int = 0
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Trace:
+    """The explanation of one routing decision and its outcome."""
+
+    trace_id: str
+    requested_model: str = "auto"
+    decision: str = ""
+    signals: dict[str, SignalValue] = field(default_factory=dict)
+    candidates: list[str] = field(default_factory=list)
+    estimates: list[Estimate] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    model: str = ""
+    outcome: str = "pending"
+    estimated_cost_usd: float = 0.0
+    overhead_ms: float = 0.0
+    upstream_ms: float = 0.0
+
+    def as_dict(self) -> JSON:
+        return {
+            "trace_id": self.trace_id,
+            "requested_model": self.requested_model,
+            "decision": self.decision,
+            "signals": self.signals,
+            "candidates": self.candidates,
+            "estimates": [
+                {k: v for k, v in vars_slots(e).items() if v is not None} for e in self.estimates
+            ],
+            "attempts": [vars_slots(a) for a in self.attempts],
+            "model": self.model,
+            "outcome": self.outcome,
+            "estimated_cost_usd": self.estimated_cost_usd,
+            "overhead_ms": round(self.overhead_ms, 3),
+            "upstream_ms": round(self.upstream_ms, 3),
+        }
+
+
+def vars_slots(obj: Any) -> JSON:
+    """``vars()`` for slotted dataclasses."""
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+# --------------------------------------------------------------------------- contracts
+
+
+class SignalSource(Protocol):
+    """Read access to a request's signals; each is computed at most once, on first read."""
+
+    def get(self, name: str) -> SignalValue: ...
+
+
+class Signal(Protocol):
+    """Turns a request into one fact.  Built from its config block; must be cheap or lazy."""
+
+    name: str
+
+    def compute(self, request: Request) -> SignalValue: ...
+
+
+class Selector(Protocol):
+    """Orders a decision's candidates: the first is tried first, the rest are the failover order.
+
+    A selector may record what it believed in ``trace.estimates``.  Learned routers
+    plug in here through an adapter (``polyroute.routers.learned_selector``).
+    """
+
+    def order(self, candidates: Sequence[Backend], request: Request, trace: Trace) -> list[Backend]:
+        ...
+
+
+class UpstreamStream(Protocol):
+    """An open upstream stream of OpenAI ``chat.completion.chunk`` objects.
+
+    Iteration raises ``UpstreamError`` if the upstream stops before its
+    end-of-stream marker, so a cut stream is never mistaken for a complete one.
+    """
+
+    def __aiter__(self) -> AsyncIterator[JSON]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Provider(Protocol):
+    """Talks one wire protocol to one upstream; all bodies in and out are OpenAI-shaped."""
+
+    async def complete(self, request: Request, upstream_model: str, timeout_s: float) -> JSON: ...
+
+    async def open_stream(
+        self, request: Request, upstream_model: str, timeout_s: float, idle_timeout_s: float
+    ) -> UpstreamStream: ...
+
+    async def aclose(self) -> None: ...
+
+
+Handler = Callable[[Request, Trace], Awaitable[Any]]
+
+
+class Plugin(Protocol):
+    """Wraps the next stage of the pipeline (Starlette-middleware style).
+
+    Built as ``PluginClass(next_handler, **options)``; may change the request,
+    answer itself, refuse with ``Blocked``, or post-process the result.
+    """
+
+    async def __call__(self, request: Request, trace: Trace) -> Any: ...
+
+
+class Store(Protocol):
+    """Shared state behind one interface (memory by default; Redis for replicas)."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl_s: float | None = None) -> None: ...
+
+    async def incr(self, key: str, amount: float = 1.0) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A compiled decision rule: when ``predicate`` holds, ``selector`` orders ``candidates``."""
+
+    name: str
+    priority: int
+    predicate: Callable[[SignalSource], bool]
+    candidates: tuple[Backend, ...]
+    selector: Selector
+    plugins: tuple[tuple[type, dict[str, Any]], ...] = ()
+    signals: tuple[str, ...] = ()

@@ -1,0 +1,129 @@
+"""An in-process fake OpenAI-compatible upstream with scriptable faults, on a loopback port.
+
+It runs an aiohttp server on its own event loop in a background thread, so it
+works with sync tests (Starlette's TestClient) and async ones alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Behaviour:
+    """What the next requests get: ``mode`` is ok, status, hang, cut_stream, malformed."""
+
+    mode: str = "ok"
+    status: int = 200
+    retry_after: str | None = None
+    delay_s: float = 0.0
+    text: str = "hello from fake"
+    chunks: int = 3
+
+
+@dataclass
+class FakeUpstream:
+    name: str = "fake"
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    queue: list[Behaviour] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def next_behaviour(self) -> Behaviour:
+        return self.queue.pop(0) if self.queue else self.behaviour
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        b = self.next_behaviour()
+        if b.delay_s:
+            await asyncio.sleep(b.delay_s)
+        if b.mode == "status":
+            headers = {"Retry-After": b.retry_after} if b.retry_after else {}
+            return web.json_response({"error": {"message": "boom"}}, status=b.status, headers=headers)
+        if b.mode == "hang":
+            await asyncio.sleep(3600)
+        if b.mode == "malformed":
+            return web.Response(text="{not json", content_type="application/json")
+        completion = request.path.endswith("/completions") and "chat" not in request.path
+        if body.get("stream"):
+            return await self._stream(request, body, b)
+        if completion:
+            return web.json_response(
+                {"id": "cmpl-1", "object": "text_completion", "model": body["model"],
+                 "choices": [{"index": 0, "text": b.text, "finish_reason": "stop"}]}
+            )
+        return web.json_response(
+            {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": f"{b.text} ({self.name})"},
+                          "finish_reason": "stop"}],
+             "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}
+        )
+
+    async def _stream(self, request: web.Request, body: dict[str, Any], b: Behaviour) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i in range(b.chunks):
+            chunk = {"id": "c", "object": "chat.completion.chunk", "model": body["model"],
+                     "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}]}
+            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            if b.mode == "cut_stream" and i == 1:
+                request.transport.close()  # type: ignore[union-attr]
+                return resp
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+
+@contextmanager
+def running(*upstreams: FakeUpstream) -> Iterator[tuple[FakeUpstream, ...]]:
+    """Serve the fakes on ephemeral loopback ports for the duration of the block."""
+    loop = asyncio.new_event_loop()
+    runners: list[web.AppRunner] = []
+    started = threading.Event()
+
+    async def start() -> None:
+        for up in upstreams:
+            app = web.Application()
+            app.router.add_post("/v1/chat/completions", up._handle)
+            app.router.add_post("/v1/completions", up._handle)
+            runner = web.AppRunner(app, handle_signals=False)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            up.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            runners.append(runner)
+        started.set()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(start())
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    started.wait(10)
+    try:
+        yield upstreams
+    finally:
+        async def stop() -> None:
+            for r in runners:
+                await r.cleanup()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
