@@ -88,7 +88,9 @@ def _noop_handler(*_: Any) -> Any:
     return None
 
 
-def check_plugins(plugins: list[dict[str, Any]], where: str) -> tuple[tuple[type, dict[str, Any]], ...]:
+def check_plugins(
+    plugins: list[dict[str, Any]], where: str
+) -> tuple[tuple[type, dict[str, Any]], ...]:
     chain = []
     for i, block in enumerate(plugins):
         options = {k: v for k, v in block.items() if k != "type"}
@@ -119,10 +121,14 @@ def build_decisions(
         predicate = compile_rule(d.when, f"{at}.when")
         used = signals_used(d.when)
         for name in sorted(used - set(config.signals)):
-            raise ConfigError(f"{at}.when: unknown signal {name!r}; defined: {sorted(config.signals)}")
+            raise ConfigError(
+                f"{at}.when: unknown signal {name!r}; defined: {sorted(config.signals)}"
+            )
         for name in d.models:
             if name not in backends:
-                raise ConfigError(f"{at}.models: unknown model {name!r}; defined: {sorted(backends)}")
+                raise ConfigError(
+                    f"{at}.models: unknown model {name!r}; defined: {sorted(backends)}"
+                )
         if with_selectors:
             selector = build_selector(d.select, f"{at}.select", config.base_dir)
         else:
@@ -151,7 +157,8 @@ def check_config(config: Config) -> None:
     for name, profile in config.profiles.items():
         if name == "auto" or name in config.models:
             raise ConfigError(
-                f"{config.source}: profiles.{name}: a profile may not be named 'auto' or like a model"
+                f"{config.source}: profiles.{name}: "
+                "a profile may not be named 'auto' or like a model"
             )
         build_decisions(
             config, profile.decisions, backends, f"profiles.{name}.decisions", with_selectors=False

@@ -25,8 +25,8 @@ _WORKBENCH = [
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from polyroute.engine import Engine
     from polyroute.config import load_config
+    from polyroute.engine import Engine
 
     config = load_config(args.file)
     Engine(config)  # builds selectors too (loads router artifacts)

@@ -116,7 +116,9 @@ def _format_errors(exc: ValidationError, source: str) -> str:
 def parse_config(raw: Any, source: str = "<config>", base_dir: str = ".") -> Config:
     """Validate a parsed YAML/JSON document; raises ConfigError with every problem found."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
+        )
     missing: list[str] = []
     data = _substitute(raw, missing)
     warnings = tuple(f"environment variable {name} is not set" for name in dict.fromkeys(missing))

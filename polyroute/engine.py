@@ -21,8 +21,8 @@ from polyroute.backends.failover import Dispatcher
 from polyroute.build import build_backends, build_decisions, build_signals
 from polyroute.config import Config, DecisionConfig, load_config
 from polyroute.errors import ModelNotFound, RoutingError
-from polyroute.signals import BaseSignal, SignalSet
 from polyroute.routers.static import StaticSelector
+from polyroute.signals import BaseSignal, SignalSet
 from polyroute.types import JSON, Decision, Handler, Request, Trace
 
 
@@ -146,7 +146,9 @@ class Engine:
         answer: JSON = await self._chain(plan, call)(request, trace)
         return answer, trace
 
-    async def stream(self, request: Request, trace: Trace | None = None) -> tuple[StreamStart, Trace]:
+    async def stream(
+        self, request: Request, trace: Trace | None = None
+    ) -> tuple[StreamStart, Trace]:
         """Route and open a stream; fails over until a first chunk arrives."""
         trace = trace or Trace(new_trace_id())
         plan = self.plan(request, trace)

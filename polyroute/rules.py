@@ -69,7 +69,7 @@ def compile_rule(raw: Any, where: str = "when") -> Predicate:
         return _compile_compare(raw, where)
     if len(raw) != 1:
         raise ConfigError(f"{where}: expected exactly one of all/any/not, got {sorted(raw)}")
-    (key, value), = raw.items()
+    ((key, value),) = raw.items()
     if key == "not":
         inner = compile_rule(value, f"{where}.not")
         return lambda s: not inner(s)

@@ -1,4 +1,4 @@
-"""Token-count estimates used by the token signal and cost estimates (no tokenizer on the hot path)."""
+"""Token-count estimates for the token signal and cost estimates (no tokenizer on the hot path)."""
 
 from __future__ import annotations
 

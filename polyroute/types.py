@@ -179,8 +179,9 @@ class Selector(Protocol):
     plug in here through an adapter (``polyroute.routers.learned_selector``).
     """
 
-    def order(self, candidates: Sequence[Backend], request: Request, trace: Trace) -> list[Backend]:
-        ...
+    def order(
+        self, candidates: Sequence[Backend], request: Request, trace: Trace
+    ) -> list[Backend]: ...
 
 
 class UpstreamStream(Protocol):

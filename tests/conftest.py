@@ -4,9 +4,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fakes import FakeUpstream, running
 from starlette.testclient import TestClient
 
-from fakes import FakeUpstream, running
 from polyroute import Engine, parse_config
 from polyroute.server import create_app
 
@@ -16,8 +16,12 @@ def gateway_config(small: str, large: str, **server: Any) -> dict[str, Any]:
         "models": {
             "small": {"base_url": small, "input_price_per_mtok": 0.1, "output_price_per_mtok": 0.1},
             "large": {
-                "base_url": large, "model": "my-large-model", "api_key": "sk-secret-large-key",
-                "timeout_s": 2, "input_price_per_mtok": 3.0, "output_price_per_mtok": 15.0,
+                "base_url": large,
+                "model": "my-large-model",
+                "api_key": "sk-secret-large-key",
+                "timeout_s": 2,
+                "input_price_per_mtok": 3.0,
+                "output_price_per_mtok": 15.0,
             },
         },
         "signals": {"math": {"type": "keyword", "any": ["prove", "integral", "theorem"]}},

@@ -54,9 +54,11 @@ class FakeUpstream:
             await asyncio.sleep(b.delay_s)
         if b.mode == "status":
             headers = {"Retry-After": b.retry_after} if b.retry_after else {}
-            return web.json_response({"error": {"message": "boom"}}, status=b.status, headers=headers)
+            return web.json_response(
+                {"error": {"message": "boom"}}, status=b.status, headers=headers
+            )
         if b.mode == "hang":
-            await asyncio.sleep(3600)
+            await asyncio.sleep(30)
         if b.mode == "malformed":
             return web.Response(text="{not json", content_type="application/json")
         completion = request.path.endswith("/completions") and "chat" not in request.path
@@ -64,22 +66,42 @@ class FakeUpstream:
             return await self._stream(request, body, b)
         if completion:
             return web.json_response(
-                {"id": "cmpl-1", "object": "text_completion", "model": body["model"],
-                 "choices": [{"index": 0, "text": b.text, "finish_reason": "stop"}]}
+                {
+                    "id": "cmpl-1",
+                    "object": "text_completion",
+                    "model": body["model"],
+                    "choices": [{"index": 0, "text": b.text, "finish_reason": "stop"}],
+                }
             )
         return web.json_response(
-            {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
-             "choices": [{"index": 0, "message": {"role": "assistant", "content": f"{b.text} ({self.name})"},
-                          "finish_reason": "stop"}],
-             "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 1,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"{b.text} ({self.name})"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+            }
         )
 
-    async def _stream(self, request: web.Request, body: dict[str, Any], b: Behaviour) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], b: Behaviour
+    ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         for i in range(b.chunks):
-            chunk = {"id": "c", "object": "chat.completion.chunk", "model": body["model"],
-                     "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}]}
+            chunk = {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "model": body["model"],
+                "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}],
+            }
             await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
             if b.mode == "cut_stream" and i == 1:
                 request.transport.close()  # type: ignore[union-attr]
@@ -100,7 +122,7 @@ def running(*upstreams: FakeUpstream) -> Iterator[tuple[FakeUpstream, ...]]:
             app = web.Application()
             app.router.add_post("/v1/chat/completions", up._handle)
             app.router.add_post("/v1/completions", up._handle)
-            runner = web.AppRunner(app, handle_signals=False)
+            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.2)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
@@ -119,6 +141,7 @@ def running(*upstreams: FakeUpstream) -> Iterator[tuple[FakeUpstream, ...]]:
     try:
         yield upstreams
     finally:
+
         async def stop() -> None:
             for r in runners:
                 await r.cleanup()

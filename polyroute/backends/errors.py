@@ -18,7 +18,9 @@ def transport_error(exc: BaseException, what: str) -> UpstreamError:
     if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return UpstreamTimeout(f"{what}: timed out")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamUnavailable(f"{what}: connection failed ({exc.os_error.strerror or 'refused'})")
+        return UpstreamUnavailable(
+            f"{what}: connection failed ({exc.os_error.strerror or 'refused'})"
+        )
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
         return UpstreamError(f"{what}: connection closed before the response was complete")
     return UpstreamError(f"{what}: {type(exc).__name__}")

@@ -66,14 +66,14 @@ class Dispatcher:
 
     def backoff_s(self, retry: int, retry_after_s: float | None) -> float:
         s = self.server
-        delay = min(s.backoff_max_s, s.backoff_base_s * (2**retry)) * (0.5 + self._rng() / 2)
+        delay: float = min(s.backoff_max_s, s.backoff_base_s * 2.0**retry) * (0.5 + self._rng() / 2)
         return max(delay, retry_after_s or 0.0)
 
     async def complete(self, candidates: Sequence[Backend], request: Request, trace: Trace) -> JSON:
         async def call(b: Backend, timeout_s: float) -> JSON:
             return await b.provider.complete(request, b.upstream_model, timeout_s)
 
-        backend, result = await self._run(candidates, trace, call)
+        _, result = await self._run(candidates, trace, call)
         return result
 
     async def open_stream(
@@ -81,7 +81,9 @@ class Dispatcher:
     ) -> tuple[Backend, JSON, AsyncIterator[JSON]]:
         """Open a stream and read its first chunk (failover happens up to here)."""
 
-        async def call(b: Backend, timeout_s: float) -> tuple[UpstreamStream, AsyncIterator[JSON], JSON]:
+        async def call(
+            b: Backend, timeout_s: float
+        ) -> tuple[UpstreamStream, AsyncIterator[JSON], JSON]:
             stream = await b.provider.open_stream(
                 request, b.upstream_model, timeout_s, self.server.stream_idle_timeout_s
             )
@@ -113,7 +115,9 @@ class Dispatcher:
             b.stats.failures += 1
             trace.outcome = "stream_cut"
             trace.attempts.append(
-                Attempt(b.name, "stream_cut", (time.perf_counter() - started) * 1000, detail=exc.message)
+                Attempt(
+                    b.name, "stream_cut", (time.perf_counter() - started) * 1000, detail=exc.message
+                )
             )
             raise
         else:
@@ -149,7 +153,9 @@ class Dispatcher:
                     b.stats.in_flight -= 1
                     ms = (time.perf_counter() - started) * 1000
                     status = exc.upstream_status if isinstance(exc, UpstreamStatus) else None
-                    trace.attempts.append(Attempt(b.name, outcome_of(exc), ms, status, retry, exc.message))
+                    trace.attempts.append(
+                        Attempt(b.name, outcome_of(exc), ms, status, retry, exc.message)
+                    )
                     if status in CLIENT_FAULTS:
                         b.breaker.record_success()  # the upstream is healthy; the request is not
                         trace.outcome = "rejected_by_upstream"
@@ -179,14 +185,20 @@ class Dispatcher:
     def _retry_same(self, b: Backend, exc: UpstreamError, retry: int, deadline: float) -> bool:
         if retry >= self.server.retries or not b.breaker.acquire():
             return False
-        if isinstance(exc, UpstreamStatus) and exc.upstream_status < 500 and exc.upstream_status != 429:
+        if (
+            isinstance(exc, UpstreamStatus)
+            and exc.upstream_status < 500
+            and exc.upstream_status != 429
+        ):
             return False
         wait = _retry_after(exc)
         if wait is not None and wait > self.server.retry_after_max_s:
             return False
         return time.monotonic() + self.backoff_s(retry, wait) < deadline
 
-    def _final(self, errors: list[UpstreamError], trace: Trace, deadline_hit: bool) -> UpstreamError:
+    def _final(
+        self, errors: list[UpstreamError], trace: Trace, deadline_hit: bool
+    ) -> UpstreamError:
         tried = "; ".join(e.message for e in errors[-5:]) or "no candidate"
         if deadline_hit or (errors and all(isinstance(e, UpstreamTimeout) for e in errors)):
             trace.outcome = "timeout"

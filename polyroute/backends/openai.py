@@ -61,7 +61,9 @@ class HttpProvider:
             raise UpstreamError(f"{what}: response is not a JSON object")
         return data
 
-    async def _open_sse(self, path: str, payload: bytes, timeout_s: float) -> aiohttp.ClientResponse:
+    async def _open_sse(
+        self, path: str, payload: bytes, timeout_s: float
+    ) -> aiohttp.ClientResponse:
         what = f"POST {self.base_url}{path} (stream)"
         try:
             async with asyncio.timeout(timeout_s):

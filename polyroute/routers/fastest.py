@@ -27,7 +27,8 @@ class FastestSelector:
         up = [b for b in candidates if b.available()]
         ranked = sorted(candidates, key=_latency)
         trace.estimates = [
-            Estimate(b.name, b.estimate_cost(request), latency_ms=b.stats.latency_ms) for b in ranked
+            Estimate(b.name, b.estimate_cost(request), latency_ms=b.stats.latency_ms)
+            for b in ranked
         ]
         if len(up) >= 2:
             a, b = self._rng.sample(up, 2)

@@ -9,7 +9,7 @@ from polyroute.types import Request, Trace
 
 
 def healthy_first(candidates: Sequence[Backend]) -> list[Backend]:
-    """Stable partition: available backends first, open circuits last (still tried as a last resort)."""
+    """Available backends first, open circuits last (still tried as a last resort)."""
     up = [b for b in candidates if b.available()]
     if len(up) == len(candidates):
         return list(candidates)

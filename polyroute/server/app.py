@@ -139,11 +139,19 @@ class Gateway:
 async def _http_error(http: HttpRequest, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     if status == 404:
-        body = error_body(f"no route for {http.method} {http.url.path}", "invalid_request_error", "not_found")
+        body = error_body(
+            f"no route for {http.method} {http.url.path}", "invalid_request_error", "not_found"
+        )
     elif status == 405:
-        body = error_body(f"method {http.method} not allowed on {http.url.path}", "invalid_request_error", "method_not_allowed")
+        body = error_body(
+            f"method {http.method} not allowed on {http.url.path}",
+            "invalid_request_error",
+            "method_not_allowed",
+        )
     else:
-        return error_response(exc if status == 500 else InvalidRequest(str(getattr(exc, "detail", exc))))
+        return error_response(
+            exc if status == 500 else InvalidRequest(str(getattr(exc, "detail", exc)))
+        )
     return Response(body, status_code=status, media_type=JSON_TYPE)
 
 

@@ -24,7 +24,9 @@ def parse_body(raw: bytes, limit: int) -> JSON:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON ({exc.msg} at position {exc.pos})") from None
+        raise InvalidRequest(
+            f"request body is not valid JSON ({exc.msg} at position {exc.pos})"
+        ) from None
     if not isinstance(body, dict):
         raise InvalidRequest(f"request body must be a JSON object, got {type(body).__name__}")
     return body
@@ -38,7 +40,8 @@ def _check_message(i: int, m: Any) -> None:
     content = m.get("content")
     if content is not None and not isinstance(content, str | list):
         raise ParamError(
-            f"messages[{i}].content must be a string, a list of parts or null", f"messages[{i}].content"
+            f"messages[{i}].content must be a string, a list of parts or null",
+            f"messages[{i}].content",
         )
 
 

@@ -54,7 +54,9 @@ class KeywordSignal(BaseSignal):
         )
         self._all = tuple(re.compile(_word_pattern(w), flags) for w in opts.all)
         patterns = [opts.regex] if isinstance(opts.regex, str) else opts.regex
-        self._regex = re.compile("|".join(f"(?:{p})" for p in patterns), flags) if patterns else None
+        self._regex = (
+            re.compile("|".join(f"(?:{p})" for p in patterns), flags) if patterns else None
+        )
         self._field = opts.field
 
     def compute(self, request: Request) -> SignalValue:
