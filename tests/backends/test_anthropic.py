@@ -1,0 +1,650 @@
+"""The Anthropic provider: pure translation both ways, and the wire against a fake Messages API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from polyroute.backends.anthropic import AnthropicProvider, StreamTranslator
+from polyroute.backends.anthropic_translate import from_anthropic, to_anthropic
+from polyroute.errors import InvalidRequest, UpstreamError, UpstreamStatus, UpstreamTimeout
+from polyroute.types import JSON, Request
+
+# --------------------------------------------------------------------------- request translation
+
+
+def chat(messages: list[JSON], **fields: Any) -> Request:
+    return Request({"model": "auto", "messages": messages, **fields})
+
+
+def test_system_messages_become_the_system_field_and_users_become_text_blocks() -> None:
+    body = to_anthropic(
+        chat(
+            [
+                {"role": "system", "content": "Be brief."},
+                {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
+                {"role": "user", "content": "Hi"},
+            ]
+        ),
+        "claude-x",
+        stream=False,
+    )
+    assert body["model"] == "claude-x"
+    assert body["system"] == "Be brief.\n\nAnswer in French."
+    assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
+    assert "stream" not in body
+
+
+def test_no_system_messages_means_no_system_field() -> None:
+    body = to_anthropic(chat([{"role": "user", "content": "Hi"}]), "m", stream=True)
+    assert "system" not in body
+    assert body["stream"] is True
+
+
+def test_max_tokens_defaults_to_1024_and_prefers_max_completion_tokens() -> None:
+    msgs = [{"role": "user", "content": "Hi"}]
+    assert to_anthropic(chat(msgs), "m", stream=False)["max_tokens"] == 1024
+    assert to_anthropic(chat(msgs, max_tokens=50), "m", stream=False)["max_tokens"] == 50
+    both = chat(msgs, max_tokens=50, max_completion_tokens=70)
+    assert to_anthropic(both, "m", stream=False)["max_tokens"] == 70
+
+
+def test_sampling_stop_and_user_fields_are_translated_and_the_rest_dropped() -> None:
+    request = chat(
+        [{"role": "user", "content": "Hi"}],
+        temperature=0.3,
+        top_p=0.9,
+        stop="END",
+        user="alice",
+        presence_penalty=1.0,
+        n=1,
+    )
+    body = to_anthropic(request, "m", stream=False)
+    assert body["temperature"] == 0.3
+    assert body["top_p"] == 0.9
+    assert body["stop_sequences"] == ["END"]
+    assert body["metadata"] == {"user_id": "alice"}
+    assert "presence_penalty" not in body and "n" not in body and "stop" not in body
+    listed = chat([{"role": "user", "content": "Hi"}], stop=["a", "b"])
+    assert to_anthropic(listed, "m", stream=False)["stop_sequences"] == ["a", "b"]
+
+
+def test_tool_calls_and_tool_results_become_tool_use_and_merged_tool_result_blocks() -> None:
+    body = to_anthropic(
+        chat(
+            [
+                {"role": "user", "content": "Weather in Paris and Rome?"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "weather", "arguments": '{"city": "Paris"}'},
+                        },
+                        {
+                            "id": "call_2",
+                            "type": "function",
+                            "function": {"name": "weather", "arguments": '{"city": "Rome"}'},
+                        },
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+                {"role": "tool", "tool_call_id": "call_2", "content": "24C"},
+                {"role": "user", "content": "Thanks!"},
+            ]
+        ),
+        "m",
+        stream=False,
+    )
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+    assert body["messages"][1]["content"] == [
+        {"type": "tool_use", "id": "call_1", "name": "weather", "input": {"city": "Paris"}},
+        {"type": "tool_use", "id": "call_2", "name": "weather", "input": {"city": "Rome"}},
+    ]
+    assert body["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "call_1", "content": "18C"},
+        {"type": "tool_result", "tool_use_id": "call_2", "content": "24C"},
+        {"type": "text", "text": "Thanks!"},
+    ]
+
+
+def test_assistant_text_is_kept_before_its_tool_use() -> None:
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": ""}}
+    msgs = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "Let me check.", "tool_calls": [call]},
+    ]
+    content = to_anthropic(chat(msgs), "m", stream=False)["messages"][1]["content"]
+    assert content == [
+        {"type": "text", "text": "Let me check."},
+        {"type": "tool_use", "id": "c", "name": "f", "input": {}},
+    ]
+
+
+def test_tool_call_arguments_that_are_not_a_json_object_are_refused() -> None:
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{oops"}}
+    msgs = [{"role": "user", "content": "go"}, {"role": "assistant", "tool_calls": [call]}]
+    with pytest.raises(InvalidRequest, match="arguments"):
+        to_anthropic(chat(msgs), "m", stream=False)
+
+
+def test_images_data_urls_become_base64_and_http_urls_become_url_sources() -> None:
+    parts = [
+        {"type": "text", "text": "Compare"},
+        {
+            "type": "image_url",
+            "image_url": {"url": "data:image/png;base64,iVBORw0K", "detail": "low"},
+        },
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+    ]
+    content = to_anthropic(chat([{"role": "user", "content": parts}]), "m", stream=False)[
+        "messages"
+    ][0]["content"]
+    assert content == [
+        {"type": "text", "text": "Compare"},
+        {
+            "type": "image",
+            "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"},
+        },
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+    ]
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "image_url", "image_url": {"url": "data:image/png,notbase64"}},
+        {"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}},
+    ],
+)
+def test_unsupported_content_parts_are_refused(part: JSON) -> None:
+    with pytest.raises(InvalidRequest):
+        to_anthropic(chat([{"role": "user", "content": [part]}]), "m", stream=False)
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "description": "Current weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+def test_function_tools_become_anthropic_tools_with_input_schema() -> None:
+    bare = {"type": "function", "function": {"name": "now"}}
+    body = to_anthropic(
+        chat([{"role": "user", "content": "hi"}], tools=[WEATHER_TOOL, bare]), "m", stream=False
+    )
+    assert body["tools"] == [
+        {
+            "name": "weather",
+            "description": "Current weather",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+        {"name": "now", "input_schema": {"type": "object", "properties": {}}},
+    ]
+    assert "tool_choice" not in body
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        ("auto", {"type": "auto"}),
+        ("none", {"type": "none"}),
+        ("required", {"type": "any"}),
+        (
+            {"type": "function", "function": {"name": "weather"}},
+            {"type": "tool", "name": "weather"},
+        ),
+    ],
+)
+def test_tool_choice_is_translated(choice: Any, expected: JSON) -> None:
+    request = chat([{"role": "user", "content": "hi"}], tools=[WEATHER_TOOL], tool_choice=choice)
+    assert to_anthropic(request, "m", stream=False)["tool_choice"] == expected
+
+
+def test_parallel_tool_calls_false_disables_parallel_tool_use() -> None:
+    request = chat(
+        [{"role": "user", "content": "hi"}], tools=[WEATHER_TOOL], parallel_tool_calls=False
+    )
+    choice = to_anthropic(request, "m", stream=False)["tool_choice"]
+    assert choice == {"type": "auto", "disable_parallel_tool_use": True}
+
+
+def test_non_function_tools_are_refused() -> None:
+    request = chat([{"role": "user", "content": "hi"}], tools=[{"type": "web_search"}])
+    with pytest.raises(InvalidRequest, match="function"):
+        to_anthropic(request, "m", stream=False)
+
+
+def test_a_text_completion_prompt_is_sent_as_one_user_message() -> None:
+    request = Request({"model": "auto", "prompt": ["Once upon"], "max_tokens": 5}, "completions")
+    body = to_anthropic(request, "m", stream=False)
+    assert body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Once upon"}]}
+    ]
+    assert body["max_tokens"] == 5
+    batched = Request({"model": "auto", "prompt": ["a", "b"]}, "completions")
+    with pytest.raises(InvalidRequest, match="prompt"):
+        to_anthropic(batched, "m", stream=False)
+
+
+# --------------------------------------------------------------------------- response translation
+
+
+def message(content: list[JSON], stop_reason: str = "end_turn", **usage: int) -> JSON:
+    return {
+        "id": "msg_01",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-test",
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 5, **usage},
+    }
+
+
+def test_a_text_message_becomes_a_chat_completion() -> None:
+    out = from_anthropic(
+        message([{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}]),
+        "chat",
+        "claude-test",
+    )
+    assert out["object"] == "chat.completion"
+    assert out["id"] == "msg_01"
+    assert out["model"] == "claude-test"
+    assert isinstance(out["created"], int)
+    assert out["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Hello there"},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ]
+    assert out["usage"]["prompt_tokens"] == 10
+    assert out["usage"]["completion_tokens"] == 5
+    assert out["usage"]["total_tokens"] == 15
+
+
+def test_tool_use_becomes_tool_calls_with_json_string_arguments() -> None:
+    data = message(
+        [{"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}}],
+        stop_reason="tool_use",
+    )
+    choice = from_anthropic(data, "chat", "m")["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["content"] is None
+    [call] = choice["message"]["tool_calls"]
+    assert call["id"] == "toolu_1" and call["type"] == "function"
+    assert call["function"]["name"] == "weather"
+    assert isinstance(call["function"]["arguments"], str)
+    assert orjson.loads(call["function"]["arguments"]) == {"city": "Paris"}
+
+
+@pytest.mark.parametrize(
+    ("stop_reason", "finish"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+    ],
+)
+def test_stop_reasons_map_to_finish_reasons(stop_reason: str, finish: str) -> None:
+    data = message([{"type": "text", "text": "x"}], stop_reason=stop_reason)
+    assert from_anthropic(data, "chat", "m")["choices"][0]["finish_reason"] == finish
+
+
+def test_prompt_tokens_include_cache_reads_and_writes() -> None:
+    data = message(
+        [{"type": "text", "text": "x"}], cache_read_input_tokens=100, cache_creation_input_tokens=20
+    )
+    usage = from_anthropic(data, "chat", "m")["usage"]
+    assert usage["prompt_tokens"] == 130
+    assert usage["total_tokens"] == 135
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 100}
+
+
+def test_a_message_for_a_completions_request_becomes_a_text_completion() -> None:
+    out = from_anthropic(
+        message([{"type": "text", "text": "a time"}], "max_tokens"), "completions", "m"
+    )
+    assert out["object"] == "text_completion"
+    assert out["choices"] == [
+        {"index": 0, "text": "a time", "logprobs": None, "finish_reason": "length"}
+    ]
+
+
+def test_a_response_that_is_not_a_message_is_an_upstream_error() -> None:
+    with pytest.raises(UpstreamError):
+        from_anthropic({"type": "error", "error": {"type": "x"}}, "chat", "m")
+
+
+def test_the_finish_chunk_is_held_back_until_message_stop() -> None:
+    t = StreamTranslator("chat", "m")
+    assert t.feed({"type": "message_start", "message": {"id": "msg_1", "model": "m"}})
+    assert t.feed({"type": "message_delta", "delta": {"stop_reason": "end_turn"}}) == []
+    assert not t.done
+    [final] = t.feed({"type": "message_stop"})
+    assert t.done
+    assert final["id"] == "msg_1"
+    assert final["choices"][0]["finish_reason"] == "stop"
+
+
+def test_an_error_event_raises() -> None:
+    t = StreamTranslator("chat", "m")
+    event = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    with pytest.raises(UpstreamError, match="overloaded_error"):
+        t.feed(event)
+
+
+# --------------------------------------------------------------------------- fake Anthropic server
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class FakeAnthropic:
+    """Records every request and answers with ``reply`` (a plain text message by default)."""
+
+    url: str = ""
+    seen: list[tuple[str, dict[str, str], JSON]] = field(default_factory=list)
+    reply: Handler | None = None
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.seen.append((request.path, dict(request.headers), body))
+        if self.reply is not None:
+            return await self.reply(request)
+        return web.json_response(message([{"type": "text", "text": "Bonjour"}]))
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeAnthropic]:
+    server = FakeAnthropic()
+    app = web.Application()
+    app.router.add_post("/v1/messages", server.handle)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    server.url = f"http://127.0.0.1:{port}"
+    yield server
+    server.release.set()
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def provider(fake: FakeAnthropic) -> AsyncIterator[AnthropicProvider]:
+    p = AnthropicProvider(fake.url, api_key="sk-ant-test")
+    yield p
+    await p.aclose()
+
+
+def sse(events: list[JSON], complete: bool = True) -> Handler:
+    """A handler that streams ``events`` (plus ``message_stop`` when complete) as Anthropic SSE."""
+
+    async def reply(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        tail = [{"type": "message_stop"}] if complete else []
+        for event in events + tail:
+            await resp.write(f"event: {event['type']}\n".encode())
+            await resp.write(b"data: " + orjson.dumps(event) + b"\n\n")
+        await resp.write_eof()
+        return resp
+
+    return reply
+
+
+START = {
+    "type": "message_start",
+    "message": {
+        "id": "msg_s",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-test",
+        "content": [],
+        "stop_reason": None,
+        "usage": {"input_tokens": 12, "output_tokens": 1},
+    },
+}
+
+
+def block_start(index: int, block: JSON) -> JSON:
+    return {"type": "content_block_start", "index": index, "content_block": block}
+
+
+def block_delta(index: int, delta: JSON) -> JSON:
+    return {"type": "content_block_delta", "index": index, "delta": delta}
+
+
+TEXT_EVENTS: list[JSON] = [
+    START,
+    block_start(0, {"type": "text", "text": ""}),
+    {"type": "ping"},
+    block_delta(0, {"type": "text_delta", "text": "Bon"}),
+    block_delta(0, {"type": "text_delta", "text": "jour"}),
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}},
+]
+
+
+async def collect(stream: Any) -> list[JSON]:
+    return [chunk async for chunk in stream]
+
+
+async def test_complete_sends_the_key_as_x_api_key_and_translates_both_ways(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    request = chat([{"role": "system", "content": "Sys"}, {"role": "user", "content": "Hi"}])
+    out = await provider.complete(request, "claude-test", timeout_s=5)
+    assert out["object"] == "chat.completion"
+    assert out["choices"][0]["message"]["content"] == "Bonjour"
+    [(path, headers, body)] = fake.seen
+    assert path == "/v1/messages"
+    assert headers["x-api-key"] == "sk-ant-test"
+    assert headers["anthropic-version"] == "2023-06-01"
+    assert "Authorization" not in headers
+    assert body["model"] == "claude-test"
+    assert body["system"] == "Sys"
+    assert body["max_tokens"] == 1024
+    assert "stream" not in body
+
+
+async def test_a_base_url_ending_in_v1_is_not_doubled(fake: FakeAnthropic) -> None:
+    p = AnthropicProvider(fake.url + "/v1/", anthropic_version="2024-01-01")
+    try:
+        await p.complete(chat([{"role": "user", "content": "Hi"}]), "m", timeout_s=5)
+    finally:
+        await p.aclose()
+    [(path, headers, _)] = fake.seen
+    assert path == "/v1/messages"
+    assert headers["anthropic-version"] == "2024-01-01"
+    assert "x-api-key" not in headers
+
+
+async def test_complete_for_the_completions_endpoint_returns_a_text_completion(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    request = Request({"model": "auto", "prompt": "Say hi"}, "completions")
+    out = await provider.complete(request, "m", timeout_s=5)
+    assert out["object"] == "text_completion"
+    assert out["choices"][0]["text"] == "Bonjour"
+    assert fake.seen[0][2]["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Say hi"}]}
+    ]
+
+
+async def test_streaming_text_becomes_chat_completion_chunks(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    fake.reply = sse(TEXT_EVENTS)
+    request = chat(
+        [{"role": "user", "content": "Hi"}], stream=True, stream_options={"include_usage": True}
+    )
+    stream = await provider.open_stream(request, "m", timeout_s=5, idle_timeout_s=5)
+    chunks = await collect(stream)
+    assert fake.seen[0][2]["stream"] is True
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert {c["id"] for c in chunks} == {"msg_s"}
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    with_choices = [c for c in chunks if c["choices"]]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in with_choices)
+    assert text == "Bonjour"
+    assert with_choices[-1]["choices"][0]["finish_reason"] == "stop"
+    assert all(c["choices"][0]["finish_reason"] is None for c in with_choices[:-1])
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["prompt_tokens"] == 12
+    assert chunks[-1]["usage"]["completion_tokens"] == 3
+
+
+async def test_streaming_tool_use_becomes_tool_call_deltas(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    tool_start = {"type": "tool_use", "id": "toolu_9", "name": "weather", "input": {}}
+    fake.reply = sse(
+        [
+            START,
+            block_start(0, {"type": "text", "text": ""}),
+            block_delta(0, {"type": "text_delta", "text": "Ok"}),
+            {"type": "content_block_stop", "index": 0},
+            block_start(1, tool_start),
+            block_delta(1, {"type": "input_json_delta", "partial_json": ""}),
+            block_delta(1, {"type": "input_json_delta", "partial_json": '{"city": "Pa'}),
+            block_delta(1, {"type": "input_json_delta", "partial_json": 'ris"}'}),
+            {"type": "content_block_stop", "index": 1},
+            {"type": "message_delta", "delta": {"stop_reason": "tool_use"}},
+        ]
+    )
+    request = chat([{"role": "user", "content": "Weather?"}], tools=[WEATHER_TOOL], stream=True)
+    stream = await provider.open_stream(request, "m", timeout_s=5, idle_timeout_s=5)
+    chunks = await collect(stream)
+    assert fake.seen[0][2]["tools"][0]["name"] == "weather"
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    calls = [tc for d in deltas for tc in d.get("tool_calls", [])]
+    assert calls[0] == {
+        "index": 0,
+        "id": "toolu_9",
+        "type": "function",
+        "function": {"name": "weather", "arguments": ""},
+    }
+    assert {tc["index"] for tc in calls} == {0}
+    arguments = "".join(tc["function"]["arguments"] for tc in calls)
+    assert orjson.loads(arguments) == {"city": "Paris"}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    assert "usage" not in chunks[-1]  # not asked for with stream_options
+
+
+async def test_streaming_a_completions_request_yields_text_completion_chunks(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    fake.reply = sse(TEXT_EVENTS)
+    request = Request({"model": "auto", "prompt": "Hi", "stream": True}, "completions")
+    chunks = await collect(await provider.open_stream(request, "m", timeout_s=5, idle_timeout_s=5))
+    assert {c["object"] for c in chunks} == {"text_completion"}
+    assert "".join(c["choices"][0]["text"] for c in chunks) == "Bonjour"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_a_stream_cut_before_message_stop_raises_and_never_finishes(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    fake.reply = sse(TEXT_EVENTS, complete=False)  # even message_delta arrived
+    stream = await provider.open_stream(
+        chat([{"role": "user", "content": "Hi"}]), "m", timeout_s=5, idle_timeout_s=5
+    )
+    received: list[JSON] = []
+    with pytest.raises(UpstreamError, match="message_stop"):
+        async for chunk in stream:
+            received.append(chunk)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in received) == "Bonjour"
+    assert all(c["choices"][0]["finish_reason"] is None for c in received)
+
+
+async def test_an_error_event_mid_stream_raises(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    fake.reply = sse([*TEXT_EVENTS[:4], error])
+    stream = await provider.open_stream(
+        chat([{"role": "user", "content": "Hi"}]), "m", timeout_s=5, idle_timeout_s=5
+    )
+    with pytest.raises(UpstreamError, match="Overloaded"):
+        await collect(stream)
+
+
+async def test_a_silent_stream_hits_the_idle_timeout(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    async def stall(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"event: message_start\ndata: " + orjson.dumps(START) + b"\n\n")
+        await fake.release.wait()
+        return resp
+
+    fake.reply = stall
+    stream = await provider.open_stream(
+        chat([{"role": "user", "content": "Hi"}]), "m", timeout_s=5, idle_timeout_s=0.2
+    )
+    with pytest.raises(UpstreamTimeout):
+        await collect(stream)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_429_with_retry_after_is_an_upstream_status_with_retry_after(
+    fake: FakeAnthropic, provider: AnthropicProvider, streaming: bool
+) -> None:
+    async def busy(request: web.Request) -> web.StreamResponse:
+        body = {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
+        return web.json_response(body, status=429, headers={"retry-after": "7"})
+
+    fake.reply = busy
+    request = chat([{"role": "user", "content": "Hi"}], stream=streaming)
+    with pytest.raises(UpstreamStatus) as info:
+        if streaming:
+            await provider.open_stream(request, "m", timeout_s=5, idle_timeout_s=5)
+        else:
+            await provider.complete(request, "m", timeout_s=5)
+    assert info.value.upstream_status == 429
+    assert info.value.retry_after_s == 7.0
+    assert b"rate_limit_error" in info.value.body
+
+
+async def test_a_400_is_passed_through_as_the_clients_fault(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    async def reject(request: web.Request) -> web.StreamResponse:
+        body = {"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}}
+        return web.json_response(body, status=400)
+
+    fake.reply = reject
+    with pytest.raises(UpstreamStatus) as info:
+        await provider.complete(chat([{"role": "user", "content": "Hi"}]), "m", timeout_s=5)
+    assert info.value.status == 400
+    assert info.value.retry_after_s is None
+
+
+async def test_untranslatable_requests_fail_before_any_network_call(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    request = chat([{"role": "user", "content": "Hi"}], tools=[{"type": "web_search"}])
+    with pytest.raises(InvalidRequest):
+        await provider.complete(request, "m", timeout_s=5)
+    assert fake.seen == []
