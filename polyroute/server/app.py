@@ -87,12 +87,12 @@ class Gateway:
             answer, _ = await self.engine.complete(request, trace)
         except PolyrouteError as exc:
             headers = _headers(trace, started)
-            log_request(trace, exc.status, endpoint, stream)
+            log_request(trace, exc.status, endpoint, stream, started)
             if exc.status >= 500:
                 exc.message = f"{exc.message} (trace {trace.trace_id})"
             return error_response(exc, headers)
         headers = _headers(trace, started)
-        log_request(trace, 200, endpoint, False)
+        log_request(trace, 200, endpoint, False, started)
         return Response(orjson.dumps(answer), media_type=JSON_TYPE, headers=headers)
 
     async def _stream(
@@ -103,7 +103,7 @@ class Gateway:
         headers["cache-control"] = "no-cache"
 
         def on_end(status: int) -> None:
-            log_request(trace, status, endpoint, True)
+            log_request(trace, status, endpoint, True, started)
 
         return StreamingResponse(
             relay(start, trace, on_end), media_type="text/event-stream", headers=headers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 import orjson
@@ -29,8 +30,11 @@ class SecretRedactor(logging.Filter):
         return True
 
 
-def log_request(trace: Trace, status: int, endpoint: str, stream: bool) -> None:
+def log_request(trace: Trace, status: int, endpoint: str, stream: bool, started: float) -> None:
+    """One JSON line: status, total latency and the whole trace (``started`` is perf_counter)."""
     if access.isEnabledFor(logging.INFO):
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
         line = {"event": "request", "endpoint": endpoint, "stream": stream, "status": status}
+        line["latency_ms"] = latency_ms
         line.update(trace.as_dict())
         access.info(orjson.dumps(line, default=str).decode())
