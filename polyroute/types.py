@@ -141,7 +141,9 @@ class Trace:
             "estimates": [
                 {k: v for k, v in vars_slots(e).items() if v is not None} for e in self.estimates
             ],
-            "attempts": [vars_slots(a) for a in self.attempts],
+            "attempts": [
+                {**vars_slots(a), "latency_ms": round(a.latency_ms, 3)} for a in self.attempts
+            ],
             "model": self.model,
             "outcome": self.outcome,
             "estimated_cost_usd": self.estimated_cost_usd,

@@ -86,6 +86,8 @@ class Gateway:
                 return await self._stream(request, trace, started, endpoint)
             answer, _ = await self.engine.complete(request, trace)
         except PolyrouteError as exc:
+            if trace.outcome == "pending":
+                trace.outcome = f"refused:{exc.code}"
             headers = _headers(trace, started)
             log_request(trace, exc.status, endpoint, stream, started)
             if exc.status >= 500:
