@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import gateway_config
-from fakes import FakeUpstream
+from fakes import FakeUpstream, gateway_config
 
 from polyroute import Engine, Request, parse_config
 from polyroute.errors import Blocked, RoutingError
