@@ -18,10 +18,20 @@ from polyroute.plugins import PLUGINS
 from polyroute.routers import SELECTORS
 from polyroute.rules import compile_rule, signals_used
 from polyroute.signals import SIGNALS, BaseSignal
-from polyroute.types import Decision, Selector
+from polyroute.store import STORES
+from polyroute.types import Decision, Selector, Store
 
 if TYPE_CHECKING:
     from polyroute.config import Config, DecisionConfig
+
+
+def build_store(config: Config) -> Store:
+    options = dict(config.store)
+    cls = STORES.get(str(options.pop("type", "memory")), f"{config.source}: store.type")
+    try:
+        return cls(**options)  # type: ignore[no-any-return]
+    except TypeError as exc:
+        raise ConfigError(f"{config.source}: store: invalid options ({exc})") from None
 
 
 def build_signals(config: Config) -> dict[str, BaseSignal]:
@@ -152,6 +162,7 @@ def build_decisions(
 def check_config(config: Config) -> None:
     """Cross-reference checks, run by ``load_config``: no network, no artifacts loaded."""
     build_signals(config)
+    STORES.get(str(config.store.get("type", "memory")), f"{config.source}: store.type")
     backends = build_backends(config)
     build_decisions(config, config.decisions, backends, "decisions", with_selectors=False)
     for name, profile in config.profiles.items():

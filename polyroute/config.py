@@ -78,6 +78,7 @@ class Config(_Frozen):
     decisions: list[DecisionConfig] = Field(default_factory=list)
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    store: dict[str, Any] = Field(default_factory=lambda: {"type": "memory"})
     source: str = "<config>"
     base_dir: str = "."
     warnings: tuple[str, ...] = ()

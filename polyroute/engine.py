@@ -18,7 +18,7 @@ from typing import Any
 
 from polyroute.backends.backend import Backend
 from polyroute.backends.failover import Dispatcher
-from polyroute.build import build_backends, build_decisions, build_signals
+from polyroute.build import build_backends, build_decisions, build_signals, build_store
 from polyroute.config import Config, DecisionConfig, load_config
 from polyroute.errors import ModelNotFound, RoutingError
 from polyroute.routers.static import StaticSelector
@@ -67,6 +67,7 @@ class Engine:
             for name, b in self.backends.items()
         }
         self.dispatcher = Dispatcher(config.server)
+        self.store = build_store(config)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Engine:
@@ -80,6 +81,7 @@ class Engine:
     async def aclose(self) -> None:
         for backend in self.backends.values():
             await backend.provider.aclose()
+        await self.store.aclose()
 
     # ------------------------------------------------------------------ routing
 

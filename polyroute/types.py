@@ -232,6 +232,8 @@ class Store(Protocol):
 
     async def incr(self, key: str, amount: float = 1.0) -> float: ...
 
+    async def aclose(self) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:

@@ -1,0 +1,18 @@
+"""Stores: shared state behind one interface (``polyroute.types.Store``), one registry.
+
+``memory`` (default: one process, zero setup) and ``redis`` (several gateway
+replicas behind a load balancer).  Later features (cache, bandit statistics,
+budgets, rate limits) keep their state here.
+"""
+
+from polyroute.registry import Registry
+
+STORES: Registry[type] = Registry(
+    "store",
+    {
+        "memory": "polyroute.store.memory:MemoryStore",
+        "redis": "polyroute.store.redis:RedisStore",
+    },
+)
+
+__all__ = ["STORES"]
