@@ -42,6 +42,8 @@ class FakeUpstream:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    paths: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions")
+
     def next_behaviour(self) -> Behaviour:
         return self.queue.pop(0) if self.queue else self.behaviour
 
@@ -110,6 +112,72 @@ class FakeUpstream:
         return resp
 
 
+@dataclass
+class FakeAnthropic(FakeUpstream):
+    """Speaks the Anthropic Messages API (``/v1/messages``), plain and streaming."""
+
+    paths: tuple[str, ...] = ("/v1/messages",)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        b = self.next_behaviour()
+        if b.mode == "status":
+            headers = {"Retry-After": b.retry_after} if b.retry_after else {}
+            error = {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
+            return web.json_response(error, status=b.status, headers=headers)
+        text = f"{b.text} ({self.name})"
+        if not body.get("stream"):
+            return web.json_response(
+                {
+                    "id": "msg_1",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": body["model"],
+                    "content": [{"type": "text", "text": text}],
+                    "stop_reason": "end_turn",
+                    "usage": {"input_tokens": 5, "output_tokens": 4},
+                }
+            )
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        events: list[dict[str, Any]] = [
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_1",
+                    "model": body["model"],
+                    "usage": {"input_tokens": 5, "output_tokens": 0},
+                },
+            },
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            *(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": word + " "},
+                }
+                for word in text.split()
+            ),
+            {"type": "content_block_stop", "index": 0},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": 4},
+            },
+            {"type": "message_stop"},
+        ]
+        for event in events:
+            data = json.dumps(event).encode()
+            await resp.write(b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n")
+        return resp
+
+
 @contextmanager
 def running(*upstreams: FakeUpstream) -> Iterator[tuple[FakeUpstream, ...]]:
     """Serve the fakes on ephemeral loopback ports for the duration of the block."""
@@ -120,8 +188,8 @@ def running(*upstreams: FakeUpstream) -> Iterator[tuple[FakeUpstream, ...]]:
     async def start() -> None:
         for up in upstreams:
             app = web.Application()
-            app.router.add_post("/v1/chat/completions", up._handle)
-            app.router.add_post("/v1/completions", up._handle)
+            for path in up.paths:
+                app.router.add_post(path, up._handle)
             runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.2)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
