@@ -11,13 +11,12 @@ Usable without the server::
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from polyroute.backends.backend import Backend
-from polyroute.backends.failover import Dispatcher
+from polyroute.backends.failover import Dispatcher, LiveStream
 from polyroute.build import build_backends, build_decisions, build_signals, build_store
 from polyroute.config import Config, DecisionConfig, load_config
 from polyroute.errors import ModelNotFound, RoutingError
@@ -44,7 +43,7 @@ class StreamStart:
 
     backend: Backend
     first: JSON
-    rest: AsyncIterator[JSON]
+    rest: LiveStream
 
 
 class Engine:

@@ -78,7 +78,7 @@ class Dispatcher:
 
     async def open_stream(
         self, candidates: Sequence[Backend], request: Request, trace: Trace
-    ) -> tuple[Backend, JSON, AsyncIterator[JSON]]:
+    ) -> tuple[Backend, JSON, LiveStream]:
         """Open a stream and read its first chunk (failover happens up to here)."""
 
         async def call(
@@ -100,31 +100,7 @@ class Dispatcher:
             return stream, it, first
 
         b, (stream, it, first) = await self._run(candidates, trace, call, keep_in_flight=True)
-        return b, first, self._tracked(b, stream, it, trace)
-
-    async def _tracked(
-        self, b: Backend, stream: UpstreamStream, it: AsyncIterator[JSON], trace: Trace
-    ) -> AsyncIterator[JSON]:
-        """Relay the rest of a stream; record its end in the breaker, stats and trace."""
-        started = time.perf_counter()
-        try:
-            async for chunk in it:
-                yield chunk
-        except UpstreamError as exc:
-            b.breaker.record_failure()
-            b.stats.failures += 1
-            trace.outcome = "stream_cut"
-            trace.attempts.append(
-                Attempt(
-                    b.name, "stream_cut", (time.perf_counter() - started) * 1000, detail=exc.message
-                )
-            )
-            raise
-        else:
-            trace.outcome = "ok"
-        finally:
-            b.stats.in_flight -= 1
-            await stream.aclose()
+        return b, first, LiveStream(b, stream, it, trace)
 
     async def _run(
         self,
@@ -210,8 +186,57 @@ class Dispatcher:
         return UpstreamError(f"all candidates failed: {tried}")
 
 
+class LiveStream:
+    """The rest of an upstream stream after its first chunk.
+
+    Records the stream's end in the breaker, stats and trace.  ``aclose`` is
+    idempotent and safe before iteration started, so the server can always
+    release the upstream connection and the in-flight count, whatever happened.
+    """
+
+    def __init__(
+        self, b: Backend, stream: UpstreamStream, it: AsyncIterator[JSON], trace: Trace
+    ) -> None:
+        self.backend = b
+        self._stream = stream
+        self._it = it
+        self._trace = trace
+        self._started = time.perf_counter()
+        self._closed = False
+
+    def __aiter__(self) -> LiveStream:
+        return self
+
+    async def __anext__(self) -> JSON:
+        try:
+            return await anext(self._it)
+        except StopAsyncIteration:
+            self._trace.outcome = "ok"
+            raise
+        except UpstreamError as exc:
+            b = self.backend
+            b.breaker.record_failure()
+            b.stats.failures += 1
+            self._trace.outcome = "stream_cut"
+            ms = (time.perf_counter() - self._started) * 1000
+            self._trace.attempts.append(Attempt(b.name, "stream_cut", ms, detail=exc.message))
+            raise
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.backend.stats.in_flight -= 1
+        aclose = getattr(self._it, "aclose", None)
+        try:
+            if aclose is not None:
+                await aclose()
+        finally:
+            await self._stream.aclose()
+
+
 def _retry_after(exc: UpstreamError) -> float | None:
     return exc.retry_after_s if isinstance(exc, UpstreamStatus) else None
 
 
-__all__ = ["Dispatcher", "outcome_of"]
+__all__ = ["Dispatcher", "LiveStream", "outcome_of"]

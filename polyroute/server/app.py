@@ -18,14 +18,14 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request as HttpRequest
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from polyroute.engine import Engine, new_trace_id
 from polyroute.errors import InvalidRequest, PayloadTooLarge, PolyrouteError
 from polyroute.server.errors import error_body, error_response
 from polyroute.server.logs import SecretRedactor, log_request
-from polyroute.server.streaming import relay
+from polyroute.server.streaming import RelayResponse
 from polyroute.server.validate import check_body, parse_body
 from polyroute.types import Endpoint, Request, Trace
 
@@ -107,9 +107,7 @@ class Gateway:
         def on_end(status: int) -> None:
             log_request(trace, status, endpoint, True, started)
 
-        return StreamingResponse(
-            relay(start, trace, on_end), media_type="text/event-stream", headers=headers
-        )
+        return RelayResponse(start, trace, on_end, headers)
 
     async def route(self, http: HttpRequest) -> Response:
         try:

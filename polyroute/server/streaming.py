@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import orjson
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from polyroute.engine import StreamStart
 from polyroute.errors import PolyrouteError
@@ -23,11 +25,37 @@ def sse(chunk: JSON) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
-async def relay(
-    start: StreamStart, trace: Trace, on_end: Callable[[int], None]
-) -> AsyncIterator[bytes]:
+class RelayResponse(StreamingResponse):
+    """A streaming response that always releases its upstream stream and logs once,
+    even when the client went away before the body was iterated."""
+
+    def __init__(
+        self,
+        start: StreamStart,
+        trace: Trace,
+        on_end: Callable[[int], None],
+        headers: dict[str, str],
+    ) -> None:
+        self._start = start
+        self._trace = trace
+        self._on_end = on_end
+        super().__init__(relay(start, trace), media_type="text/event-stream", headers=headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._start.rest.aclose()
+            if self._trace.outcome == "streaming":
+                self._trace.outcome = "client_disconnected"
+            self._on_end(_STATUS.get(self._trace.outcome, 200))
+
+
+_STATUS = {"stream_cut": 502, "client_disconnected": 499}
+
+
+async def relay(start: StreamStart, trace: Trace) -> AsyncIterator[bytes]:
     name = start.backend.name
-    status = 200
     try:
         start.first["model"] = name
         yield sse(start.first)
@@ -36,15 +64,9 @@ async def relay(
             yield sse(chunk)
         yield DONE
     except PolyrouteError as exc:
-        status = 502
         message = f"upstream stream failed after it started: {exc.message} (trace {trace.trace_id})"
         yield b"data: " + error_body(message, "upstream_error", "stream_interrupted") + b"\n\n"
     except BaseException:
-        status = 499
-        trace.outcome = "client_disconnected"
+        if trace.outcome == "streaming":
+            trace.outcome = "client_disconnected"
         raise
-    finally:
-        aclose = getattr(start.rest, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        on_end(status)

@@ -104,3 +104,18 @@ def test_health_and_ready(make_client: Any) -> None:
         "small": "closed",
         "large": "closed",
     }
+
+
+def test_streams_release_in_flight_counts(
+    make_client: Any, upstreams: tuple[FakeUpstream, ...]
+) -> None:
+    client = make_client()
+    small = client.app.state.engine.backends["small"]
+    with client.stream("POST", "/v1/chat/completions", json=chat("hi", stream=True)) as r:
+        list(r.iter_lines())
+    upstreams[0].behaviour = Behaviour(mode="cut_stream")
+    with client.stream("POST", "/v1/chat/completions", json=chat("hi", stream=True)) as r:
+        list(r.iter_lines())
+    with client.stream("POST", "/v1/chat/completions", json=chat("hi", stream=True)) as r:
+        pass  # the client leaves without reading the body
+    assert small.stats.in_flight == 0
