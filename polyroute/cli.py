@@ -63,8 +63,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from polyroute.engine import Engine
     from polyroute.server import create_app
+    from polyroute.server.logs import configure_logging
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    listener = configure_logging(args.log_level)
     engine = Engine.from_file(args.config)
     for warning in engine.config.warnings:
         logging.getLogger("polyroute").warning("config %s: %s", args.config, warning)
@@ -79,6 +80,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log_level="warning",
         timeout_graceful_shutdown=10,
     )
+    listener.stop()
     return 0
 
 

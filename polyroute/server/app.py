@@ -9,6 +9,7 @@ upstream excluded).
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -162,18 +163,21 @@ def create_app(engine: Engine) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         secrets = [m.api_key.get_secret_value() for m in engine.config.models.values() if m.api_key]
         redactor = SecretRedactor(secrets)
-        logger = logging.getLogger("polyroute")
-        logger.addFilter(redactor)
-        for handler in logging.getLogger().handlers:
+        handlers = list(logging.getLogger().handlers)
+        for handler in handlers:  # handler filters see every record, whatever its logger
             handler.addFilter(redactor)
         engine.warmup()
+        # long-lived start-up objects leave the GC's view: shorter pauses under load
+        gc.collect()
+        gc.freeze()
         gateway.ready = True
         try:
             yield
         finally:
             gateway.ready = False
             await engine.aclose()
-            logger.removeFilter(redactor)
+            for handler in handlers:
+                handler.removeFilter(redactor)
 
     routes = [
         Route("/v1/chat/completions", gateway.chat, methods=["POST"]),

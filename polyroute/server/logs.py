@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import sys
 import time
 from collections.abc import Iterable
+from queue import SimpleQueue
 
 import orjson
 
@@ -28,6 +31,19 @@ class SecretRedactor(logging.Filter):
                     message = message.replace(secret, "***")
                 record.msg, record.args = message, None
         return True
+
+
+def configure_logging(level: str) -> logging.handlers.QueueListener:
+    """Log lines go through a queue to a writer thread, so the event loop never blocks on stderr."""
+    queue: SimpleQueue[logging.LogRecord] = SimpleQueue()
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(queue)]
+    root.setLevel(level.upper())
+    listener = logging.handlers.QueueListener(queue, writer)
+    listener.start()
+    return listener
 
 
 def log_request(trace: Trace, status: int, endpoint: str, stream: bool, started: float) -> None:
