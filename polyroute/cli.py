@@ -65,7 +65,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from polyroute.server import create_app
     from polyroute.server.logs import configure_logging
 
-    listener = configure_logging(args.log_level)
+    configure_logging(args.log_level)
     engine = Engine.from_file(args.config)
     for warning in engine.config.warnings:
         logging.getLogger("polyroute").warning("config %s: %s", args.config, warning)
@@ -80,7 +80,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log_level="warning",
         timeout_graceful_shutdown=10,
     )
-    listener.stop()
     return 0
 
 
