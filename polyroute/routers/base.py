@@ -1,0 +1,158 @@
+"""The learned-router contract, the shared chooser and the prompt-only cost estimator.
+
+A learned router follows the scikit-learn contract::
+
+    router = KNNRouter(k=20)            # __init__ stores hyperparameters only
+    router.fit(dataset)                  # -> self; sets trailing-underscore attributes
+    q = router.predict(prompts)          # [n_prompts x n_models] predicted quality in [0, 1]
+    c = router.estimate_costs(prompts)   # [n_prompts x n_models] estimated USD (prompt only)
+    picks = choose(q, c, willingness_to_pay=1e-3, max_cost_usd=None, allowed=None)
+
+``predict`` before ``fit`` raises :class:`polyroute.errors.NotFittedError`.
+``predict_dataset(ds)`` equals ``predict(ds.prompts)`` for every router except
+the oracle baseline, which reads the scores of the rows it is judged on.
+
+Artifacts (``polyroute.routers.artifact``) persist a router through
+``get_params()`` (JSON hyperparameters), ``_get_state()`` (JSON metadata + numpy
+arrays) and ``_set_state()``; subclasses implement the last two.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from polyroute.errors import ConfigError, NotFittedError
+from polyroute.eval.dataset import Matrix, RoutingDataset
+
+Arrays = dict[str, npt.NDArray[Any]]
+JSONDict = dict[str, Any]
+
+
+class CostModel:
+    """Per-model cost linear in prompt length: ``cost = a_m + b_m * chars`` (least squares)."""
+
+    def __init__(self, intercept: npt.NDArray[Any], slope: npt.NDArray[Any]) -> None:
+        self.intercept = np.asarray(intercept, dtype=np.float64)
+        self.slope = np.asarray(slope, dtype=np.float64)
+
+    @classmethod
+    def fit(cls, dataset: RoutingDataset) -> CostModel:
+        chars = np.array([len(p) for p in dataset.prompts], dtype=np.float64)
+        design = np.stack([np.ones_like(chars), chars], axis=1)
+        coef, *_ = np.linalg.lstsq(design, dataset.costs, rcond=None)
+        return cls(np.maximum(coef[0], 0.0), np.maximum(coef[1], 0.0))
+
+    def predict(self, prompts: Sequence[str]) -> Matrix:
+        chars = np.array([len(p) for p in prompts], dtype=np.float64)
+        return self.intercept[None, :] + chars[:, None] * self.slope[None, :]
+
+
+def choose(
+    quality: Matrix,
+    costs: Matrix,
+    willingness_to_pay: float = math.inf,
+    max_cost_usd: float | None = None,
+    allowed: npt.NDArray[np.bool_] | Sequence[bool] | None = None,
+) -> npt.NDArray[np.intp]:
+    """Per row, the column maximising ``quality - cost / w`` under the constraints.
+
+    ``w = inf`` means pure quality (ties go to the cheaper model).  ``allowed`` masks
+    columns; ``max_cost_usd`` drops models whose cost exceeds it.  If a row has no
+    feasible model, the cheapest allowed one is chosen.
+    """
+    u = utility(quality, costs, willingness_to_pay)
+    mask = np.ones(quality.shape, dtype=bool)
+    if allowed is not None:
+        mask &= np.asarray(allowed, dtype=bool)[None, :]
+        if not mask.any():
+            raise ConfigError("choose: 'allowed' excludes every model")
+    feasible = mask if max_cost_usd is None else mask & (costs <= max_cost_usd)
+    u = np.where(feasible, u, -np.inf)
+    picks = np.argmax(u, axis=1)
+    none = ~feasible.any(axis=1)
+    if none.any():
+        cheapest = np.argmin(np.where(mask, costs, np.inf), axis=1)
+        picks = np.where(none, cheapest, picks)
+    return np.asarray(picks, dtype=np.intp)
+
+
+def utility(quality: Matrix, costs: Matrix, willingness_to_pay: float) -> Matrix:
+    """``quality - cost / w``; for ``w = inf`` a tiny cost tie-break keeps quality first."""
+    if willingness_to_pay <= 0:
+        raise ConfigError(f"willingness_to_pay must be > 0, got {willingness_to_pay}")
+    if math.isinf(willingness_to_pay):
+        return quality - costs * 1e-9
+    return quality - costs / willingness_to_pay
+
+
+class LearnedRouter(ABC):
+    """Base of every learned router (see the module docstring for the contract)."""
+
+    #: the default encoder id, or ``None`` for routers that read no text
+    needs_text: ClassVar[bool] = True
+
+    models_: tuple[str, ...]
+    cost_model_: CostModel
+
+    def get_params(self) -> JSONDict:
+        """Hyperparameters, read back from the attributes ``__init__`` stored (JSON-able)."""
+        sig = inspect.signature(type(self).__init__)
+        keep = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        names = [n for n, p in sig.parameters.items() if n != "self" and p.kind in keep]
+        return {n: getattr(self, n) for n in names}
+
+    def set_params(self, **params: Any) -> Self:
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def fit(self, dataset: RoutingDataset) -> Self:
+        if len(dataset) < 2:
+            raise ConfigError(
+                f"{type(self).__name__}.fit: need at least 2 rows, got {len(dataset)}"
+            )
+        self.models_ = tuple(dataset.models)
+        self.cost_model_ = CostModel.fit(dataset)
+        self._fit(dataset)
+        return self
+
+    def predict(self, prompts: Sequence[str]) -> Matrix:
+        self._check_fitted()
+        if len(prompts) == 0:
+            return np.zeros((0, len(self.models_)))
+        out = self._predict(list(prompts))
+        return np.clip(np.asarray(out, dtype=np.float64), 0.0, 1.0)
+
+    def predict_dataset(self, dataset: RoutingDataset) -> Matrix:
+        return self.predict(dataset.prompts)
+
+    def estimate_costs(self, prompts: Sequence[str]) -> Matrix:
+        self._check_fitted()
+        return self.cost_model_.predict(prompts)
+
+    def is_fitted(self) -> bool:
+        return hasattr(self, "models_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted():
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(dataset) first")
+
+    @abstractmethod
+    def _fit(self, dataset: RoutingDataset) -> None: ...
+
+    @abstractmethod
+    def _predict(self, prompts: list[str]) -> Matrix: ...
+
+    @abstractmethod
+    def _get_state(self) -> tuple[JSONDict, Arrays]:
+        """Fitted state beyond ``models_`` and ``cost_model_``: JSON metadata and arrays."""
+
+    @abstractmethod
+    def _set_state(self, meta: JSONDict, arrays: Arrays) -> None: ...

@@ -1,0 +1,118 @@
+"""k-nearest-neighbour router: the score of a prompt's nearest training prompts (cosine).
+
+Hyperparameters: ``encoder``; ``k`` (``None`` = tuned at fit time over :data:`K_GRID`
+by the leave-one-out AIQ of the cost-quality curve, or the Brier score when no
+costs are given); ``weighting`` (``"distance"``: weights
+``1 / (1 - cos + 0.05)``, or ``"uniform"``); ``prior`` (pseudo-count pulling
+each prediction toward the training mean, which steadies small neighbourhoods).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from polyroute.embed import Array
+from polyroute.eval.dataset import Matrix
+from polyroute.routers.base import Arrays, JSONDict
+from polyroute.routers.learned._curve import aiq
+from polyroute.routers.learned._features import FeatureRouter
+
+K_GRID = (5, 10, 20, 40, 80, 160, 320)
+_CHUNK = 1024
+
+
+def _unit(x: Array) -> Array:
+    z = np.asarray(x, dtype=np.float32)  # embedding + scaled text features
+    n = np.linalg.norm(z, axis=1, keepdims=True)
+    n[n == 0] = 1.0
+    return np.asarray(z / n, dtype=np.float32)
+
+
+def _neighbours(
+    q: Array, ref: Array, k: int, exclude_self: bool = False
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
+    """Indices and cosine similarities of the ``k`` nearest rows of ``ref``, best first."""
+    k = min(k, ref.shape[0] - (1 if exclude_self else 0))
+    idx_out, sim_out = [], []
+    for s in range(0, q.shape[0], _CHUNK):
+        sims = q[s : s + _CHUNK] @ ref.T
+        if exclude_self:
+            rows = np.arange(sims.shape[0])
+            sims[rows, rows + s] = -np.inf
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        psim = np.take_along_axis(sims, part, axis=1)
+        order = np.argsort(-psim, axis=1)
+        idx_out.append(np.take_along_axis(part, order, axis=1))
+        sim_out.append(np.take_along_axis(psim, order, axis=1))
+    return np.concatenate(idx_out).astype(np.intp), np.concatenate(sim_out)
+
+
+def _weights(sims: npt.NDArray[np.float32], weighting: str) -> npt.NDArray[np.float64]:
+    if weighting == "uniform":
+        return np.ones(sims.shape, dtype=np.float64)
+    return 1.0 / (1.0 - sims.astype(np.float64) + 0.05)
+
+
+def _estimate(
+    y: Matrix, idx: npt.NDArray[np.intp], w: npt.NDArray[np.float64], prior: float, mean: Matrix
+) -> Matrix:
+    num = np.einsum("nk,nkm->nm", w, y[idx]) + prior * mean
+    return np.asarray(num / (w.sum(axis=1, keepdims=True) + prior))
+
+
+class KNNRouter(FeatureRouter):
+    """Predicted quality = weighted mean score of the ``k`` nearest training prompts."""
+
+    k_: int
+    x_: Array
+    y_: Matrix
+    mean_: Matrix
+
+    def __init__(
+        self,
+        encoder: str = "minilm+tfidf",
+        k: int | None = None,
+        weighting: str = "distance",
+        prior: float = 1.0,
+    ) -> None:
+        self.encoder = encoder
+        self.k = k
+        self.weighting = weighting
+        self.prior = prior
+
+    def _fit_xy(self, x: Array, y: Matrix, costs: Matrix | None = None) -> None:
+        self.x_ = _unit(x)
+        self.y_ = np.asarray(y, dtype=np.float64)
+        self.mean_ = self.y_.mean(axis=0, keepdims=True)
+        self.k_ = self.k if self.k is not None else self._tune_k(costs)
+
+    def _tune_k(self, costs: Matrix | None) -> int:
+        if self.x_.shape[0] < 3:
+            return 1
+        grid = [k for k in K_GRID if k < self.x_.shape[0]] or [1]
+        idx, sims = _neighbours(self.x_, self.x_, max(grid), exclude_self=True)
+        w = _weights(sims, self.weighting)
+        best, best_err = grid[0], np.inf
+        for k in grid:
+            pred = _estimate(self.y_, idx[:, :k], w[:, :k], self.prior, self.mean_)
+            if costs is None:
+                err = float(((pred - self.y_) ** 2).mean())
+            else:
+                err = -aiq(pred, self.y_, costs)
+            if err < best_err:
+                best, best_err = k, err
+        return best
+
+    def _predict_x(self, x: Array) -> Matrix:
+        idx, sims = _neighbours(_unit(x), self.x_, self.k_)
+        return _estimate(self.y_, idx, _weights(sims, self.weighting), self.prior, self.mean_)
+
+    def _xy_state(self) -> tuple[JSONDict, Arrays]:
+        return {"k": self.k_}, {"x": self.x_, "y": self.y_}
+
+    def _set_xy_state(self, meta: JSONDict, arrays: Arrays) -> None:
+        self.k_ = int(meta["k"])
+        self.x_ = np.asarray(arrays["x"], dtype=np.float32)
+        self.y_ = np.asarray(arrays["y"], dtype=np.float64)
+        self.mean_ = self.y_.mean(axis=0, keepdims=True)

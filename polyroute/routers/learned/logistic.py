@@ -1,0 +1,39 @@
+"""Per-model logistic regression on prompt features (one L-BFGS fit for all models).
+
+Soft labels are used as is, so fractional scores (F1/ROUGE) need no thresholding.
+Hyperparameters: ``encoder`` and ``l2`` (ridge strength on the weights).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from polyroute.embed import Array
+from polyroute.eval.dataset import Matrix
+from polyroute.routers.base import Arrays, JSONDict
+from polyroute.routers.learned._features import FeatureRouter
+from polyroute.routers.learned._optim import F64, fit_logistic, sigmoid
+
+
+class LogisticRouter(FeatureRouter):
+    """``P(model m answers well | prompt) = sigmoid(x . w_m + b_m)``."""
+
+    weights_: F64
+    bias_: F64
+
+    def __init__(self, encoder: str = "minilm+tfidf", l2: float = 1e-3) -> None:
+        self.encoder = encoder
+        self.l2 = l2
+
+    def _fit_xy(self, x: Array, y: Matrix, costs: Matrix | None = None) -> None:
+        self.weights_, self.bias_ = fit_logistic(x, y, self.l2)
+
+    def _predict_x(self, x: Array) -> Matrix:
+        return sigmoid(np.asarray(x, dtype=np.float64) @ self.weights_ + self.bias_)
+
+    def _xy_state(self) -> tuple[JSONDict, Arrays]:
+        return {}, {"weights": self.weights_, "bias": self.bias_}
+
+    def _set_xy_state(self, meta: JSONDict, arrays: Arrays) -> None:
+        self.weights_ = np.asarray(arrays["weights"], dtype=np.float64)
+        self.bias_ = np.asarray(arrays["bias"], dtype=np.float64)

@@ -1,0 +1,98 @@
+"""Matrix factorisation in the style of RouteLLM, generalised to N models.
+
+``logit P(m answers well | x) = u_m . (W x + c) + b_m``: prompts are projected
+into a ``dim``-dimensional space shared with learned model embeddings ``u_m``
+(RouteLLM's ``w2 (v_m * (W1 x))`` folded into ``u_m``).  Trained full-batch
+with Adam on soft-label cross-entropy plus L2 weight decay, in numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from polyroute.embed import Array
+from polyroute.eval.dataset import Matrix
+from polyroute.routers.base import Arrays, JSONDict
+from polyroute.routers.learned._features import FeatureRouter
+from polyroute.routers.learned._optim import (
+    F64,
+    Adam,
+    epochs_for,
+    logit,
+    minibatches,
+    sigmoid,
+    single_thread,
+)
+
+
+class MFRouter(FeatureRouter):
+    """Low-rank bilinear router: prompt projection x model embedding."""
+
+    proj_: F64
+    proj_bias_: F64
+    model_emb_: F64
+    model_bias_: F64
+
+    def __init__(
+        self,
+        *,
+        encoder: str = "minilm+tfidf",
+        dim: int = 32,
+        l2: float = 1e-4,
+        epochs: int = 40,
+        lr: float = 0.003,
+        batch_size: int = 128,
+        seed: int = 0,
+    ) -> None:
+        self.encoder = encoder
+        self.dim = dim
+        self.l2 = l2
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def _fit_xy(self, x: Array, y: Matrix, costs: Matrix | None = None) -> None:
+        with single_thread():
+            self._train(x, y)
+
+    def _train(self, x: Array, y: Matrix) -> None:
+        rng = np.random.default_rng(self.seed)
+        xx = np.asarray(x, dtype=np.float64)
+        n, d = xx.shape
+        m = y.shape[1]
+        params = [
+            rng.normal(0, 1 / np.sqrt(d), (d, self.dim)),
+            np.zeros(self.dim),
+            rng.normal(0, 1 / np.sqrt(self.dim), (self.dim, m)),
+            logit(y.mean(axis=0), 1e-3),
+        ]
+        opt = Adam(params, self.lr)
+        for _ in range(epochs_for(n, self.batch_size, self.epochs)):
+            for rows in minibatches(n, self.batch_size, rng):
+                xb = xx[rows]
+                w, c, u, b = params
+                h = xb @ w + c
+                g = (sigmoid(h @ u + b) - y[rows]) / len(rows)
+                gu = h.T @ g + self.l2 * u
+                gh = g @ u.T
+                opt.step([xb.T @ gh + self.l2 * w, gh.sum(axis=0), gu, g.sum(axis=0)])
+        self.proj_, self.proj_bias_, self.model_emb_, self.model_bias_ = params
+
+    def _predict_x(self, x: Array) -> Matrix:
+        h = np.asarray(x, dtype=np.float64) @ self.proj_ + self.proj_bias_
+        return sigmoid(h @ self.model_emb_ + self.model_bias_)
+
+    def _xy_state(self) -> tuple[JSONDict, Arrays]:
+        return {}, {
+            "proj": self.proj_,
+            "proj_bias": self.proj_bias_,
+            "model_emb": self.model_emb_,
+            "model_bias": self.model_bias_,
+        }
+
+    def _set_xy_state(self, meta: JSONDict, arrays: Arrays) -> None:
+        self.proj_ = np.asarray(arrays["proj"], dtype=np.float64)
+        self.proj_bias_ = np.asarray(arrays["proj_bias"], dtype=np.float64)
+        self.model_emb_ = np.asarray(arrays["model_emb"], dtype=np.float64)
+        self.model_bias_ = np.asarray(arrays["model_bias"], dtype=np.float64)

@@ -1,0 +1,91 @@
+"""A small multi-output MLP on prompt features (one hidden ReLU layer), trained with Adam in numpy.
+
+Hyperparameters: ``encoder``, ``hidden`` (width), ``l2`` (weight decay),
+``epochs``, ``lr``, ``batch_size``, ``seed``.  Predicts every model's success probability at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from polyroute.embed import Array
+from polyroute.eval.dataset import Matrix
+from polyroute.routers.base import Arrays, JSONDict
+from polyroute.routers.learned._features import FeatureRouter
+from polyroute.routers.learned._optim import (
+    F64,
+    Adam,
+    epochs_for,
+    logit,
+    minibatches,
+    sigmoid,
+    single_thread,
+)
+
+
+class MLPRouter(FeatureRouter):
+    """``sigmoid(W2 relu(W1 x + b1) + b2)`` per model."""
+
+    w1_: F64
+    b1_: F64
+    w2_: F64
+    b2_: F64
+
+    def __init__(
+        self,
+        *,
+        encoder: str = "minilm+tfidf",
+        hidden: int = 128,
+        l2: float = 1e-3,
+        epochs: int = 40,
+        lr: float = 0.003,
+        batch_size: int = 128,
+        seed: int = 0,
+    ) -> None:
+        self.encoder = encoder
+        self.hidden = hidden
+        self.l2 = l2
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def _fit_xy(self, x: Array, y: Matrix, costs: Matrix | None = None) -> None:
+        with single_thread():
+            self._train(x, y)
+
+    def _train(self, x: Array, y: Matrix) -> None:
+        rng = np.random.default_rng(self.seed)
+        xx = np.asarray(x, dtype=np.float64)
+        n, d = xx.shape
+        params = [
+            rng.normal(0, np.sqrt(2.0 / d), (d, self.hidden)),
+            np.zeros(self.hidden),
+            rng.normal(0, np.sqrt(1.0 / self.hidden), (self.hidden, y.shape[1])),
+            logit(y.mean(axis=0), 1e-3),
+        ]
+        opt = Adam(params, self.lr)
+        for _ in range(epochs_for(n, self.batch_size, self.epochs)):
+            for rows in minibatches(n, self.batch_size, rng):
+                xb, yb = xx[rows], y[rows]
+                w1, b1, w2, b2 = params
+                pre = xb @ w1 + b1
+                h = np.maximum(pre, 0.0)
+                g = (sigmoid(h @ w2 + b2) - yb) / len(rows)
+                gh = (g @ w2.T) * (pre > 0)
+                gw1, gw2 = xb.T @ gh + self.l2 * w1, h.T @ g + self.l2 * w2
+                opt.step([gw1, gh.sum(axis=0), gw2, g.sum(axis=0)])
+        self.w1_, self.b1_, self.w2_, self.b2_ = params
+
+    def _predict_x(self, x: Array) -> Matrix:
+        h = np.maximum(np.asarray(x, dtype=np.float64) @ self.w1_ + self.b1_, 0.0)
+        return sigmoid(h @ self.w2_ + self.b2_)
+
+    def _xy_state(self) -> tuple[JSONDict, Arrays]:
+        return {}, {"w1": self.w1_, "b1": self.b1_, "w2": self.w2_, "b2": self.b2_}
+
+    def _set_xy_state(self, meta: JSONDict, arrays: Arrays) -> None:
+        self.w1_ = np.asarray(arrays["w1"], dtype=np.float64)
+        self.b1_ = np.asarray(arrays["b1"], dtype=np.float64)
+        self.w2_ = np.asarray(arrays["w2"], dtype=np.float64)
+        self.b2_ = np.asarray(arrays["b2"], dtype=np.float64)

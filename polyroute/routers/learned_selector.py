@@ -1,0 +1,96 @@
+"""The gateway adapter: a trained router artifact as a :class:`polyroute.types.Selector`.
+
+Config: ``select: {router: PATH, willingness_to_pay: W}`` (or
+``target_cost_fraction: F`` — pick W from the calibration table the artifact
+stores — and/or ``max_cost_usd: C``).  The artifact loads once, in ``__init__``;
+each request costs one encoder call plus the router's predict.
+
+Ordering: candidates the artifact knows are sorted by utility
+``predicted_quality - estimated_cost / W`` (W unset = pure quality), those over
+``max_cost_usd`` after the rest; candidates the artifact does not know follow,
+in config order.  One :class:`~polyroute.types.Estimate` per candidate goes to
+``trace.estimates`` (costs from the backend's prices).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from polyroute.errors import ConfigError
+from polyroute.routers.artifact import load_router, read_manifest
+from polyroute.types import Estimate, Request, Trace
+
+if TYPE_CHECKING:
+    from polyroute.backends.backend import Backend
+
+
+def w_for_cost_fraction(table: Sequence[Any], target: float, where: str) -> float:
+    """The largest calibrated W whose cost fraction stays within ``target``."""
+    rows = [r for r in table if isinstance(r, dict) and "w" in r and "cost_fraction" in r]
+    if not rows:
+        raise ConfigError(
+            f"{where}: the artifact has no calibration table; set willingness_to_pay instead "
+            "(or find one with 'polyroute calibrate')"
+        )
+    ok = [float(r["w"]) for r in rows if float(r["cost_fraction"]) <= target]
+    return max(ok) if ok else min(float(r["w"]) for r in rows)
+
+
+class LearnedSelector:
+    """Orders candidates by a trained router's predicted utility (see the module docstring)."""
+
+    def __init__(
+        self,
+        router: str,
+        willingness_to_pay: float | None = None,
+        target_cost_fraction: float | None = None,
+        max_cost_usd: float | None = None,
+    ) -> None:
+        path = Path(router)
+        where = f"select.router {path}"
+        if not path.is_dir():
+            raise ConfigError(f"{where}: no such router artifact directory")
+        try:
+            manifest = read_manifest(path)
+            self.router = load_router(path)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from None
+        if willingness_to_pay is not None and not willingness_to_pay > 0:
+            raise ConfigError(f"{where}: willingness_to_pay must be > 0")
+        if target_cost_fraction is not None and not target_cost_fraction > 0:
+            raise ConfigError(f"{where}: target_cost_fraction must be > 0")
+        if willingness_to_pay is not None:
+            self.w = float(willingness_to_pay)
+        elif target_cost_fraction is not None:
+            table = manifest.get("info", {}).get("calibration", [])
+            self.w = w_for_cost_fraction(table, target_cost_fraction, where)
+        else:
+            self.w = math.inf
+        self.max_cost_usd = max_cost_usd
+        self.path = path
+        self._column = {m: i for i, m in enumerate(self.router.models_)}
+        disable = getattr(self.router, "use_disk_cache", None)
+        if callable(disable):
+            disable(False)  # per-request prompts would only fill the disk
+
+    def order(self, candidates: Sequence[Backend], request: Request, trace: Trace) -> list[Backend]:
+        known = [b for b in candidates if b.name in self._column]
+        unknown = [b for b in candidates if b.name not in self._column]
+        costs = {b.name: b.estimate_cost(request) for b in candidates}
+        quality: dict[str, float] = {}
+        if known:
+            row = self.router.predict([request.prompt])[0]
+            quality = {b.name: float(row[self._column[b.name]]) for b in known}
+        for b in candidates:
+            trace.estimates.append(Estimate(b.name, costs[b.name], quality.get(b.name)))
+
+        def key(b: Backend) -> tuple[bool, float]:
+            over = self.max_cost_usd is not None and costs[b.name] > self.max_cost_usd
+            c = costs[b.name]
+            penalty = c * 1e-9 if math.isinf(self.w) else c / self.w  # as in base.utility
+            return over, penalty - quality[b.name]
+
+        return sorted(known, key=key) + unknown

@@ -1,0 +1,88 @@
+"""The gateway adapter: a trained artifact orders a decision's candidates by utility."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from polyroute.backends.backend import Backend
+from polyroute.errors import ConfigError
+from polyroute.eval.dataset import RoutingDataset
+from polyroute.routers.artifact import save_router
+from polyroute.routers.learned.knn import KNNRouter
+from polyroute.routers.learned_selector import LearnedSelector
+from polyroute.types import Request, Trace
+
+MATHS = "compute the integral of 31 x squared plus 5 dx please"
+HELLO = "hello there friend number 12, how are you today"
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory, toy: RoutingDataset) -> Path:
+    router = KNNRouter(encoder="tfidf", k=5).fit(toy)
+    table = [{"w": 1e-9, "cost_fraction": 0.1}, {"w": 1.0, "cost_fraction": 0.9}]
+    return save_router(router, tmp_path_factory.mktemp("sel") / "knn", {"calibration": table})
+
+
+def backend(name: str, price: float) -> Backend:
+    provider: Any = None  # never called: ordering does no I/O
+    return Backend(name, name, provider, input_price_per_mtok=price, output_price_per_mtok=price)
+
+
+POOL = [backend("other", 0.5), backend("big", 10.0), backend("small", 1.0)]
+
+
+def order(selector: LearnedSelector, prompt: str) -> tuple[list[str], Trace]:
+    trace = Trace("t")
+    ordered = selector.order(POOL, Request.chat(prompt), trace)
+    return [b.name for b in ordered], trace
+
+
+def test_pure_quality_puts_the_model_that_solves_it_first(artifact: Path) -> None:
+    sel = LearnedSelector(str(artifact))
+    assert sel.w == math.inf
+    names, trace = order(sel, MATHS)
+    assert names == ["big", "small", "other"]  # unknown to the artifact: last
+    est = {e.model: e for e in trace.estimates}
+    assert set(est) == {"other", "big", "small"}
+    assert est["big"].quality is not None and est["big"].quality > est["small"].quality  # type: ignore[operator]
+    assert est["other"].quality is None
+    assert est["big"].cost_usd > est["small"].cost_usd > 0
+
+
+def test_willingness_to_pay_trades_quality_for_cost(artifact: Path) -> None:
+    names, _ = order(LearnedSelector(str(artifact), willingness_to_pay=0.1), HELLO)
+    assert names[0] == "small"  # both solve greetings; small is cheaper
+    names, _ = order(LearnedSelector(str(artifact), willingness_to_pay=1e-9), MATHS)
+    assert names[0] == "small"  # money is everything
+
+
+def test_max_cost_moves_expensive_candidates_behind(artifact: Path) -> None:
+    names, _ = order(LearnedSelector(str(artifact), max_cost_usd=1e-3), MATHS)
+    assert names == ["small", "big", "other"]
+
+
+def test_target_cost_fraction_uses_the_calibration_table(artifact: Path) -> None:
+    assert LearnedSelector(str(artifact), target_cost_fraction=0.5).w == 1e-9
+    assert LearnedSelector(str(artifact), target_cost_fraction=0.95).w == 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"willingness_to_pay": 0}, "willingness_to_pay"), ({"target_cost_fraction": -1}, "target")],
+)
+def test_bad_options(artifact: Path, kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        LearnedSelector(str(artifact), **kwargs)  # type: ignore[arg-type]
+
+
+def test_missing_or_invalid_artifact_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=str(tmp_path / "gone")):
+        LearnedSelector(str(tmp_path / "gone"))
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "manifest.json").write_text("{")
+    with pytest.raises(ConfigError, match="junk"):
+        LearnedSelector(str(tmp_path / "junk"))
