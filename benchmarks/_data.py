@@ -7,7 +7,13 @@ from pathlib import Path
 from polyroute.eval.dataset import RoutingDataset
 from polyroute.eval.io import load_dataset
 
-DCROUTER = Path("/work/shared/data/dcrouter")
+# ../shared/data/dcrouter beside the repository (the canonical copy); else the packaged sample
+_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "dcrouter"
+DCROUTER = (
+    _SHARED
+    if _SHARED.is_dir()
+    else Path(__file__).resolve().parents[1] / "polyroute" / "data" / "dcrouter"
+)
 
 
 def load(

@@ -1,19 +1,22 @@
 """Quality-at-cost of learned routers on dcrouter by 5-fold CV (an iteration aid).
 
-    python benchmarks/exp_quality.py knn logistic stack ...
+    python benchmarks/exp_quality.py knn logistic stack knn:encoder=minilm ...
 
 Prints, per router: AIQ, quality at the best single model's cost, and the
 smallest cost fraction (of the best single model's) that reaches its quality.
+Out-of-fold predictions are saved to $TMPDIR/oof_<router>.npy.
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-from polyroute.routers.learned import get_router
+from polyroute.eval.evaluate import make_router
 from polyroute.routers.learned._curve import aiq, curve, envelope
 from polyroute.routers.learned._optim import kfold_indices
 
@@ -25,7 +28,7 @@ def oof(name: str, ds, k: int = 5):  # type: ignore[no-untyped-def]
     pred = np.zeros_like(ds.scores)
     est = np.zeros_like(ds.costs)
     for train, test in kfold_indices(len(ds), k, seed=0):
-        r = get_router(name)().fit(ds.subset(train))
+        r = make_router(name).fit(ds.subset(train))
         sub = ds.subset(test)
         pred[test] = r.predict_dataset(sub)
         est[test] = r.estimate_costs(sub.prompts)
@@ -51,7 +54,7 @@ def main() -> None:
         t = time.time()
         pred, est = oof(name, ds)
         report(name, pred, est, ds)
-        np.save(f"/tmp/pr/oof_{name}.npy", pred)
+        np.save(Path(tempfile.gettempdir()) / f"oof_{name}.npy", pred)
         print(f"  ({time.time() - t:.1f}s)")
 
 

@@ -23,6 +23,8 @@ import inspect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from functools import lru_cache
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -32,6 +34,7 @@ from polyroute.errors import ConfigError, NotFittedError
 from polyroute.eval.dataset import Matrix, RoutingDataset
 
 Arrays = dict[str, npt.NDArray[Any]]
+_SMALL_BATCH = 8
 JSONDict = dict[str, Any]
 
 
@@ -52,6 +55,23 @@ class CostModel:
     def predict(self, prompts: Sequence[str]) -> Matrix:
         chars = np.array([len(p) for p in prompts], dtype=np.float64)
         return self.intercept[None, :] + chars[:, None] * self.slope[None, :]
+
+
+@lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        return None
+    return ThreadpoolController()
+
+
+def _blas_limit(n_prompts: int) -> AbstractContextManager[Any]:
+    """One BLAS thread for request-sized batches: on a busy machine threads only contend."""
+    controller = _blas_controller() if n_prompts <= _SMALL_BATCH else None
+    if controller is None:
+        return nullcontext()
+    return controller.limit(limits=1, user_api="blas")  # type: ignore[no-any-return]
 
 
 def choose(
@@ -127,7 +147,8 @@ class LearnedRouter(ABC):
         self._check_fitted()
         if len(prompts) == 0:
             return np.zeros((0, len(self.models_)))
-        out = self._predict(list(prompts))
+        with _blas_limit(len(prompts)):
+            out = self._predict(list(prompts))
         return np.clip(np.asarray(out, dtype=np.float64), 0.0, 1.0)
 
     def predict_dataset(self, dataset: RoutingDataset) -> Matrix:

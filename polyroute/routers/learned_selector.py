@@ -2,12 +2,13 @@
 
 Config: ``select: {router: PATH, willingness_to_pay: W}`` (or
 ``target_cost_fraction: F`` — pick W from the calibration table the artifact
-stores — and/or ``max_cost_usd: C``).  The artifact loads once, in ``__init__``;
-each request costs one encoder call plus the router's predict.
+stores — and/or ``max_cost_usd: C``).  The artifact and its encoder load once,
+in ``__init__``; each request costs one encoder call plus the router's predict.
 
 Ordering: candidates the artifact knows are sorted by utility
 ``predicted_quality - estimated_cost / W`` (W unset = pure quality), those over
-``max_cost_usd`` after the rest; candidates the artifact does not know follow,
+``max_cost_usd`` after the rest and open circuits last; candidates the artifact
+does not know follow,
 in config order.  One :class:`~polyroute.types.Estimate` per candidate goes to
 ``trace.estimates`` (costs from the backend's prices).
 """
@@ -75,6 +76,7 @@ class LearnedSelector:
         disable = getattr(self.router, "use_disk_cache", None)
         if callable(disable):
             disable(False)  # per-request prompts would only fill the disk
+        self.router.predict(["warm up"])  # load the encoder now, not on the first request
 
     def order(self, candidates: Sequence[Backend], request: Request, trace: Trace) -> list[Backend]:
         known = [b for b in candidates if b.name in self._column]
@@ -87,10 +89,10 @@ class LearnedSelector:
         for b in candidates:
             trace.estimates.append(Estimate(b.name, costs[b.name], quality.get(b.name)))
 
-        def key(b: Backend) -> tuple[bool, float]:
+        def key(b: Backend) -> tuple[bool, bool, float]:
             over = self.max_cost_usd is not None and costs[b.name] > self.max_cost_usd
             c = costs[b.name]
             penalty = c * 1e-9 if math.isinf(self.w) else c / self.w  # as in base.utility
-            return over, penalty - quality[b.name]
+            return not b.available(), over, penalty - quality[b.name]
 
         return sorted(known, key=key) + unknown

@@ -11,7 +11,7 @@ from polyroute.eval.io import load_dataset
 
 @pytest.fixture(scope="session")
 def dcrouter() -> RoutingDataset:
-    return load_dataset("/work/shared/data/dcrouter/train.jsonl")
+    return load_dataset("dcrouter")  # the sample shipped in polyroute/data
 
 
 @pytest.fixture(scope="session")

@@ -92,3 +92,15 @@ def test_missing_array_is_a_config_error(tmp_path: Path, small: RoutingDataset) 
 def test_read_manifest_checks_fields(artifact: Path) -> None:
     manifest = read_manifest(artifact)
     assert manifest["state"]["encoder_id"] == "tfidf"
+
+
+def test_minilm_router_round_trip(
+    tmp_path: Path, small: RoutingDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POLYROUTE_CACHE_DIR", str(tmp_path / "cache"))
+    rows = small.subset(range(40))
+    router = KNNRouter(encoder="minilm+tfidf", k=5).fit(rows)
+    loaded = load_router(save_router(router, tmp_path / "art"))
+    assert read_manifest(tmp_path / "art")["encoder"] == "minilm+tfidf"
+    prompts = ["What is the capital of France?", "def add(a, b): return a + b"]
+    np.testing.assert_allclose(loaded.predict(prompts), router.predict(prompts), atol=1e-6)

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from polyroute import Engine, parse_config
+from polyroute.backends import CircuitBreaker
 from polyroute.backends.backend import Backend
 from polyroute.errors import ConfigError
 from polyroute.eval.dataset import RoutingDataset
@@ -86,3 +88,38 @@ def test_missing_or_invalid_artifact_names_the_path(tmp_path: Path) -> None:
     (tmp_path / "junk" / "manifest.json").write_text("{")
     with pytest.raises(ConfigError, match="junk"):
         LearnedSelector(str(tmp_path / "junk"))
+
+
+def test_open_circuits_go_behind(artifact: Path) -> None:
+    big, small = backend("big", 10.0), backend("small", 1.0)
+    big.breaker = CircuitBreaker(failure_threshold=1)
+    big.breaker.record_failure()
+    ordered = LearnedSelector(str(artifact)).order([big, small], Request.chat(MATHS), Trace("t"))
+    assert [b.name for b in ordered] == ["small", "big"]
+
+
+def test_engine_routes_with_a_trained_router(artifact: Path, tmp_path: Path) -> None:
+    models = {
+        name: {
+            "base_url": "http://127.0.0.1:9/v1",
+            "input_price_per_mtok": p,
+            "output_price_per_mtok": p,
+        }
+        for name, p in (("small", 1.0), ("big", 10.0))
+    }
+    raw = {
+        "models": models,
+        "decisions": [
+            {
+                "name": "learned",
+                "when": True,
+                "models": ["small", "big"],
+                "select": {"router": str(artifact)},
+            }
+        ],
+    }
+    engine = Engine(parse_config(raw, base_dir=str(tmp_path)))
+    trace = engine.route(Request.chat(MATHS))
+    assert trace.candidates[0] == "big"
+    assert {e.model for e in trace.estimates} == {"small", "big"}
+    assert all(e.quality is not None for e in trace.estimates)
