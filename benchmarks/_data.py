@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from polyroute.eval.dataset import RoutingDataset
+from polyroute.dataset import RoutingDataset
 from polyroute.eval.io import load_dataset
 
 # ../shared/data/dcrouter beside the repository (the canonical copy); else the packaged sample

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.errors import ConfigError
-from polyroute.eval.dataset import Matrix, RoutingDataset
 
 
 def add_train_parser(subparsers: Any) -> None:

@@ -17,9 +17,9 @@ from typing import Protocol
 
 import numpy as np
 
+from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.errors import ConfigError
 from polyroute.eval import metrics as mx
-from polyroute.eval.dataset import Matrix, RoutingDataset
 
 GRID_POINTS = 400
 

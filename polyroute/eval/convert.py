@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from polyroute.dataset import RoutingDataset
 from polyroute.errors import DatasetError
-from polyroute.eval.dataset import RoutingDataset
 
 COST_SUFFIX = "|total_cost"
 

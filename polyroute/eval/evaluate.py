@@ -21,10 +21,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.errors import ConfigError, DatasetError
 from polyroute.eval import metrics as mx
 from polyroute.eval import summary
-from polyroute.eval.dataset import Matrix, RoutingDataset
 
 BASELINES = ("random", "cheapest", "best-single", "oracle")
 Progress = Callable[[str], None]

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from polyroute.dataset import ModelPrice, RoutingDataset
 from polyroute.errors import DatasetError
 from polyroute.eval.convert import convert_routerbench
-from polyroute.eval.dataset import ModelPrice, RoutingDataset
 
 __all__ = [
     "PromptRow",

@@ -30,8 +30,8 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
+from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.errors import ConfigError, NotFittedError
-from polyroute.eval.dataset import Matrix, RoutingDataset
 
 Arrays = dict[str, npt.NDArray[Any]]
 _SMALL_BATCH = 8

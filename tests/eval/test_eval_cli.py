@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from polyroute.cli import main
+from polyroute.dataset import RoutingDataset
 from polyroute.errors import ConfigError
 from polyroute.eval.calibrate import calibrate
-from polyroute.eval.dataset import RoutingDataset
 from polyroute.eval.evaluate import Plan, evaluate, folds, parse_spec
 from polyroute.eval.io import load_dataset, write_dataset
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polyroute.eval.dataset import ModelPrice, RoutingDataset
+from polyroute.dataset import ModelPrice, RoutingDataset
 from polyroute.eval.io import load_dataset
 
 

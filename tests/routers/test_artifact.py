@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from polyroute.dataset import RoutingDataset
 from polyroute.errors import ConfigError
-from polyroute.eval.dataset import RoutingDataset
 from polyroute.routers.artifact import load_router, read_manifest, save_router
 from polyroute.routers.learned.knn import KNNRouter
 from polyroute.routers.learned.stack import StackRouter

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from routers.learned_fixtures import FAST
 
+from polyroute.dataset import RoutingDataset
 from polyroute.errors import ConfigError, NotFittedError
-from polyroute.eval.dataset import RoutingDataset
 from polyroute.routers.artifact import load_router, save_router
 from polyroute.routers.base import LearnedRouter, choose
 from polyroute.routers.learned import ROUTERS, get_router

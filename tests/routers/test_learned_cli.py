@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from polyroute.cli import main
-from polyroute.eval.dataset import RoutingDataset
+from polyroute.dataset import RoutingDataset
 from polyroute.eval.io import write_dataset
 from polyroute.routers.artifact import load_router
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from polyroute.dataset import RoutingDataset
 from polyroute.embed import (
     TEXT_DIM,
     MiniLMEncoder,
@@ -16,7 +17,6 @@ from polyroute.embed import (
     text_features,
 )
 from polyroute.errors import ConfigError, NotFittedError
-from polyroute.eval.dataset import RoutingDataset
 
 
 def test_tfidf_state_round_trip(small: RoutingDataset) -> None:

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from polyroute.dataset import RoutingDataset
 from polyroute.errors import ConfigError, NotFittedError
-from polyroute.eval.dataset import RoutingDataset
 from polyroute.routers.base import CostModel, choose
 from polyroute.routers.learned import get_router
 from polyroute.routers.learned.auto import AutoRouter

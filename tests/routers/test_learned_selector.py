@@ -11,8 +11,8 @@ import pytest
 from polyroute import Engine, parse_config
 from polyroute.backends import CircuitBreaker
 from polyroute.backends.backend import Backend
+from polyroute.dataset import RoutingDataset
 from polyroute.errors import ConfigError
-from polyroute.eval.dataset import RoutingDataset
 from polyroute.routers.artifact import save_router
 from polyroute.routers.learned.knn import KNNRouter
 from polyroute.routers.learned_selector import LearnedSelector

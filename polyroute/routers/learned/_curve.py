@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from polyroute.eval.dataset import Matrix
+from polyroute.dataset import Matrix
 from polyroute.routers.base import choose
 
 F64 = npt.NDArray[np.float64]

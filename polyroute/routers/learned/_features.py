@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.embed import Array, Encoder, encoder_from_state, make_encoder, text_features
-from polyroute.eval.dataset import Matrix, RoutingDataset
 from polyroute.routers.base import Arrays, JSONDict, LearnedRouter
 
 ENC_PREFIX = "enc/"

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from polyroute.eval.dataset import Matrix
+from polyroute.dataset import Matrix
 
 F64 = npt.NDArray[np.float64]
 

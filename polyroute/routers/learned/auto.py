@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.embed import Array, Encoder, make_encoder
 from polyroute.errors import ConfigError
-from polyroute.eval.dataset import Matrix, RoutingDataset
 from polyroute.routers.base import Arrays, JSONDict, LearnedRouter
 from polyroute.routers.learned._curve import aiq
 from polyroute.routers.learned._features import features

@@ -15,7 +15,7 @@ import hashlib
 
 import numpy as np
 
-from polyroute.eval.dataset import Matrix, RoutingDataset
+from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.routers.base import Arrays, JSONDict, LearnedRouter
 
 

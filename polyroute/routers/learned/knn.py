@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from polyroute.dataset import Matrix
 from polyroute.embed import Array
-from polyroute.eval.dataset import Matrix
 from polyroute.routers.base import Arrays, JSONDict
 from polyroute.routers.learned._curve import aiq
 from polyroute.routers.learned._features import FeatureRouter

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from polyroute.dataset import Matrix
 from polyroute.embed import Array
-from polyroute.eval.dataset import Matrix
 from polyroute.routers.base import Arrays, JSONDict
 from polyroute.routers.learned._features import FeatureRouter
 from polyroute.routers.learned._optim import (

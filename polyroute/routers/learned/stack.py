@@ -18,9 +18,9 @@ from typing import Any, Self
 
 import numpy as np
 
+from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.embed import TEXT_DIM, Array, Encoder
 from polyroute.errors import ConfigError
-from polyroute.eval.dataset import Matrix, RoutingDataset
 from polyroute.routers.base import Arrays, CostModel, JSONDict
 from polyroute.routers.learned._features import FeatureRouter
 from polyroute.routers.learned._optim import F64, fit_logistic, kfold_indices, logit, sigmoid

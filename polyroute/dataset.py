@@ -1,4 +1,7 @@
-"""Routing datasets: per-prompt, per-model quality and cost (see ``../shared/data/README.md``)."""
+"""Routing datasets: per-prompt, per-model quality and cost (layout: ../shared/data/README.md).
+
+Plain data shared by the learned routers and the workbench (routers never import ``eval``).
+"""
 
 from __future__ import annotations
 
