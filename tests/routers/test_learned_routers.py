@@ -101,3 +101,21 @@ def test_auto_reports_cv_and_picks_a_candidate(small: RoutingDataset) -> None:
     assert auto.oof_.shape == small.scores.shape
     router, info = auto.artifact_router()
     assert router is auto.best_ and info["selected_by"] == "auto"
+
+
+def test_knn_without_text_features_is_the_plain_embedding_baseline(
+    small: RoutingDataset, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    from polyroute.routers.artifact import load_router, save_router
+
+    plain = KNNRouter(encoder="tfidf", k=10, text_features=False).fit(small)
+    rich = KNNRouter(encoder="tfidf", k=10).fit(small)
+    prompts = list(small.prompts[:20])
+    assert not np.allclose(plain.predict(prompts), rich.predict(prompts))
+    assert isinstance(tmp_path, Path)
+    save_router(plain, tmp_path / "plain")
+    loaded = load_router(tmp_path / "plain")
+    assert loaded.get_params()["text_features"] is False
+    assert np.allclose(loaded.predict(prompts), plain.predict(prompts))

@@ -20,7 +20,9 @@ from polyroute.routers.base import Arrays, JSONDict, LearnedRouter
 ENC_PREFIX = "enc/"
 
 
-def features(encoder: Encoder, prompts: Sequence[str]) -> Array:
+def features(encoder: Encoder, prompts: Sequence[str], with_text: bool = True) -> Array:
+    if not with_text:
+        return encoder.encode(prompts)
     return np.concatenate([encoder.encode(prompts), text_features(prompts)], axis=1)
 
 
@@ -29,13 +31,16 @@ class FeatureRouter(LearnedRouter):
 
     encoder: str
     encoder_: Encoder
+    #: subclasses may expose this as a hyperparameter (kNN does, for the plain baseline)
+    text_features: bool = True
 
     def _fit(self, dataset: RoutingDataset) -> None:
         self.encoder_ = make_encoder(self.encoder).fit(dataset.prompts)
-        self._fit_xy(features(self.encoder_, dataset.prompts), dataset.scores, dataset.costs)
+        x = features(self.encoder_, dataset.prompts, self.text_features)
+        self._fit_xy(x, dataset.scores, dataset.costs)
 
     def _predict(self, prompts: list[str]) -> Matrix:
-        return self._predict_x(features(self.encoder_, prompts))
+        return self._predict_x(features(self.encoder_, prompts, self.text_features))
 
     def use_disk_cache(self, enabled: bool) -> None:
         """Turn the encoder's on-disk embedding cache on or off (the gateway turns it off)."""

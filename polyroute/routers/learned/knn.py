@@ -5,8 +5,9 @@ by the leave-one-out AIQ of the cost-quality curve, or the Brier score when no
 costs are given); ``weighting`` (``"distance"``: weights
 ``1 / (1 - cos + 0.05)``, or ``"uniform"``); ``prior`` (pseudo-count pulling
 each prediction toward the training mean, which steadies small neighbourhoods);
-``dim`` (neighbours are searched in the top ``dim`` principal axes of the unit
-feature vectors, ``None`` = all: cheaper per query, and no worse on dcrouter).
+``text_features`` (append the surface text features; ``false`` gives the
+literature's plain embedding kNN); ``dim`` (neighbours are searched in the top
+``dim`` principal axes of the unit feature vectors, ``None`` = all: cheaper per query, and no worse on dcrouter).
 """
 
 from __future__ import annotations
@@ -80,8 +81,11 @@ class KNNRouter(FeatureRouter):
         weighting: str = "distance",
         prior: float = 1.0,
         dim: int | None = 128,
+        *,
+        text_features: bool = True,
     ) -> None:
         self.encoder = encoder
+        self.text_features = text_features
         self.k = k
         self.weighting = weighting
         self.prior = prior
