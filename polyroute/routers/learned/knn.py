@@ -7,7 +7,8 @@ costs are given); ``weighting`` (``"distance"``: weights
 each prediction toward the training mean, which steadies small neighbourhoods);
 ``text_features`` (append the surface text features; ``false`` gives the
 literature's plain embedding kNN); ``dim`` (neighbours are searched in the top
-``dim`` principal axes of the unit feature vectors, ``None`` = all: cheaper per query, and no worse on dcrouter).
+``dim`` principal axes of the unit feature vectors, ``None`` = all: cheaper per
+query, and no worse on dcrouter).
 """
 
 from __future__ import annotations
