@@ -10,6 +10,7 @@ Usable without the server::
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,25 @@ class Engine:
 
     def plan(self, request: Request, trace: Trace) -> Plan:
         """Pick the decision and order its candidates; records signals and decision in ``trace``."""
+        decision = self.decide(request, trace)
+        return self._order(decision, request, trace)
+
+    async def aplan(self, request: Request, trace: Trace) -> Plan:
+        """``plan`` for the event loop: a selector marked ``blocking`` (a neural encoder)
+        runs in a worker thread so it never stalls other requests."""
+        decision = self.decide(request, trace)
+        if getattr(decision.selector, "blocking", False):
+            return await asyncio.to_thread(self._order, decision, request, trace)
+        return self._order(decision, request, trace)
+
+    @staticmethod
+    def _order(decision: Decision, request: Request, trace: Trace) -> Plan:
+        ordered = decision.selector.order(decision.candidates, request, trace)
+        trace.candidates = [b.name for b in ordered]
+        return Plan(decision, ordered)
+
+    def decide(self, request: Request, trace: Trace) -> Decision:
+        """The decision for this request (direct model, or the first matching rule)."""
         model = request.model
         trace.requested_model = model
         direct = self._direct.get(model)
@@ -102,9 +122,7 @@ class Engine:
             decision = self._match(decisions, signals)
             trace.signals = signals.values
         trace.decision = decision.name
-        ordered = decision.selector.order(decision.candidates, request, trace)
-        trace.candidates = [b.name for b in ordered]
-        return Plan(decision, ordered)
+        return decision
 
     @staticmethod
     def _match(decisions: list[Decision], signals: SignalSet) -> Decision:
@@ -136,7 +154,7 @@ class Engine:
     async def complete(self, request: Request, trace: Trace | None = None) -> tuple[JSON, Trace]:
         """Route and call, non-streaming: the OpenAI-shaped answer (``model`` = answering model)."""
         trace = trace or Trace(new_trace_id())
-        plan = self.plan(request, trace)
+        plan = await self.aplan(request, trace)
 
         async def call(req: Request, tr: Trace) -> Any:
             answer = await self.dispatcher.complete(plan.candidates, req, tr)
@@ -152,7 +170,7 @@ class Engine:
     ) -> tuple[StreamStart, Trace]:
         """Route and open a stream; fails over until a first chunk arrives."""
         trace = trace or Trace(new_trace_id())
-        plan = self.plan(request, trace)
+        plan = await self.aplan(request, trace)
 
         async def call(req: Request, tr: Trace) -> Any:
             backend, first, rest = await self.dispatcher.open_stream(plan.candidates, req, tr)

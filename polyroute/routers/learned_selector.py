@@ -43,6 +43,9 @@ def w_for_cost_fraction(table: Sequence[Any], target: float, where: str) -> floa
 class LearnedSelector:
     """Orders candidates by a trained router's predicted utility (see the module docstring)."""
 
+    #: the encoder is CPU-bound (milliseconds): the engine runs ``order`` in a worker thread
+    blocking = True
+
     def __init__(
         self,
         router: str,

@@ -8,6 +8,7 @@ upstream excluded).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -117,7 +118,8 @@ class Gateway:
                 body = {**body, "messages": [{"role": "user", "content": body["prompt"]}]}
                 body.pop("prompt")
             check_body(body, "chat")
-            trace = self.engine.route(Request(body, "chat", http.headers))
+            request = Request(body, "chat", http.headers)
+            trace = await asyncio.to_thread(self.engine.route, request)  # may run an encoder
         except PolyrouteError as exc:
             return error_response(exc)
         return Response(orjson.dumps(trace.as_dict()), media_type=JSON_TYPE)
