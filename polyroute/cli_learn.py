@@ -27,6 +27,7 @@ import numpy as np
 
 from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.errors import ConfigError
+from polyroute.routers.base import validate_params
 
 
 def add_train_parser(subparsers: Any) -> None:
@@ -76,6 +77,7 @@ def _make(spec: str, time_budget: float | None) -> Any:
     cls = get_router(name, "--router")
     if name == "auto" and time_budget is not None:
         params.setdefault("time_budget_s", time_budget)
+    params = validate_params(cls, params, f"--router {spec!r}")
     try:
         return cls(**params)
     except TypeError as exc:

@@ -90,6 +90,9 @@ def make_router(spec: str) -> Router:
     if reg is None:
         raise ConfigError(f"--routers: unknown router {name!r}; no learned routers are installed")
     cls = reg.get(name, where="--routers")
+    from polyroute.routers.base import validate_params
+
+    params = validate_params(cls, params, f"--routers {spec!r}")
     try:
         router: Router = cls(**params)
     except TypeError as exc:

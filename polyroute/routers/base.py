@@ -177,3 +177,39 @@ class LearnedRouter(ABC):
 
     @abstractmethod
     def _set_state(self, meta: JSONDict, arrays: Arrays) -> None: ...
+
+
+def validate_params(cls: type, params: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check ``params`` against ``cls.__init__``'s names and annotations (pydantic, lax).
+
+    ``knn:k=abc`` becomes a ConfigError naming the hyperparameter and the expected
+    type, instead of a crash deep inside ``fit``.
+    """
+    import inspect
+    import typing
+
+    from pydantic import TypeAdapter, ValidationError
+
+    sig = inspect.signature(cls.__init__)  # type: ignore[misc]
+    names = [n for n in sig.parameters if n != "self"]
+    try:
+        hints = typing.get_type_hints(cls.__init__)  # type: ignore[misc]
+    except (NameError, TypeError):
+        hints = {}
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if name not in names:
+            raise ConfigError(
+                f"{where}: unknown hyperparameter {name!r} for {cls.__name__}; "
+                f"expected one of {', '.join(names)}"
+            )
+        hint = hints.get(name)
+        if hint is None:
+            out[name] = value
+            continue
+        try:
+            out[name] = TypeAdapter(hint).validate_python(value)
+        except ValidationError:
+            shown = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+            raise ConfigError(f"{where}: {name}={value!r}: expected {shown}") from None
+    return out

@@ -119,3 +119,25 @@ def test_knn_without_text_features_is_the_plain_embedding_baseline(
     loaded = load_router(tmp_path / "plain")
     assert loaded.get_params()["text_features"] is False
     assert np.allclose(loaded.predict(prompts), plain.predict(prompts))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("knn:k=abc", "k='abc': expected int | None"),
+        ("knn:kk=3", "unknown hyperparameter 'kk' for KNNRouter"),
+        ("logistic:l2=[1]", "l2=[1]: expected float"),
+    ],
+)
+def test_bad_hyperparameters_are_config_errors(spec: str, message: str) -> None:
+    from polyroute.eval.evaluate import make_router
+
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("|", r"\|")):
+        make_router(spec)
+
+
+def test_hyperparameters_are_coerced_to_their_types() -> None:
+    from polyroute.eval.evaluate import make_router
+
+    router = make_router("knn:k=7:weighting=uniform")
+    assert router.get_params()["k"] == 7  # type: ignore[attr-defined]
