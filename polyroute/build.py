@@ -92,6 +92,8 @@ def build_selector(select: str | Mapping[str, Any], where: str, base_dir: str) -
         return cls(**options)  # type: ignore[no-any-return]
     except TypeError as exc:
         raise ConfigError(f"{where}: invalid options for selector {name!r} ({exc})") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
 
 
 def _noop_handler(*_: Any) -> Any:

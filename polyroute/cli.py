@@ -52,9 +52,10 @@ def _cmd_route(args: argparse.Namespace) -> int:
     print(f"decision:   {trace.decision}")
     print(f"candidates: {' -> '.join(trace.candidates)}  (first is tried first)")
     print(f"signals:    {', '.join(f'{k}={v!r}' for k, v in trace.signals.items()) or '-'}")
+    width = max((len(e.model) for e in trace.estimates), default=0)
     for e in trace.estimates:
         quality = f"  predicted quality {e.quality:.3f}" if e.quality is not None else ""
-        print(f"  {e.model:<24} est. cost ${e.cost_usd:.6f}{quality}")
+        print(f"  {e.model:<{width}}  est. cost ${e.cost_usd:.6f}{quality}")
     return 0
 
 
