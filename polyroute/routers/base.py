@@ -200,8 +200,8 @@ def validate_params(cls: type, params: dict[str, Any], where: str) -> dict[str, 
     for name, value in params.items():
         if name not in names:
             raise ConfigError(
-                f"{where}: unknown hyperparameter {name!r} for {cls.__name__}; "
-                f"expected one of {', '.join(names)}"
+                f"{where}: bad hyperparameters: unknown hyperparameter {name!r} for "
+                f"{cls.__name__}; expected one of {', '.join(names)}"
             )
         hint = hints.get(name)
         if hint is None:
@@ -211,5 +211,7 @@ def validate_params(cls: type, params: dict[str, Any], where: str) -> dict[str, 
             out[name] = TypeAdapter(hint).validate_python(value)
         except ValidationError:
             shown = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-            raise ConfigError(f"{where}: {name}={value!r}: expected {shown}") from None
+            raise ConfigError(
+                f"{where}: bad hyperparameters: {name}={value!r}: expected {shown}"
+            ) from None
     return out
