@@ -205,7 +205,7 @@ def running(*upstreams: FakeUpstream) -> Iterator[tuple[FakeUpstream, ...]]:
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    started.wait(10)
+    started.wait(30)
     try:
         yield upstreams
     finally:
@@ -214,9 +214,9 @@ def running(*upstreams: FakeUpstream) -> Iterator[tuple[FakeUpstream, ...]]:
             for r in runners:
                 await r.cleanup()
 
-        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+        thread.join(30)
         loop.close()
 
 
