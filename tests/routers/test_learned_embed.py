@@ -53,3 +53,18 @@ def test_minilm_offline_with_disk_cache(tmp_path: Path, monkeypatch: pytest.Monk
     assert len(cached) == 3
     np.testing.assert_allclose(MiniLMEncoder().encode(texts), z, atol=1e-6)  # from the cache
     np.testing.assert_allclose(MiniLMEncoder(use_cache=False).encode(texts[:1]), z[:1], atol=1e-5)
+
+
+def test_onnx_request_path_matches_sentence_transformers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polyroute.embed import _encode_small, _minilm_model
+    from polyroute.embed_onnx import onnx_session
+
+    monkeypatch.setenv("POLYROUTE_CACHE_DIR", str(tmp_path))
+    model = _minilm_model()
+    assert onnx_session(model, tmp_path / "embeddings") is not None  # onnxruntime is installed
+    texts = ["Prove that the square root of two is irrational.", "hi " * 300]
+    fast = _encode_small(model, texts)  # ONNX Runtime
+    reference = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(fast, reference, atol=2e-5)
