@@ -5,7 +5,8 @@
 Measures (1) predict time per single prompt beyond the encoder, for routers fitted
 on 10,000 training prompts (dcrouter tiled), (2) MiniLM encoding p50/p90 per
 single prompt (no cache), (3) wall time of ``polyroute train --router auto`` on
-dcrouter (embedding cache warm).  Prints a table.
+dcrouter (embedding cache warm), (4) the gateway's whole per-request cost of the
+resulting artifact, ``LearnedSelector.order``.  Prints a table.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ ROUTERS = [
     ("mf", {}),
     ("stack", {"folds": 2}),
 ]
+
+
+AUTO_OUT = Path("/tmp/polyroute-bench-auto")
 
 
 def per_prompt_ms(fn, items, repeat: int = 1) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -100,7 +104,7 @@ def bench_minilm(rows: list[tuple[str, str, str]]) -> None:
 
 
 def bench_auto(rows: list[tuple[str, str, str]]) -> None:
-    out = Path("/tmp/polyroute-bench-auto")
+    out = AUTO_OUT
     cmd = [sys.executable, "-m", "polyroute", "train", "--data", str(DCROUTER / "train.jsonl")]
     cmd += ["--models", str(DCROUTER / "models.json"), "--router", "auto", "--out", str(out)]
     t = time.perf_counter()
@@ -116,6 +120,36 @@ def bench_auto(rows: list[tuple[str, str, str]]) -> None:
     )
 
 
+def bench_selector(rows: list[tuple[str, str, str]]) -> None:
+    """The whole per-request cost in the gateway: LearnedSelector.order on the auto artifact."""
+    from polyroute.backends import Backend
+    from polyroute.routers.learned_selector import LearnedSelector
+    from polyroute.types import Request, Trace
+
+    class NoProvider:
+        async def aclose(self) -> None: ...
+
+    ds = load()
+    assert ds.prices is not None
+    selector = LearnedSelector(str(AUTO_OUT), willingness_to_pay=1e-3)
+    candidates = [
+        Backend(m, m, NoProvider(), ds.prices[m].input_price_per_mtok,  # type: ignore[arg-type]
+                ds.prices[m].output_price_per_mtok)
+        for m in ds.models
+    ]  # fmt: skip
+    prompts = list(ds.prompts[7 :: len(ds) // 100])[:100]
+    p50, p90 = per_prompt_ms(
+        lambda p: selector.order(candidates, Request.chat(p), Trace("bench")), prompts
+    )
+    rows.append(
+        (
+            "LearnedSelector.order (auto artifact)",
+            f"{p50:.2f} / {p90:.2f} ms",
+            f"{len(candidates)} candidates; encoder + router + estimates",
+        )
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-auto", action="store_true")
@@ -125,6 +159,8 @@ def main() -> None:
     bench_minilm(rows)
     if not args.skip_auto:
         bench_auto(rows)
+    if (AUTO_OUT / "manifest.json").is_file():
+        bench_selector(rows)
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'p50 / p90 (or total)':<22}  note")
     for name, value, note in rows:
