@@ -105,3 +105,48 @@ def epochs_for(n: int, batch_size: int, epochs: int, min_steps: int = 600) -> in
     """``epochs``, raised so that small datasets still get ``min_steps`` optimiser steps."""
     per_epoch = max(1, -(-n // max(1, batch_size)))
     return max(epochs, -(-min_steps // per_epoch))
+
+
+def train_two_layer(
+    x: npt.NDArray[Any],
+    y: Matrix,
+    *,
+    width: int,
+    relu: bool,
+    l2: float,
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+) -> list[F64]:
+    """``sigmoid(act(x W + c) U + b)`` fitted to soft labels with Adam (MF: identity, MLP: ReLU).
+
+    Returns ``[W, c, U, b]``.  Layer 1 starts at He scale for ReLU, 1/sqrt(d) otherwise.
+    """
+    rng = np.random.default_rng(seed)
+    xx = np.asarray(x, dtype=np.float64)
+    n, d = xx.shape
+    scale = np.sqrt(2.0 / d) if relu else 1 / np.sqrt(d)
+    params = [
+        rng.normal(0, scale, (d, width)),
+        np.zeros(width),
+        rng.normal(0, 1 / np.sqrt(width), (width, y.shape[1])),
+        logit(y.mean(axis=0), 1e-3),
+    ]
+    opt = Adam(params, lr)
+    for _ in range(epochs_for(n, batch_size, epochs)):
+        for rows in minibatches(n, batch_size, rng):
+            xb = xx[rows]
+            w, c, u, b = params
+            pre = xb @ w + c
+            h = np.maximum(pre, 0.0) if relu else pre
+            g = (sigmoid(h @ u + b) - y[rows]) / len(rows)
+            gh = (g @ u.T) * (pre > 0) if relu else g @ u.T
+            opt.step([xb.T @ gh + l2 * w, gh.sum(axis=0), h.T @ g + l2 * u, g.sum(axis=0)])
+    return params
+
+
+def two_layer_forward(x: npt.NDArray[Any], params: list[F64], relu: bool) -> F64:
+    w, c, u, b = params
+    h = np.asarray(x, dtype=np.float64) @ w + c
+    return sigmoid((np.maximum(h, 0.0) if relu else h) @ u + b)

@@ -14,15 +14,7 @@ from polyroute.dataset import Matrix
 from polyroute.embed import Array
 from polyroute.routers.base import Arrays, JSONDict
 from polyroute.routers.learned._features import FeatureRouter
-from polyroute.routers.learned._optim import (
-    F64,
-    Adam,
-    epochs_for,
-    logit,
-    minibatches,
-    sigmoid,
-    single_thread,
-)
+from polyroute.routers.learned._optim import F64, single_thread, train_two_layer, two_layer_forward
 
 
 class MFRouter(FeatureRouter):
@@ -54,34 +46,23 @@ class MFRouter(FeatureRouter):
 
     def _fit_xy(self, x: Array, y: Matrix, costs: Matrix | None = None) -> None:
         with single_thread():
-            self._train(x, y)
-
-    def _train(self, x: Array, y: Matrix) -> None:
-        rng = np.random.default_rng(self.seed)
-        xx = np.asarray(x, dtype=np.float64)
-        n, d = xx.shape
-        m = y.shape[1]
-        params = [
-            rng.normal(0, 1 / np.sqrt(d), (d, self.dim)),
-            np.zeros(self.dim),
-            rng.normal(0, 1 / np.sqrt(self.dim), (self.dim, m)),
-            logit(y.mean(axis=0), 1e-3),
-        ]
-        opt = Adam(params, self.lr)
-        for _ in range(epochs_for(n, self.batch_size, self.epochs)):
-            for rows in minibatches(n, self.batch_size, rng):
-                xb = xx[rows]
-                w, c, u, b = params
-                h = xb @ w + c
-                g = (sigmoid(h @ u + b) - y[rows]) / len(rows)
-                gu = h.T @ g + self.l2 * u
-                gh = g @ u.T
-                opt.step([xb.T @ gh + self.l2 * w, gh.sum(axis=0), gu, g.sum(axis=0)])
+            params = train_two_layer(
+                x,
+                y,
+                width=self.dim,
+                relu=False,
+                l2=self.l2,
+                lr=self.lr,
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                seed=self.seed,
+            )
         self.proj_, self.proj_bias_, self.model_emb_, self.model_bias_ = params
 
     def _predict_x(self, x: Array) -> Matrix:
-        h = np.asarray(x, dtype=np.float64) @ self.proj_ + self.proj_bias_
-        return sigmoid(h @ self.model_emb_ + self.model_bias_)
+        return two_layer_forward(
+            x, [self.proj_, self.proj_bias_, self.model_emb_, self.model_bias_], relu=False
+        )
 
     def _xy_state(self) -> tuple[JSONDict, Arrays]:
         return {}, {

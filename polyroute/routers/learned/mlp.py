@@ -12,15 +12,7 @@ from polyroute.dataset import Matrix
 from polyroute.embed import Array
 from polyroute.routers.base import Arrays, JSONDict
 from polyroute.routers.learned._features import FeatureRouter
-from polyroute.routers.learned._optim import (
-    F64,
-    Adam,
-    epochs_for,
-    logit,
-    minibatches,
-    sigmoid,
-    single_thread,
-)
+from polyroute.routers.learned._optim import F64, single_thread, train_two_layer, two_layer_forward
 
 
 class MLPRouter(FeatureRouter):
@@ -52,34 +44,21 @@ class MLPRouter(FeatureRouter):
 
     def _fit_xy(self, x: Array, y: Matrix, costs: Matrix | None = None) -> None:
         with single_thread():
-            self._train(x, y)
-
-    def _train(self, x: Array, y: Matrix) -> None:
-        rng = np.random.default_rng(self.seed)
-        xx = np.asarray(x, dtype=np.float64)
-        n, d = xx.shape
-        params = [
-            rng.normal(0, np.sqrt(2.0 / d), (d, self.hidden)),
-            np.zeros(self.hidden),
-            rng.normal(0, np.sqrt(1.0 / self.hidden), (self.hidden, y.shape[1])),
-            logit(y.mean(axis=0), 1e-3),
-        ]
-        opt = Adam(params, self.lr)
-        for _ in range(epochs_for(n, self.batch_size, self.epochs)):
-            for rows in minibatches(n, self.batch_size, rng):
-                xb, yb = xx[rows], y[rows]
-                w1, b1, w2, b2 = params
-                pre = xb @ w1 + b1
-                h = np.maximum(pre, 0.0)
-                g = (sigmoid(h @ w2 + b2) - yb) / len(rows)
-                gh = (g @ w2.T) * (pre > 0)
-                gw1, gw2 = xb.T @ gh + self.l2 * w1, h.T @ g + self.l2 * w2
-                opt.step([gw1, gh.sum(axis=0), gw2, g.sum(axis=0)])
+            params = train_two_layer(
+                x,
+                y,
+                width=self.hidden,
+                relu=True,
+                l2=self.l2,
+                lr=self.lr,
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                seed=self.seed,
+            )
         self.w1_, self.b1_, self.w2_, self.b2_ = params
 
     def _predict_x(self, x: Array) -> Matrix:
-        h = np.maximum(np.asarray(x, dtype=np.float64) @ self.w1_ + self.b1_, 0.0)
-        return sigmoid(h @ self.w2_ + self.b2_)
+        return two_layer_forward(x, [self.w1_, self.b1_, self.w2_, self.b2_], relu=True)
 
     def _xy_state(self) -> tuple[JSONDict, Arrays]:
         return {}, {"w1": self.w1_, "b1": self.b1_, "w2": self.w2_, "b2": self.b2_}
