@@ -149,6 +149,16 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
+def summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, Any]:
+    return {
+        "n": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / elapsed,
+        "p50": pct(latencies, 50),
+        "p99": pct(latencies, 99),
+    }
+
+
 async def _one(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[float, float]:
     """One POST; returns (latency ms, polyroute's self-reported overhead ms or nan)."""
     t0 = time.perf_counter()
@@ -216,13 +226,7 @@ async def burst(
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
-    return {
-        "n": len(latencies),
-        "errors": errors,
-        "rps": len(latencies) / elapsed,
-        "p50": pct(latencies, 50),
-        "p99": pct(latencies, 99),
-    }
+    return summary(latencies, errors, elapsed)
 
 
 async def paced(url: str, n: int, rate: float, concurrency: int) -> dict[str, Any]:
@@ -257,13 +261,7 @@ async def paced(url: str, n: int, rate: float, concurrency: int) -> dict[str, An
         t0 = time.perf_counter() + 0.05
         await asyncio.gather(*(worker(session, t0) for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
-    return {
-        "n": len(latencies),
-        "errors": errors,
-        "rps": len(latencies) / elapsed,
-        "p50": pct(latencies, 50),
-        "p99": pct(latencies, 99),
-    }
+    return summary(latencies, errors, elapsed)
 
 
 def decision_time(config_path: Path, n: int) -> dict[str, float]:
