@@ -1,4 +1,4 @@
-"""The ``polyroute`` command: serve, route, config validate, and the workbench commands.
+"""The ``polyroute`` command: serve, route, config validate, keys, and the workbench commands.
 
 Every expected failure prints ``polyroute: error: ...`` (naming the file, key
 and expectation) and exits 2; no stack traces.
@@ -21,6 +21,7 @@ _WORKBENCH = [
     ("polyroute.cli_learn", "add_predict_parser"),
     ("polyroute.cli_eval", "add_eval_parser"),
     ("polyroute.cli_eval", "add_calibrate_parser"),
+    ("polyroute.cli_keys", "add_keys_parser"),
 ]
 
 
@@ -65,10 +66,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from polyroute.engine import Engine
     from polyroute.server import create_app
     from polyroute.server.logs import configure_logging
+    from polyroute.server.security import check_exposure
 
     configure_logging(args.log_level)
     engine = Engine.from_file(args.config)
-    for warning in engine.config.warnings:
+    exposure = check_exposure(engine.config, args.host)
+    for warning in [*engine.config.warnings, *([exposure] if exposure else [])]:
         logging.getLogger("polyroute").warning("config %s: %s", args.config, warning)
     app = create_app(engine)
     uvicorn.run(

@@ -18,6 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from polyroute.errors import ConfigError
 
+# hop-by-hop (RFC 9110 7.6.1) and framing headers: a backend's ``headers`` may not set them
+RESERVED_HEADERS = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+        "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length",
+    }
+)  # fmt: skip
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -36,6 +43,17 @@ class ModelConfig(_Frozen):
     weight: float = Field(default=1.0, ge=0)
     headers: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("headers")
+    @classmethod
+    def _end_to_end_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(k for k in value if k.lower() in RESERVED_HEADERS)
+        if reserved:
+            raise ValueError(
+                f"{', '.join(reserved)} may not be set here: hop-by-hop and framing headers "
+                "are managed by the HTTP client (use api_key for authorization)"
+            )
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -59,7 +77,28 @@ class ProfileConfig(_Frozen):
     description: str = ""
 
 
+class ApiKeyConfig(_Frozen):
+    """A gateway key, stored as the SHA-256 of the key (``polyroute keys new`` makes both)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")
+    sha256: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        digest = value.removeprefix("sha256:").lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError(
+                "expected the SHA-256 hex digest of the key (64 hex characters), never the key "
+                "itself; `polyroute keys hash` prints it"
+            )
+        return digest
+
+
 class ServerConfig(_Frozen):
+    api_keys: tuple[ApiKeyConfig, ...] = ()
+    allow_unauthenticated: bool = False
+    max_concurrent_requests: int = Field(default=8192, ge=1)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     deadline_s: float = Field(default=120.0, gt=0)
     stream_idle_timeout_s: float = Field(default=60.0, gt=0)
@@ -70,6 +109,15 @@ class ServerConfig(_Frozen):
     breaker_failures: int = Field(default=5, ge=1)
     breaker_reset_s: float = Field(default=30.0, gt=0)
     log_requests: bool = True
+
+    @field_validator("api_keys")
+    @classmethod
+    def _unique_keys(cls, value: tuple[ApiKeyConfig, ...]) -> tuple[ApiKeyConfig, ...]:
+        names = [k.name for k in value]
+        digests = [k.sha256 for k in value]
+        if len(set(names)) != len(names) or len(set(digests)) != len(digests):
+            raise ValueError("every key needs its own name and its own digest")
+        return value
 
 
 class Config(_Frozen):

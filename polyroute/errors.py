@@ -11,6 +11,7 @@
     │   ├── Unauthorized           missing / wrong gateway key           -> 401
     │   ├── ModelNotFound          unknown ``model``                      -> 404
     │   ├── PayloadTooLarge        body over the configured limit        -> 413
+    │   ├── Overloaded             over the gateway's concurrency limit  -> 429
     │   └── Blocked                refused by a rule or plugin           -> 403
     ├── RoutingError           no decision or no usable candidate      -> 503
     └── UpstreamError          every candidate failed                  -> 502
@@ -83,6 +84,14 @@ class ModelNotFound(RequestError):
 class PayloadTooLarge(RequestError):
     status = 413
     code = "payload_too_large"
+
+
+class Overloaded(RequestError):
+    """The gateway already serves its configured maximum of concurrent requests."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "concurrency_limit"
 
 
 class Blocked(RequestError):

@@ -130,10 +130,12 @@ class Trace:
     estimated_cost_usd: float = 0.0
     overhead_ms: float = 0.0
     upstream_ms: float = 0.0
+    client: str = ""  # the name of the gateway key the request presented
 
     def as_dict(self) -> JSON:
         return {
             "trace_id": self.trace_id,
+            "client": self.client,
             "requested_model": self.requested_model,
             "decision": self.decision,
             "signals": self.signals,

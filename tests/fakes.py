@@ -27,6 +27,8 @@ class Behaviour:
     delay_s: float = 0.0
     text: str = "hello from fake"
     chunks: int = 3
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers
+    error_message: str = "boom"
 
 
 @dataclass
@@ -57,7 +59,7 @@ class FakeUpstream:
         if b.mode == "status":
             headers = {"Retry-After": b.retry_after} if b.retry_after else {}
             return web.json_response(
-                {"error": {"message": "boom"}}, status=b.status, headers=headers
+                {"error": {"message": b.error_message}}, status=b.status, headers=headers
             )
         if b.mode == "hang":
             await asyncio.sleep(30)
@@ -89,7 +91,8 @@ class FakeUpstream:
                     }
                 ],
                 "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
-            }
+            },
+            headers=b.headers,
         )
 
     async def _stream(

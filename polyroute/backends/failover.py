@@ -24,10 +24,13 @@ Semantics (documented in docs/reliability.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
+
+import orjson
 
 from polyroute.backends.backend import Backend
 from polyroute.config import ServerConfig
@@ -132,9 +135,10 @@ class Dispatcher:
                     trace.attempts.append(
                         Attempt(b.name, outcome_of(exc), ms, status, retry, exc.message)
                     )
-                    if status in CLIENT_FAULTS:
+                    if status in CLIENT_FAULTS and isinstance(exc, UpstreamStatus):
                         b.breaker.record_success()  # the upstream is healthy; the request is not
                         trace.outcome = "rejected_by_upstream"
+                        exc.message = f"{b.name} rejected the request: {upstream_reason(exc)}"
                         raise
                     errors.append(exc)
                     b.breaker.record_failure()
@@ -175,7 +179,7 @@ class Dispatcher:
     def _final(
         self, errors: list[UpstreamError], trace: Trace, deadline_hit: bool
     ) -> UpstreamError:
-        tried = "; ".join(e.message for e in errors[-5:]) or "no candidate"
+        tried = describe_attempts(trace)
         if deadline_hit or (errors and all(isinstance(e, UpstreamTimeout) for e in errors)):
             trace.outcome = "timeout"
             return UpstreamTimeout(f"all candidates failed before the deadline: {tried}")
@@ -235,8 +239,31 @@ class LiveStream:
             await self._stream.aclose()
 
 
+def upstream_reason(exc: UpstreamStatus) -> str:
+    """The upstream's own ``error.message`` (OpenAI or Anthropic shape), capped; else its status."""
+    with contextlib.suppress(ValueError):
+        body = orjson.loads(exc.body)
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        if isinstance(message, str) and message:
+            return f"{message[:500]} (upstream status {exc.upstream_status})"
+    return f"upstream status {exc.upstream_status}"
+
+
+def describe_attempts(trace: Trace) -> str:
+    """``small: status_503 x3; large: timeout`` — backend names and outcomes, no URLs or bodies.
+
+    Client-facing messages use this; the full details stay in the logged trace.
+    """
+    counts: dict[tuple[str, str], int] = {}
+    for a in trace.attempts:
+        counts[a.model, a.outcome] = counts.get((a.model, a.outcome), 0) + 1
+    parts = [f"{m}: {o}" + (f" x{n}" if n > 1 else "") for (m, o), n in counts.items()]
+    return "; ".join(parts) or "no candidate"
+
+
 def _retry_after(exc: UpstreamError) -> float | None:
     return exc.retry_after_s if isinstance(exc, UpstreamStatus) else None
 
 
-__all__ = ["Dispatcher", "LiveStream", "outcome_of"]
+__all__ = ["Dispatcher", "LiveStream", "describe_attempts", "outcome_of"]

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import Route
@@ -26,7 +27,9 @@ from starlette.routing import Route
 from polyroute.engine import Engine, new_trace_id
 from polyroute.errors import InvalidRequest, PayloadTooLarge, PolyrouteError
 from polyroute.server.errors import error_body, error_response
-from polyroute.server.logs import SecretRedactor, log_request
+from polyroute.server.limits import ConcurrencyLimit
+from polyroute.server.logs import SecretRedactor, log_request, secrets_of
+from polyroute.server.security import KeyRing, reject_steering
 from polyroute.server.streaming import RelayResponse
 from polyroute.server.validate import check_body, parse_body
 from polyroute.types import Endpoint, Request, Trace
@@ -51,7 +54,15 @@ class Gateway:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.limit = engine.config.server.max_body_bytes
+        self.keys = KeyRing(engine.config.server.api_keys)
+        self.redactor = SecretRedactor(secrets_of(engine.config))
         self.ready = False
+
+    def _authorize(self, http: HttpRequest, trace: Trace | None = None) -> None:
+        if self.keys.enabled:
+            name = self.keys.check(http.headers)
+            if trace is not None:
+                trace.client = name
 
     async def _body(self, http: HttpRequest) -> bytes:
         declared = http.headers.get("content-length")
@@ -69,6 +80,7 @@ class Gateway:
     async def _parse(self, http: HttpRequest, endpoint: Endpoint) -> Request:
         body = parse_body(await self._body(http), self.limit)
         check_body(body, endpoint)
+        reject_steering(body)
         return Request(body, endpoint, http.headers)
 
     async def chat(self, http: HttpRequest) -> Response:
@@ -82,6 +94,7 @@ class Gateway:
         trace = Trace(new_trace_id())
         stream = False
         try:
+            self._authorize(http, trace)
             request = await self._parse(http, endpoint)
             stream = request.stream
             if stream:
@@ -94,6 +107,7 @@ class Gateway:
             log_request(trace, exc.status, endpoint, stream, started)
             if exc.status >= 500:
                 exc.message = f"{exc.message} (trace {trace.trace_id})"
+            exc.message = self.redactor.scrub(exc.message)
             return error_response(exc, headers)
         headers = _headers(trace, started)
         log_request(trace, 200, endpoint, False, started)
@@ -113,6 +127,7 @@ class Gateway:
 
     async def route(self, http: HttpRequest) -> Response:
         try:
+            self._authorize(http)
             body = parse_body(await self._body(http), self.limit)
             if "messages" not in body and isinstance(body.get("prompt"), str):
                 body = {**body, "messages": [{"role": "user", "content": body["prompt"]}]}
@@ -125,6 +140,10 @@ class Gateway:
         return Response(orjson.dumps(trace.as_dict()), media_type=JSON_TYPE)
 
     async def models(self, http: HttpRequest) -> Response:
+        try:
+            self._authorize(http)
+        except PolyrouteError as exc:
+            return error_response(exc)
         names = ["auto", *(p for p in self.engine.profiles if p != "auto"), *self.engine.backends]
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "polyroute"} for n in names]
         return Response(orjson.dumps({"object": "list", "data": data}), media_type=JSON_TYPE)
@@ -160,11 +179,11 @@ async def _http_error(http: HttpRequest, exc: Exception) -> Response:
 
 def create_app(engine: Engine) -> Starlette:
     gateway = Gateway(engine)
+    config = engine.config
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        secrets = [m.api_key.get_secret_value() for m in engine.config.models.values() if m.api_key]
-        redactor = SecretRedactor(secrets)
+        redactor = gateway.redactor
         handlers = list(logging.getLogger().handlers)
         for handler in handlers:  # handler filters see every record, whatever its logger
             handler.addFilter(redactor)
@@ -190,7 +209,12 @@ def create_app(engine: Engine) -> Starlette:
         Route("/readyz", gateway.readyz, methods=["GET"]),
     ]
     handlers: dict[Any, Any] = {HTTPException: _http_error, Exception: _http_error}
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=handlers,
+        middleware=[Middleware(ConcurrencyLimit, limit=config.server.max_concurrent_requests)],
+    )
     app.state.gateway = gateway
     app.state.engine = engine
     return app

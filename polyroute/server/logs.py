@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
 from polyroute.types import Trace
+
+if TYPE_CHECKING:
+    from polyroute.config import Config
 
 access = logging.getLogger("polyroute.access")
 
@@ -21,14 +27,35 @@ class SecretRedactor(logging.Filter):
         super().__init__()
         self.secrets = tuple(s for s in secrets if len(s) >= 4)
 
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
             message = record.getMessage()
             if any(s in message for s in self.secrets):
-                for secret in self.secrets:
-                    message = message.replace(secret, "***")
-                record.msg, record.args = message, None
+                record.msg, record.args = self.scrub(message), None
         return True
+
+
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|signature", re.IGNORECASE)
+
+
+def secrets_of(config: Config) -> list[str]:
+    """What must never be printed: upstream keys, secret-looking header values, URL credentials."""
+    found: list[str] = []
+    for model in config.models.values():
+        if model.api_key:
+            found.append(model.api_key.get_secret_value())
+        found += [v for k, v in model.headers.items() if _SECRET_HEADER.search(k)]
+        url = urlsplit(model.base_url)
+        if url.password:
+            found.append(url.password)
+        found += [v for _, v in parse_qsl(url.query) if len(v) >= 8]
+    return sorted(set(found), key=len, reverse=True)  # longest first: no partial leftovers
 
 
 def configure_logging(level: str) -> None:

@@ -14,7 +14,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from polyroute.engine import StreamStart
-from polyroute.errors import PolyrouteError
+from polyroute.errors import PolyrouteError, UpstreamTimeout
 from polyroute.server.errors import error_body
 from polyroute.types import JSON, Trace
 
@@ -64,7 +64,9 @@ async def relay(start: StreamStart, trace: Trace) -> AsyncIterator[bytes]:
             yield sse(chunk)
         yield DONE
     except PolyrouteError as exc:
-        message = f"upstream stream failed after it started: {exc.message} (trace {trace.trace_id})"
+        # the backend's name, never its URL: details are in the logged trace
+        reason = "timed out" if isinstance(exc, UpstreamTimeout) else "broke"
+        message = f"the stream from {name} {reason} after it started (trace {trace.trace_id})"
         yield b"data: " + error_body(message, "upstream_error", "stream_interrupted") + b"\n\n"
     except BaseException:
         if trace.outcome == "streaming":
