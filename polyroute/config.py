@@ -100,6 +100,7 @@ class ServerConfig(_Frozen):
     allow_unauthenticated: bool = False
     max_concurrent_requests: int = Field(default=8192, ge=1)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    body_timeout_s: float = Field(default=30.0, gt=0)
     deadline_s: float = Field(default=120.0, gt=0)
     stream_idle_timeout_s: float = Field(default=60.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)

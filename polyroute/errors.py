@@ -11,6 +11,8 @@
     │   ├── Unauthorized           missing / wrong gateway key           -> 401
     │   ├── ModelNotFound          unknown ``model``                      -> 404
     │   ├── PayloadTooLarge        body over the configured limit        -> 413
+    │   ├── BodyTimeout            body not received in time (slow client) -> 408
+    │   ├── ClientGone             client disconnected while sending     -> 499 (logged only)
     │   ├── Overloaded             over the gateway's concurrency limit  -> 429
     │   └── Blocked                refused by a rule or plugin           -> 403
     ├── RoutingError           no decision or no usable candidate      -> 503
@@ -84,6 +86,20 @@ class ModelNotFound(RequestError):
 class PayloadTooLarge(RequestError):
     status = 413
     code = "payload_too_large"
+
+
+class BodyTimeout(RequestError):
+    """The client did not send its whole body within ``server.body_timeout_s``."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class ClientGone(RequestError):
+    """The client closed the connection before its body arrived (nobody sees the answer)."""
+
+    status = 499
+    code = "client_disconnected"
 
 
 class Overloaded(RequestError):

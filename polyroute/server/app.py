@@ -20,15 +20,23 @@ import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
 from polyroute.engine import Engine, new_trace_id
-from polyroute.errors import InvalidRequest, PayloadTooLarge, PolyrouteError
+from polyroute.errors import (
+    BodyTimeout,
+    ClientGone,
+    InvalidRequest,
+    PayloadTooLarge,
+    PolyrouteError,
+)
 from polyroute.server.errors import error_body, error_response
 from polyroute.server.limits import ConcurrencyLimit
 from polyroute.server.logs import SecretRedactor, log_request, secrets_of
+from polyroute.server.openapi import openapi_endpoint
 from polyroute.server.security import KeyRing, reject_steering
 from polyroute.server.streaming import RelayResponse
 from polyroute.server.validate import check_body, parse_body
@@ -54,6 +62,7 @@ class Gateway:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.limit = engine.config.server.max_body_bytes
+        self.body_timeout_s = engine.config.server.body_timeout_s
         self.keys = KeyRing(engine.config.server.api_keys)
         self.redactor = SecretRedactor(secrets_of(engine.config))
         self.ready = False
@@ -70,11 +79,21 @@ class Gateway:
             raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {self.limit}")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in http.stream():
-            size += len(chunk)
-            if size > self.limit:
-                raise PayloadTooLarge(f"request body is over the limit of {self.limit} bytes")
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(self.body_timeout_s):  # a slow client may not hold a slot
+                async for chunk in http.stream():
+                    size += len(chunk)
+                    if size > self.limit:
+                        raise PayloadTooLarge(
+                            f"request body is over the limit of {self.limit} bytes"
+                        )
+                    chunks.append(chunk)
+        except ClientDisconnect:
+            raise ClientGone("the client closed the connection while sending its body") from None
+        except TimeoutError:
+            raise BodyTimeout(
+                f"the request body did not arrive within {self.body_timeout_s:g} s"
+            ) from None
         return b"".join(chunks)
 
     async def _parse(self, http: HttpRequest, endpoint: Endpoint) -> Request:
@@ -207,6 +226,7 @@ def create_app(engine: Engine) -> Starlette:
         Route("/v1/route", gateway.route, methods=["POST"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint, methods=["GET"]),
     ]
     handlers: dict[Any, Any] = {HTTPException: _http_error, Exception: _http_error}
     app = Starlette(

@@ -7,6 +7,9 @@ Needs no model server: the upstream is the loopback fake from ``tests/fakes.py``
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import socket
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +51,7 @@ def gateway(gateway_factory: GatewayFactory, upstream: FakeUpstream) -> Gateway:
             "api_keys": [{"name": "e2e-client", "sha256": hash_key(CLIENT_KEY)}],
             "max_concurrent_requests": 3,
             "retries": 0,
+            "body_timeout_s": 1,
         },
     }
     return gateway_factory("gateway-security", config)
@@ -117,3 +121,29 @@ def test_secrets_never_reach_clients_or_the_log(gateway: Gateway, upstream: Fake
         assert CLIENT_KEY not in text
     for text in seen:
         assert upstream.base_url not in text
+
+
+def test_a_slow_body_gets_408_and_frees_its_slot(gateway: Gateway) -> None:
+    """A client that sends half a body and stalls is answered 408 after body_timeout_s."""
+    body = json.dumps({"model": "auto", "messages": MESSAGES}).encode()
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {CLIENT_KEY}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    stalled = []
+    started = time.monotonic()
+    for _ in range(3):  # as many as the concurrency limit: all slots held by slow clients
+        sock = socket.create_connection(("127.0.0.1", gateway.proc.port), timeout=10)
+        sock.sendall(head + body[:10])
+        stalled.append(sock)
+    answers = [sock.recv(4096).decode() for sock in stalled]
+    elapsed = time.monotonic() - started
+    for sock in stalled:
+        sock.close()
+    for answer in answers:
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert '"code":"request_timeout"' in answer
+    assert elapsed < 5
+    with _client(gateway, CLIENT_KEY) as client:  # the slots are free again
+        assert client.chat.completions.create(model="auto", messages=MESSAGES).choices
