@@ -23,6 +23,8 @@ def transport_error(exc: BaseException, what: str) -> UpstreamError:
         )
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
         return UpstreamError(f"{what}: connection closed before the response was complete")
+    if isinstance(exc, OSError) and exc.strerror:  # e.g. ClientOSError: connection reset
+        return UpstreamError(f"{what}: {type(exc).__name__} ({exc.strerror})")
     return UpstreamError(f"{what}: {type(exc).__name__}")
 
 

@@ -1,10 +1,12 @@
 """Retries, failover and the circuit breaker around provider calls.
 
-Semantics (documented in docs/reliability.md):
+Semantics (documented in RELIABILITY.md):
 
 * Candidates are tried in the selector's order.  A backend whose circuit is
   open is skipped (trace outcome ``circuit_open``).
-* Each attempt gets ``min(timeout_s, time left before the request deadline)``.
+* Each attempt gets ``min(timeout_s, time left before the request deadline)``
+  (a stream's covers its first chunk too); with under ``MIN_ATTEMPT_S`` left,
+  the deadline counts as run out.
 * Connect errors, timeouts, 429, 5xx and protocol errors (malformed JSON, a
   wrong content type, a cut stream before its first chunk) are retried on the
   same backend up to ``server.retries`` times with exponential backoff and
@@ -44,6 +46,9 @@ from polyroute.types import JSON, Attempt, Request, Trace, UpstreamStream
 
 T = TypeVar("T")
 CLIENT_FAULTS = frozenset({400, 413, 422})
+# An attempt is not started with less time than this before the deadline: it could
+# not succeed, and its certain timeout would be charged to a backend never contacted.
+MIN_ATTEMPT_S = 0.05
 
 
 def outcome_of(exc: UpstreamError) -> str:
@@ -87,16 +92,23 @@ class Dispatcher:
         async def call(
             b: Backend, timeout_s: float
         ) -> tuple[UpstreamStream, AsyncIterator[JSON], JSON]:
+            # one budget for the whole attempt: opening the stream *and* its first chunk
+            until = asyncio.get_running_loop().time() + timeout_s
             stream = await b.provider.open_stream(
                 request, b.upstream_model, timeout_s, self.server.stream_idle_timeout_s
             )
             it = aiter(stream)
             try:
-                async with asyncio.timeout(timeout_s):
+                async with asyncio.timeout_at(until):
                     first = await anext(it)
             except StopAsyncIteration:
                 await stream.aclose()
                 raise UpstreamError(f"{b.name}: stream ended without any chunk") from None
+            except TimeoutError:
+                await stream.aclose()
+                raise UpstreamTimeout(
+                    f"{b.name}: no first stream chunk within {timeout_s:.3g} s"
+                ) from None
             except BaseException:
                 await stream.aclose()
                 raise
@@ -121,7 +133,7 @@ class Dispatcher:
                 continue
             for retry in range(self.server.retries + 1):
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left < MIN_ATTEMPT_S:
                     raise self._final(errors, trace, deadline_hit=True)
                 started = time.perf_counter()
                 b.stats.in_flight += 1
@@ -147,8 +159,9 @@ class Dispatcher:
                         break
                     await self._sleep(self.backoff_s(retry, _retry_after(exc)))
                     continue
-                except BaseException:
+                except BaseException:  # cancelled, or a provider bug: free a half-open probe
                     b.stats.in_flight -= 1
+                    b.breaker.probing = False
                     raise
                 ms = (time.perf_counter() - started) * 1000
                 if not keep_in_flight:
@@ -158,7 +171,7 @@ class Dispatcher:
                 trace.attempts.append(Attempt(b.name, "ok", ms, 200, retry))
                 trace.upstream_ms += ms
                 trace.model = b.name
-                trace.outcome = "ok" if len(trace.attempts) == 1 else "ok_after_failover"
+                trace.outcome = _success_outcome(trace)
                 return b, result
         raise self._final(errors, trace, deadline_hit=False)
 
@@ -205,6 +218,9 @@ class LiveStream:
         self._stream = stream
         self._it = it
         self._trace = trace
+        # what the dispatcher concluded (ok / ok_after_failover); the engine marks the
+        # trace "streaming" meanwhile, and a complete stream restores it
+        self._complete_outcome = trace.outcome if trace.outcome.startswith("ok") else "ok"
         self._started = time.perf_counter()
         self._closed = False
 
@@ -215,7 +231,7 @@ class LiveStream:
         try:
             return await anext(self._it)
         except StopAsyncIteration:
-            self._trace.outcome = "ok"
+            self._trace.outcome = self._complete_outcome
             raise
         except UpstreamError as exc:
             b = self.backend
@@ -237,6 +253,15 @@ class LiveStream:
                 await aclose()
         finally:
             await self._stream.aclose()
+
+
+def _success_outcome(trace: Trace) -> str:
+    """``ok`` at once, ``ok_after_retry`` on the same backend, else ``ok_after_failover``."""
+    if len(trace.attempts) == 1:
+        return "ok"
+    if all(a.model == trace.model for a in trace.attempts):
+        return "ok_after_retry"
+    return "ok_after_failover"
 
 
 def upstream_reason(exc: UpstreamStatus) -> str:

@@ -171,8 +171,12 @@ class OpenAIProvider(HttpProvider):
         return orjson.dumps(body)
 
     async def complete(self, request: Request, upstream_model: str, timeout_s: float) -> JSON:
+        path = _PATHS[request.endpoint]
         payload = self._payload(request, upstream_model, stream=False)
-        return await self._post(_PATHS[request.endpoint], payload, timeout_s)
+        data = await self._post(path, payload, timeout_s)
+        if "error" in data and "choices" not in data:  # as SSEStream does for error events
+            raise UpstreamError(f"POST {self.base_url}{path}: upstream answered 200 with an error")
+        return data
 
     async def open_stream(
         self, request: Request, upstream_model: str, timeout_s: float, idle_timeout_s: float

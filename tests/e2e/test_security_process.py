@@ -123,6 +123,17 @@ def test_secrets_never_reach_clients_or_the_log(gateway: Gateway, upstream: Fake
         assert upstream.base_url not in text
 
 
+def _read_answer(sock: socket.socket) -> str:
+    """Headers and body of one HTTP answer (they may arrive in several segments)."""
+    data = b""
+    while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
 def test_a_slow_body_gets_408_and_frees_its_slot(gateway: Gateway) -> None:
     """A client that sends half a body and stalls is answered 408 after body_timeout_s."""
     body = json.dumps({"model": "auto", "messages": MESSAGES}).encode()
@@ -137,7 +148,7 @@ def test_a_slow_body_gets_408_and_frees_its_slot(gateway: Gateway) -> None:
         sock = socket.create_connection(("127.0.0.1", gateway.proc.port), timeout=10)
         sock.sendall(head + body[:10])
         stalled.append(sock)
-    answers = [sock.recv(4096).decode() for sock in stalled]
+    answers = [_read_answer(sock) for sock in stalled]
     elapsed = time.monotonic() - started
     for sock in stalled:
         sock.close()

@@ -73,9 +73,7 @@ def learned_gateway(
 
 def route(gateway: Gateway, prompt: str, model: str = "auto") -> dict[str, Any]:
     with gateway.client() as client:
-        raw = client.post(
-            "/route", body={"model": model, "prompt": prompt}, cast_to=object
-        )
+        raw = client.post("/route", body={"model": model, "prompt": prompt}, cast_to=object)
     assert isinstance(raw, dict)
     return raw
 
