@@ -9,6 +9,11 @@ import orjson
 from polyroute.errors import InvalidRequest, PayloadTooLarge
 from polyroute.types import JSON, Endpoint
 
+# orjson parses up to 1024 levels of arrays/objects but serializes at most 254, and the
+# gateway re-serializes every body it forwards: deeper bodies would fail there (a 500).
+# Real requests (tool schemas included) stay far below this.
+MAX_DEPTH = 128
+
 
 class ParamError(InvalidRequest):
     def __init__(self, message: str, param: str) -> None:
@@ -29,7 +34,24 @@ def parse_body(raw: bytes, limit: int) -> JSON:
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest(f"request body must be a JSON object, got {type(body).__name__}")
+    # the depth is at most the number of brackets: count them (fast, in C) before walking
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(body):
+        raise InvalidRequest(
+            f"request body is nested too deeply (more than {MAX_DEPTH} levels of arrays/objects)"
+        )
     return body
+
+
+def _too_deep(value: Any) -> bool:
+    """True when ``value`` nests more than ``MAX_DEPTH`` arrays/objects (iterative walk)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def _check_message(i: int, m: Any) -> None:
