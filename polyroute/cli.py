@@ -66,6 +66,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from polyroute.engine import Engine
     from polyroute.server import create_app
     from polyroute.server.logs import configure_logging
+    from polyroute.server.protocol import bounded_protocol
     from polyroute.server.security import check_exposure
 
     configure_logging(args.log_level)
@@ -79,7 +80,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        http=bounded_protocol(engine.config.server.max_header_bytes),
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=10,

@@ -101,6 +101,7 @@ class ServerConfig(_Frozen):
     max_concurrent_requests: int = Field(default=8192, ge=1)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     body_timeout_s: float = Field(default=30.0, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     deadline_s: float = Field(default=120.0, gt=0)
     stream_idle_timeout_s: float = Field(default=60.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)

@@ -74,8 +74,12 @@ class Gateway:
                 trace.client = name
 
     async def _body(self, http: HttpRequest) -> bytes:
-        declared = http.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+        declared = http.headers.get("content-length", "")
+        if (
+            declared.isascii()
+            and declared.isdigit()
+            and (len(declared) > 18 or int(declared) > self.limit)
+        ):
             raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {self.limit}")
         chunks: list[bytes] = []
         size = 0
@@ -193,7 +197,8 @@ async def _http_error(http: HttpRequest, exc: Exception) -> Response:
         return error_response(
             exc if status == 500 else InvalidRequest(str(getattr(exc, "detail", exc)))
         )
-    return Response(body, status_code=status, media_type=JSON_TYPE)
+    headers = exc.headers if isinstance(exc, HTTPException) else None  # a 405's Allow
+    return Response(body, status_code=status, media_type=JSON_TYPE, headers=headers)
 
 
 def create_app(engine: Engine) -> Starlette:

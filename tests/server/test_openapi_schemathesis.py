@@ -107,12 +107,6 @@ def test_openapi_lists_every_route(gateway_app: Any) -> None:
     assert documented == served
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG app.py _http_error drops the Allow header Starlette puts on a 405 "
-    "(RFC 9110 15.5.6: a 405 must list the allowed methods); schemathesis' "
-    "allow_header_conformance check fails on it",
-)
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [("GET", "/v1/chat/completions", "POST"), ("POST", "/healthz", "GET, HEAD")],
