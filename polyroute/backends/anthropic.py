@@ -29,7 +29,7 @@ from polyroute.backends.anthropic_translate import (
     to_anthropic,
 )
 from polyroute.backends.errors import transport_error
-from polyroute.backends.openai import HttpProvider, SSEStream
+from polyroute.backends.openai import KEEPALIVE_S, HttpProvider, SSEStream
 from polyroute.errors import UpstreamError
 from polyroute.types import JSON, Endpoint, Request
 
@@ -193,10 +193,13 @@ class AnthropicProvider(HttpProvider):
         api_key: str | None = None,
         headers: Mapping[str, str] | None = None,
         anthropic_version: str = "2023-06-01",
+        keepalive_s: float = KEEPALIVE_S,
     ) -> None:
         auth = {"x-api-key": api_key} if api_key else {}
         super().__init__(
-            base_url, {"anthropic-version": anthropic_version, **(headers or {}), **auth}
+            base_url,
+            {"anthropic-version": anthropic_version, **(headers or {}), **auth},
+            keepalive_s,
         )
         self.path = "/messages" if self.base_url.endswith("/v1") else "/v1/messages"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from types import SimpleNamespace
 
 import aiohttp
 import orjson
@@ -18,36 +19,87 @@ from polyroute.errors import UpstreamError, UpstreamStatus
 from polyroute.types import JSON, Request
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+# idle pooled connections are dropped after this; below the 5 s of uvicorn-based servers
+# (vLLM, llama.cpp's Python server), so the gateway, not the upstream, closes them
+KEEPALIVE_S = 4.0
 _PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+
+
+async def _on_reuse(
+    session: aiohttp.ClientSession,
+    ctx: SimpleNamespace,
+    params: aiohttp.TraceConnectionReuseconnParams,
+) -> None:
+    if isinstance(ctx.trace_request_ctx, dict):
+        ctx.trace_request_ctx["reused"] = True
+
+
+_REUSE_TRACER = aiohttp.TraceConfig()
+_REUSE_TRACER.on_connection_reuseconn.append(_on_reuse)
+_REUSE_TRACER.freeze()
 
 
 class HttpProvider:
     """Shared plumbing: one pooled aiohttp session per upstream base URL."""
 
-    def __init__(self, base_url: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        headers: Mapping[str, str] | None = None,
+        keepalive_s: float = KEEPALIVE_S,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"content-type": "application/json", **(headers or {})}
+        self._keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, skip_auto_headers=("User-Agent",)
+            connector = aiohttp.TCPConnector(
+                limit=0, ttl_dns_cache=300, keepalive_timeout=self._keepalive_s
             )
+            self._session = self._new_session(connector)
         return self._session
 
+    def _new_session(self, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=connector,
+            headers=self._headers,
+            skip_auto_headers=("User-Agent",),
+            trace_configs=[_REUSE_TRACER],
+        )
+
+    async def _send(self, url: str, payload: bytes) -> aiohttp.ClientResponse:
+        """POST on a pooled connection.  If that connection was an idle one the upstream had
+        closed meanwhile (the request could not be written, or the server hung up before
+        answering), the request is sent once more on a new connection, at once: a stale pool
+        is not the backend's fault and must not cost a retry or count against its circuit.
+        A failure on a new connection is the backend's and is raised."""
+        reused: dict[str, bool] = {}
+        try:
+            return await self.session.post(url, data=payload, trace_request_ctx=reused)
+        except aiohttp.ClientConnectorError:
+            raise  # no connection could be made: a real failure
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            if not reused:
+                raise
+            if self._fresh is None or self._fresh.closed:
+                self._fresh = self._new_session(aiohttp.TCPConnector(limit=0, force_close=True))
+            return await self._fresh.post(url, data=payload)
+
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._fresh):
+            if session is not None:
+                await session.close()
+        self._session = self._fresh = None
 
     async def _post(self, path: str, payload: bytes, timeout_s: float) -> JSON:
         what = f"POST {self.base_url}{path}"
         try:
             async with asyncio.timeout(timeout_s):
-                async with self.session.post(self.base_url + path, data=payload) as resp:
+                async with await self._send(self.base_url + path, payload) as resp:
                     raw = await _read_limited(resp)
                     if resp.status >= 400:
                         raise _status_error(what, resp, raw)
@@ -67,7 +119,7 @@ class HttpProvider:
         what = f"POST {self.base_url}{path} (stream)"
         try:
             async with asyncio.timeout(timeout_s):
-                resp = await self.session.post(self.base_url + path, data=payload)
+                resp = await self._send(self.base_url + path, payload)
                 if resp.status >= 400:
                     raw = await _read_limited(resp)
                     resp.release()
@@ -155,9 +207,10 @@ class OpenAIProvider(HttpProvider):
         base_url: str,
         api_key: str | None = None,
         headers: Mapping[str, str] | None = None,
+        keepalive_s: float = KEEPALIVE_S,
     ) -> None:
         auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        super().__init__(base_url, {**(headers or {}), **auth})
+        super().__init__(base_url, {**(headers or {}), **auth}, keepalive_s)
 
     @staticmethod
     def _payload(request: Request, upstream_model: str, stream: bool) -> bytes:
