@@ -82,6 +82,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http=bounded_protocol(engine.config.server.max_header_bytes),
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-* are client-controlled: not trusted (and 3 % CPU)
+        server_header=False,
         log_level="warning",
         timeout_graceful_shutdown=10,
     )
