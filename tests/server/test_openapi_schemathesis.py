@@ -116,4 +116,5 @@ def test_405_names_the_allowed_methods(
 ) -> None:
     r = TestClient(gateway_app).request(method, path)
     assert r.status_code == 405
-    assert r.headers["allow"] == allowed
+    # Starlette builds Allow from a set: the order varies between runs
+    assert set(r.headers["allow"].split(", ")) == set(allowed.split(", "))
