@@ -24,11 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,114 +34,27 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-import orjson
 import yaml
+from _harness import (
+    HERE,
+    LOOPBACK,
+    PROMPTS,
+    Server,
+    bench_config,
+    chat_body,
+    free_port,
+    machine_facts,
+    pct,
+    start_server,
+)
 
-HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS_gateway.md"
-LOOPBACK = "127.0.0.1"
 PHASE_TIME_CAP_S = 180.0
 CONCURRENCY = 32
 TARGETS = {"added_p50_ms": 1.0, "added_p99_ms": 3.0, "rps": 1500.0, "decision_us": 50.0}
-PROMPTS = [
-    "Hi there! How are you today?",
-    "Prove that the derivative of x squared is 2x.",
-    "Write a haiku about the sea.",
-    "What is the integral of sin(x) from 0 to pi?",
-    "Summarise the plot of Hamlet in two sentences.",
-    "Translate 'good morning' into French.",
-]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    name: str
-    popen: subprocess.Popen[bytes]
-    url: str
-    log_path: Path
-
-    def stop(self) -> None:
-        for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            if self.popen.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(timeout=wait_s)
-
-
-def start_server(name: str, argv: list[str], port: int, ready: str, logs: Path) -> Server:
-    log_path = logs / f"{name}.log"
-    with log_path.open("wb") as log:
-        popen = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    server = Server(name, popen, f"http://{LOOPBACK}:{port}", log_path)
-    deadline = time.monotonic() + 30.0
-    while time.monotonic() < deadline:
-        if popen.poll() is not None:
-            break
-        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.5):
-            if _get_status(server.url + ready) == 200:
-                return server
-        time.sleep(0.1)
-    server.stop()
-    raise SystemExit(f"{name} did not start; log:\n{log_path.read_text(errors='replace')[-3000:]}")
-
-
-def _get_status(url: str) -> int:
-    import urllib.request
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=2) as resp:
-            return int(resp.status)
-    except OSError:
-        return 0
-
-
-def bench_config(upstream: str) -> dict[str, Any]:
-    """The issue's example config, both models on the fake upstream."""
-    model = {"provider": "openai", "base_url": f"{upstream}/v1", "timeout_s": 30}
-    return {
-        "models": {
-            "small": {**model, "input_price_per_mtok": 0.1, "output_price_per_mtok": 0.1},
-            "large": {**model, "input_price_per_mtok": 3.0, "output_price_per_mtok": 15.0},
-        },
-        "signals": {
-            "math": {"type": "keyword", "any": ["prove", "integral", "derivative", "theorem"]}
-        },
-        "decisions": [
-            {"name": "hard-math", "priority": 10, "when": "math", "models": ["large", "small"],
-             "select": "static"},
-            {"name": "default", "when": True, "models": ["small", "large"], "select": "cheapest"},
-        ],
-    }  # fmt: skip
-
-
-def chat_body(i: int, stream: bool = False) -> bytes:
-    body = {
-        "model": "auto",
-        "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-        "max_tokens": 16,
-    }
-    if stream:
-        body["stream"] = True
-    return orjson.dumps(body)
 
 
 # --------------------------------------------------------------------------- measurement
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
 def summary(latencies: list[float], errors: int, elapsed: float) -> dict[str, Any]:
@@ -291,23 +199,6 @@ def decision_time(config_path: Path, n: int) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- report
-
-
-def machine_facts() -> list[str]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return [
-        f"nproc: {os.cpu_count()}",
-        f"cpu: {cpu}",
-        f"python: {platform.python_version()} ({sys.executable})",
-        f"platform: {platform.platform()}",
-        f"date (UTC): {time.strftime('%Y-%m-%d %H:%M', time.gmtime())}",
-        "load average at the end (1/5/15 min): " + " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    ]
 
 
 def verdict(value: float, target: float, higher_is_better: bool = False) -> str:
