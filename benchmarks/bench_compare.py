@@ -111,16 +111,16 @@ proxy (`litellm --config`, one worker, no master key, retries off in `litellm_se
 `router_settings`, no callbacks, local cost map, its default logging; the client names the
 model, since LiteLLM has no keyword rule).  The client is aiohttp on uvloop in the harness
 process; everything shares the same 2 cores.  Added latency is a percentile through the proxy
-minus the same percentile direct, from interleaved rounds with a {gap} ms pause after every
-request (LiteLLM keeps a core busy for up to several ms after each response; without the pause
-that work lands on the next target's request).  TTFB is the time to the first body chunk of a
-`stream=true` chat.  RSS is VmRSS summed over the server's process group (for `direct`, the
-fake upstream's).  An error is any non-200, malformed body, stream without `[DONE]`, timeout or
-connection failure.  The in-flight test starts every request at once, each on its own
-connection from a bare asyncio HTTP/1.1 client (a fifth of aiohttp's client CPU per request,
-so that the server is what is measured), against a second upstream that answers after {delay} s,
-through fresh server processes; RSS is read {settle} s after each burst, once the connections
-are closed."""
+minus the same percentile direct, from interleaved rounds; after every request the harness
+polls until no server has used CPU for {quiet} ms (LiteLLM keeps a core busy for up to several
+ms after each response; without the wait that work lands on the next target's request).
+TTFB is the time to the first body chunk of a `stream=true` chat.  RSS is VmRSS summed over
+the server's process group (for `direct`, the fake upstream's).  An error is any non-200,
+malformed body, stream without `[DONE]`, timeout or connection failure.  The in-flight test
+starts every request at once, each on its own connection from a bare asyncio HTTP/1.1 client
+(a fifth of aiohttp's client CPU per request, so that the server is what is measured), against
+a second upstream that answers after {delay} s, through fresh server processes; RSS is read
+{settle} s after each burst, once the connections are closed."""
 
 
 class LiteLLMUnavailable(Exception):
@@ -182,6 +182,36 @@ def _fd_count(pid: str) -> int:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return 0
+
+
+def _run_ns(pids: list[str]) -> int:
+    """CPU time (ns, every thread) of ``pids`` so far, from ``/proc/PID/task/TID/schedstat``."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+    return total
+
+
+def wait_quiet(pids: list[str], quiet_s: float, cap_s: float = 0.025) -> None:
+    """Return once ``pids`` have used no CPU for ``quiet_s`` (at most ``cap_s``), polling.
+
+    Polling (not sleeping) keeps this process on a core, so the next request does
+    not pay for waking an idle machine; it only waits out work a server does after
+    its answer (LiteLLM: up to several ms of CPU per request).
+    """
+    if quiet_s <= 0:
+        return
+    start = time.perf_counter()
+    last, changed = _run_ns(pids), start
+    while (now := time.perf_counter()) - start < cap_s:
+        ns = _run_ns(pids)
+        if ns != last:
+            last, changed = ns, now
+        elif now - changed >= quiet_s:
+            return
 
 
 class PeakSampler:
@@ -582,18 +612,25 @@ class Errors:
 
 
 async def sequential(
-    targets: list[Target], n: int, stream: bool, errors: Errors, gap_s: float, warmup: int = 50
+    targets: list[Target],
+    n: int,
+    stream: bool,
+    errors: Errors,
+    quiet_s: float,
+    warmup: int = 50,
 ) -> dict[str, Any]:
     """Interleaved request by request, rotating the order each round; one connection each.
 
-    ``gap_s`` of idle time follows every request, so that work a server does after
-    answering (LiteLLM spends up to several ms of CPU per request after its response)
-    lands in the gap rather than on the next target's request.
+    After every request the harness waits until no server process has used CPU for
+    ``quiet_s`` (at most 25 ms), so that work a server does after answering (LiteLLM
+    spends up to several ms of CPU per request after its response) does not land on
+    the next target's request.
     """
     phase = "streaming" if stream else "sequential"
     lat: dict[str, list[float]] = {t.name: [] for t in targets}
     ttfb: dict[str, list[float]] = {t.name: [] for t in targets}
     decisions: Counter[str] = Counter()
+    pids = [pid for t in targets for pid in group_pids(t.pgid)]
     sessions = [_session(1) for _ in targets]
     pairs = list(zip(targets, sessions, strict=True))
     try:
@@ -602,7 +639,7 @@ async def sequential(
                 res = await send(s, t.url, t.body(i, stream), stream)
                 if res.error:
                     errors.add(t.name, f"{phase} warm-up", res.error)
-                await asyncio.sleep(gap_s)
+                wait_quiet(pids, quiet_s)
         deadline = time.monotonic() + PHASE_TIME_CAP_S
         rounds = 0
         for i in range(n):
@@ -611,7 +648,7 @@ async def sequential(
             k = i % len(pairs)
             for t, s in pairs[k:] + pairs[:k]:
                 res = await send(s, t.url, t.body(i, stream), stream)
-                await asyncio.sleep(gap_s)
+                wait_quiet(pids, quiet_s)
                 if res.error:
                     errors.add(t.name, phase, res.error)
                     continue
@@ -831,13 +868,13 @@ def phase_fast(run: Run, fl: Fleet) -> None:
     run.rss_idle = {name: group_usage(s.pgid) for name, s in servers.items()}
     targets = [make_target(name, servers[name]) for name in run.names]
 
-    gap_s = args.gap_ms / 1000
+    quiet_s = args.quiet_ms / 1000
 
     async def measure() -> None:
         print(f"sequential: {args.sequential} interleaved rounds ...", flush=True)
-        run.seq = await sequential(targets, args.sequential, False, run.errors, gap_s)
+        run.seq = await sequential(targets, args.sequential, False, run.errors, quiet_s)
         print(f"streaming: {args.streaming} interleaved rounds ...", flush=True)
-        run.stream = await sequential(targets, args.streaming, True, run.errors, gap_s)
+        run.stream = await sequential(targets, args.streaming, True, run.errors, quiet_s)
         for t in targets:
             print(f"{CONCURRENCY} concurrent: {args.burst} requests to {t.name} ...", flush=True)
             run.loops[t.name] = await closed_loop(t, args.burst, run.errors)
@@ -1125,7 +1162,8 @@ def details(run: Run) -> list[str]:
     s = run.seq
     out.append(
         f"Sequential: {s['rounds']:,} rounds (one request to each target per round, "
-        f"order rotated each round, {run.args.gap_ms:g} ms pause after each request); "
+        f"order rotated each round; after each request, a wait until no server had used CPU "
+        f"for {run.args.quiet_ms:g} ms); "
         f"streaming: {run.stream['rounds']:,} rounds; "
         f"{CONCURRENCY} concurrent: {run.args.burst:,} requests per target after "
         f"{CONCURRENCY * 4} warm-up requests."
@@ -1223,7 +1261,7 @@ def write_results(run: Run, table: str) -> None:
             f"{run.elapsed_s / 60:.1f} min.",
             "",
             METHOD.format(
-                gap=f"{run.args.gap_ms:g}",
+                quiet=f"{run.args.quiet_ms:g}",
                 delay=run.args.inflight_delay_s,
                 settle=run.args.settle_s,
             ),
@@ -1267,7 +1305,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--litellm-inflight-bursts", type=int, help="in-flight bursts via LiteLLM (1)")
     p.add_argument("--inflight-delay-s", type=float, default=1.5, help="slow upstream's delay")
     p.add_argument("--inflight-cap-s", type=float, default=180.0, help="time cap of one burst")
-    p.add_argument("--gap-ms", type=float, default=10.0, help="pause after sequential requests")
+    p.add_argument("--quiet-ms", type=float, default=0.5, help="quiet wait after sequential reqs")
     p.add_argument("--settle-s", type=float, default=SETTLE_S, help="idle time before RSS reads")
     p.add_argument("--no-litellm", action="store_true", help="polyroute vs direct only")
     p.add_argument("--litellm-venv", type=Path, default=DEFAULT_VENV, help="LiteLLM's venv")
