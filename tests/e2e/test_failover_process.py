@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from openai import OpenAI, Stream
 from openai.types.chat import ChatCompletionMessageParam
+from procs import find_trace
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Gateway, GatewayFactory, LlamaFactory, Proc
@@ -50,15 +51,6 @@ def fclient(failover_gateway: Gateway) -> Iterator[OpenAI]:
         yield c
 
 
-def _find_trace(records: list[dict[str, Any]], trace_id: str) -> dict[str, Any] | None:
-    """The logged trace object holding ``trace_id`` (top level or nested one level)."""
-    for record in records:
-        for candidate in (record, *(v for v in record.values() if isinstance(v, dict))):
-            if candidate.get("trace_id") == trace_id and "attempts" in candidate:
-                return candidate
-    return None
-
-
 def test_primary_answers_while_alive(fclient: OpenAI) -> None:
     raw = fclient.chat.completions.with_raw_response.create(
         model="auto", messages=PROMPT, max_tokens=8, temperature=0
@@ -83,7 +75,7 @@ def test_killed_backend_fails_over(
     assert completion.choices[0].message.content
 
     trace_id = raw.headers["x-polyroute-trace-id"]
-    trace = _find_trace(failover_gateway.log_records(), trace_id)
+    trace = find_trace(failover_gateway.log_records(), trace_id)
     assert trace is not None, f"no trace logged for {trace_id}:\n{failover_gateway.proc.log_tail()}"
     attempts = trace["attempts"]
     assert attempts[0]["model"] == "primary", attempts
@@ -127,6 +119,6 @@ def test_every_request_after_the_kill_succeeds(
         assert raw.parse().choices[0].message is not None
     assert models == ["backup"] * REQUESTS_AFTER_KILL
     # By now the dead backend's circuit breaker is open: it is not even tried.
-    trace = _find_trace(failover_gateway.log_records(), trace_id)
+    trace = find_trace(failover_gateway.log_records(), trace_id)
     assert trace is not None
     assert [a["model"] for a in trace["attempts"]] == ["backup"], trace["attempts"]

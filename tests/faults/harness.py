@@ -59,6 +59,21 @@ SERVER: dict[str, Any] = {
     "breaker_reset_s": BREAKER_RESET_S,
 }
 SLACK_S = 1.0  # allowed beyond a deadline (scheduling on a loaded 2-core machine)
+
+ATTEMPTS = RETRIES + 1  # attempts per backend: the first and its retries
+CODES = {502: "upstream_failed", 503: "upstream_unavailable", 504: "upstream_timeout"}
+OUTCOMES = {502: "failed", 503: "unavailable", 504: "timeout"}
+
+
+@dataclass(frozen=True)
+class Case:
+    fault: str
+    attempt: str  # the outcome of each attempt on the faulty backend ("a|b": either)
+    status: int  # what the client gets when the faulty backend is the only one (0: by rule)
+    attempts: int = ATTEMPTS  # attempts on the faulty backend (retries honoured)
+    min_s: float = 0.0  # the least a request must take (retry waits, timeouts)
+
+
 CLIENT_TIMEOUT_S = DEADLINE_S + IDLE_S + 4.0  # the backstop: no request may hang past it
 
 # fault name -> chaos spec.  "@refused", "@noread" and "@reset_accept" are

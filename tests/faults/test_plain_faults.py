@@ -10,19 +10,21 @@ upstream confirms how many attempts reached it.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import httpx
 import openai
 import pytest
 from faults.harness import (
+    ATTEMPTS,
     BACKUP,
+    CODES,
     DEADLINE_S,
     FAULTS,
-    RETRIES,
+    OUTCOMES,
     RETRY_AFTER_MAX_S,
     SLACK_S,
     TIMEOUT_S,
+    Case,
     Chaos,
     HealthyLoad,
     call,
@@ -34,19 +36,6 @@ from faults.harness import (
 from procs import Gateway
 
 pytestmark = pytest.mark.faults
-
-ATTEMPTS = RETRIES + 1
-CODES = {502: "upstream_failed", 503: "upstream_unavailable", 504: "upstream_timeout"}
-OUTCOMES = {502: "failed", 503: "unavailable", 504: "timeout"}
-
-
-@dataclass(frozen=True)
-class Case:
-    fault: str
-    attempt: str  # the outcome of each attempt on the faulty backend ("a|b": either)
-    status: int  # what the client gets when the faulty backend is the only one (0: by rule)
-    attempts: int = ATTEMPTS  # attempts on the faulty backend (retries honoured)
-    min_s: float = 0.0  # the least a request must take (retry waits, timeouts)
 
 
 def documented_status(attempts: list[str]) -> int:

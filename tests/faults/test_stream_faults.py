@@ -18,14 +18,17 @@ import openai
 import orjson
 import pytest
 from faults.harness import (
+    ATTEMPTS,
     BACKUP,
+    CODES,
     DEADLINE_S,
     FAULTS,
     IDLE_S,
-    RETRIES,
+    OUTCOMES,
     SLACK_S,
     TIMEOUT_OVERRIDES,
     TIMEOUT_S,
+    Case,
     Chaos,
     HealthyLoad,
     call,
@@ -38,19 +41,6 @@ from faults.harness import (
 from procs import Gateway
 
 pytestmark = pytest.mark.faults
-
-ATTEMPTS = RETRIES + 1
-CODES = {502: "upstream_failed", 503: "upstream_unavailable", 504: "upstream_timeout"}
-OUTCOMES = {502: "failed", 503: "unavailable", 504: "timeout"}
-
-
-@dataclass(frozen=True)
-class Case:
-    fault: str
-    attempt: str
-    status: int
-    attempts: int = ATTEMPTS
-    min_s: float = 0.0
 
 
 def _timeout(fault: str) -> float:
