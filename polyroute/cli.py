@@ -65,6 +65,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from polyroute.engine import Engine
     from polyroute.server import create_app
+    from polyroute.server.limits import ensure_file_limit
     from polyroute.server.logs import configure_logging
     from polyroute.server.protocol import bounded_protocol
     from polyroute.server.security import check_exposure
@@ -72,7 +73,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     engine = Engine.from_file(args.config)
     exposure = check_exposure(engine.config, args.host)
-    for warning in [*engine.config.warnings, *([exposure] if exposure else [])]:
+    files = ensure_file_limit(engine.config.server.max_concurrent_requests)
+    for warning in [*engine.config.warnings, *(w for w in (exposure, files) if w)]:
         logging.getLogger("polyroute").warning("config %s: %s", args.config, warning)
     app = create_app(engine)
     uvicorn.run(

@@ -9,6 +9,7 @@ is **429** with ``Retry-After: 1`` and an OpenAI-style error; probes
 from __future__ import annotations
 
 import logging
+import resource
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -52,3 +53,22 @@ class ConcurrencyLimit:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+
+def ensure_file_limit(max_concurrent: int) -> str | None:
+    """Each request in flight holds two sockets (client and upstream): raise the soft
+    open-file limit towards the hard one if it is short; return a warning if still short."""
+    need = 2 * max_concurrent + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return None
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft >= need:
+        return None
+    return (
+        f"server.max_concurrent_requests is {max_concurrent}, which needs about {need} open "
+        f"files, but the limit is {soft}: raise `ulimit -n` or lower the setting"
+    )

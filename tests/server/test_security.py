@@ -6,6 +6,7 @@ import concurrent.futures
 import hashlib
 import io
 import logging
+import resource
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from fakes import Behaviour, FakeUpstream
 from polyroute import parse_config
 from polyroute.cli import main
 from polyroute.errors import ConfigError, Unauthorized
+from polyroute.server.limits import ensure_file_limit
 from polyroute.server.security import KeyRing, check_exposure, hash_key, new_key
 
 KEY_A = "pr-test-key-alpha-0123456789"
@@ -261,3 +263,16 @@ def test_body_limit_is_413_before_reading_everything(make_client: Any) -> None:
     r = client.post("/v1/chat/completions", json=chat("x" * 5000))
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_the_file_limit_is_raised_for_the_concurrency_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+        assert ensure_file_limit(100) is None  # 456 files are enough
+        assert ensure_file_limit(2000) is None or hard < 4256
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= min(4256, hard)
+        warning = ensure_file_limit(10**7)  # more than any hard limit here
+        assert warning is not None and "ulimit -n" in warning
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
