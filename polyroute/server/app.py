@@ -34,6 +34,7 @@ from polyroute.errors import (
     PolyrouteError,
 )
 from polyroute.server.errors import error_body, error_response
+from polyroute.server.fastpath import FastPath
 from polyroute.server.limits import ConcurrencyLimit
 from polyroute.server.logs import SecretRedactor, log_request, secrets_of
 from polyroute.server.openapi import openapi_endpoint
@@ -224,6 +225,7 @@ def create_app(engine: Engine) -> Starlette:
             for handler in handlers:
                 handler.removeFilter(redactor)
 
+    fast = {"/v1/chat/completions": gateway.chat, "/v1/completions": gateway.completions}
     routes = [
         Route("/v1/chat/completions", gateway.chat, methods=["POST"]),
         Route("/v1/completions", gateway.completions, methods=["POST"]),
@@ -238,7 +240,10 @@ def create_app(engine: Engine) -> Starlette:
         routes=routes,
         lifespan=lifespan,
         exception_handlers=handlers,
-        middleware=[Middleware(ConcurrencyLimit, limit=config.server.max_concurrent_requests)],
+        middleware=[
+            Middleware(ConcurrencyLimit, limit=config.server.max_concurrent_requests),
+            Middleware(FastPath, handlers=fast),
+        ],
     )
     app.state.gateway = gateway
     app.state.engine = engine
