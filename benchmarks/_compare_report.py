@@ -320,23 +320,15 @@ def versions_facts(run: Run) -> list[str]:
         except md.PackageNotFoundError:
             return "not installed"
 
+    def run_git(*args: str) -> str:
+        cmd = ["git", "-C", str(HERE.parent), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False).stdout
+
     git = "unknown"
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        rev = subprocess.run(
-            ["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(HERE.parent), "status", "--porcelain", "polyroute"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout
-        git = rev + (" (polyroute/ has uncommitted changes)" if dirty.strip() else "")
+        rev = run_git("rev-parse", "--short", "HEAD").strip()
+        dirty = run_git("status", "--porcelain", "polyroute").strip()
+        git = rev + (" (polyroute/ has uncommitted changes)" if dirty else "")
     facts = [
         f"polyroute {v('polyroute')} at git {git}; uvicorn {v('uvicorn')}, aiohttp {v('aiohttp')}, "
         f"uvloop {v('uvloop')}, starlette {v('starlette')} (polyroute, fake upstream, client)",
