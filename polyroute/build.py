@@ -47,14 +47,18 @@ def build_signals(config: Config) -> dict[str, BaseSignal]:
     return signals
 
 
-def build_backends(config: Config) -> dict[str, Backend]:
+def build_backends(
+    config: Config, extra_headers: Mapping[str, str] | None = None
+) -> dict[str, Backend]:
+    """One backend per model; ``extra_headers`` go on every upstream request (the loop marker)."""
     server = config.server
     backends: dict[str, Backend] = {}
     for name, m in config.models.items():
         cls = PROVIDERS.get(m.provider, f"{config.source}: models.{name}.provider")
         key = m.api_key.get_secret_value() if m.api_key else None
         try:
-            provider = cls(m.base_url, api_key=key or None, headers=m.headers, **m.options)
+            headers = {**m.headers, **(extra_headers or {})}
+            provider = cls(m.base_url, api_key=key or None, headers=headers, **m.options)
         except TypeError as exc:
             raise ConfigError(f"{config.source}: models.{name}.options: {exc}") from None
         backends[name] = Backend(

@@ -82,7 +82,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http=bounded_protocol(engine.config.server.max_header_bytes),
+        http=bounded_protocol(engine.config.server),
+        ws="none",  # upgrade requests get a plain JSON answer, not an empty 403
+        log_config=None,  # uvicorn's records go through polyroute's JSON handler
         access_log=False,
         proxy_headers=False,  # X-Forwarded-* are client-controlled: not trusted (and 3 % CPU)
         server_header=False,

@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from polyroute.config_yaml import load_yaml_file
 from polyroute.errors import ConfigError
 
 # hop-by-hop (RFC 9110 7.6.1) and framing headers: a backend's ``headers`` may not set them
@@ -30,6 +30,20 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+MAX_NAME_CHARS = 128
+
+
+def _check_name(name: str) -> str:
+    """Model, decision and profile names reach response headers and log lines: any
+    printable text (non-ASCII is percent-encoded in headers), no control characters."""
+    if not name.isprintable() or not name.strip() or len(name) > MAX_NAME_CHARS:
+        raise ValueError(
+            f"invalid name {name[:MAX_NAME_CHARS]!r}: expected 1 to {MAX_NAME_CHARS} printable "
+            "characters (no control characters such as newlines or tabs)"
+        )
+    return name
 
 
 class ModelConfig(_Frozen):
@@ -71,6 +85,8 @@ class DecisionConfig(_Frozen):
     select: str | dict[str, Any] = "static"
     plugins: list[dict[str, Any]] = Field(default_factory=list)
 
+    _name = field_validator("name")(_check_name)
+
 
 class ProfileConfig(_Frozen):
     decisions: list[DecisionConfig] = Field(min_length=1)
@@ -102,6 +118,18 @@ class ServerConfig(_Frozen):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     body_timeout_s: float = Field(default=30.0, gt=0)
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    # a request head (line and headers) must be complete this long after the connection
+    # opened or the previous response ended: silent and trickling clients are cut off
+    head_timeout_s: float = Field(default=10.0, gt=0)
+    # a response write that cannot drain (the client stopped reading) for this long
+    # closes the connection; None: stream_idle_timeout_s
+    write_timeout_s: float | None = Field(default=None, gt=0)
+    # requests over this many body bytes are routed (signals, rules, selection) in a
+    # worker thread, so a huge prompt never stalls the event loop
+    route_in_thread_bytes: int = Field(default=64 * 1024, ge=0)
+    # text signals (keyword, regex) read at most this many characters of a prompt:
+    # the first and last halves of it (routing cost is bounded whatever the prompt)
+    signal_text_max_chars: int = Field(default=256 * 1024, ge=1024)
     deadline_s: float = Field(default=120.0, gt=0)
     stream_idle_timeout_s: float = Field(default=60.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
@@ -132,6 +160,13 @@ class Config(_Frozen):
     source: str = "<config>"
     base_dir: str = "."
     warnings: tuple[str, ...] = ()
+
+    @field_validator("models", "profiles")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            _check_name(name)
+        return value
 
 
 def _substitute(value: Any, missing: list[str]) -> Any:
@@ -187,14 +222,5 @@ def parse_config(raw: Any, source: str = "<config>", base_dir: str = ".") -> Con
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read, substitute, validate and cross-check a YAML config file."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read config ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{file}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw = load_yaml_file(file)  # bounded: file size, alias expansion, depth
     return parse_config(raw, str(file), str(file.resolve().parent))

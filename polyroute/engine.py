@@ -21,9 +21,14 @@ from polyroute.backends.failover import Dispatcher, LiveStream
 from polyroute.build import build_backends, build_decisions, build_signals, build_store
 from polyroute.config import Config, DecisionConfig, load_config
 from polyroute.errors import ModelNotFound, RoutingError
+from polyroute.redact import SecretRedactor, secrets_of
 from polyroute.routers.static import StaticSelector
 from polyroute.signals import BaseSignal, SignalSet
 from polyroute.types import JSON, Decision, Handler, Request, Trace
+
+# on every upstream request, with this engine's random id: a gateway refuses (508) a
+# request carrying its own id, i.e. one it sent itself through a config loop
+LOOP_HEADER = "x-polyroute-loop"
 
 
 def new_trace_id() -> str:
@@ -51,7 +56,13 @@ class Engine:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.signals: dict[str, BaseSignal] = build_signals(config)
-        self.backends: dict[str, Backend] = build_backends(config)
+        for signal in self.signals.values():
+            signal.text_max_chars = config.server.signal_text_max_chars
+        self._route_in_thread_bytes = config.server.route_in_thread_bytes
+        self.instance_id = os.urandom(12).hex()
+        self.backends: dict[str, Backend] = build_backends(
+            config, {LOOP_HEADER: self.instance_id}
+        )
         decisions = config.decisions or [
             DecisionConfig(name="default", models=list(config.models), select="cheapest")
         ]
@@ -66,7 +77,8 @@ class Engine:
             name: Decision(f"direct:{name}", 0, lambda _s: True, (b,), StaticSelector())
             for name, b in self.backends.items()
         }
-        self.dispatcher = Dispatcher(config.server)
+        self.redactor = SecretRedactor(secrets_of(config))
+        self.dispatcher = Dispatcher(config.server, redactor=self.redactor)
         self.store = build_store(config)
 
     @classmethod
@@ -91,8 +103,11 @@ class Engine:
         return self._order(decision, request, trace)
 
     async def aplan(self, request: Request, trace: Trace) -> Plan:
-        """``plan`` for the event loop: a selector marked ``blocking`` (a neural encoder)
-        runs in a worker thread so it never stalls other requests."""
+        """``plan`` for the event loop.  A request over ``server.route_in_thread_bytes`` is
+        routed whole in a worker thread, and so is a selector marked ``blocking`` (a neural
+        encoder): neither stalls other requests.  Small requests stay inline (the hot path)."""
+        if request.size > self._route_in_thread_bytes:
+            return await asyncio.to_thread(self.plan, request, trace)
         decision = self.decide(request, trace)
         if getattr(decision.selector, "blocking", False):
             return await asyncio.to_thread(self._order, decision, request, trace)
@@ -182,4 +197,4 @@ class Engine:
         return start, trace
 
 
-__all__ = ["Engine", "Plan", "StreamStart", "new_trace_id"]
+__all__ = ["LOOP_HEADER", "Engine", "Plan", "StreamStart", "new_trace_id"]

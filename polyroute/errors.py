@@ -14,7 +14,8 @@
     │   ├── BodyTimeout            body not received in time (slow client) -> 408
     │   ├── ClientGone             client disconnected while sending     -> 499 (logged only)
     │   ├── Overloaded             over the gateway's concurrency limit  -> 429
-    │   └── Blocked                refused by a rule or plugin           -> 403
+    │   ├── Blocked                refused by a rule or plugin           -> 403
+    │   └── LoopDetected           a request the gateway sent itself     -> 508
     ├── RoutingError           no decision or no usable candidate      -> 503
     └── UpstreamError          every candidate failed                  -> 502
         ├── UpstreamTimeout        deadline or per-attempt timeout        -> 504
@@ -115,6 +116,15 @@ class Blocked(RequestError):
 
     status = 403
     code = "blocked"
+
+
+class LoopDetected(RequestError):
+    """The request carries this gateway's own loop marker: a model's ``base_url`` points
+    back at the gateway.  Refused at once instead of recursing until resources run out."""
+
+    status = 508
+    type = "invalid_request_error"
+    code = "loop_detected"
 
 
 class RoutingError(PolyrouteError):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 JSON = dict[str, Any]
 SignalValue = bool | int | float | str | None
 Endpoint = Literal["chat", "completions"]
+TextField = Literal["prompt", "text"]
 
 
 def _content_text(content: Any) -> str:
@@ -30,23 +31,46 @@ def _content_text(content: Any) -> str:
     return ""
 
 
+def bound_text(text: str, max_chars: int) -> str:
+    """``text`` if it has at most ``max_chars`` characters; else its first and last halves
+    joined by a newline, ``max_chars`` characters in all.
+
+    The instruction at the start and the question at the end of a long prompt both
+    count; the middle is not read.  A word cut at either edge may read as a shorter
+    word (``...prove`` from ``improve``).
+    """
+    if len(text) <= max_chars:
+        return text
+    budget = max(max_chars - 1, 0)  # one character for the newline
+    head = (budget + 1) // 2
+    tail = budget - head
+    return f"{text[:head]}\n{text[len(text) - tail :]}"
+
+
 class Request:
     """One client call as the engine sees it: the parsed body plus lazily derived text.
 
     ``body`` is the client's JSON object, forwarded upstream untouched except for
-    ``model``.  ``headers`` has lower-case names.
+    ``model``.  ``headers`` has lower-case names.  ``raw_bytes`` is the size of the
+    body as received (the gateway sets it; 0 for a request built in code).
     """
 
-    __slots__ = ("_prompt", "_text", "body", "endpoint", "headers")
+    __slots__ = ("_bounded", "_prompt", "_text", "body", "endpoint", "headers", "raw_bytes")
 
     def __init__(
-        self, body: JSON, endpoint: Endpoint = "chat", headers: Mapping[str, str] | None = None
+        self,
+        body: JSON,
+        endpoint: Endpoint = "chat",
+        headers: Mapping[str, str] | None = None,
+        raw_bytes: int = 0,
     ) -> None:
         self.body = body
         self.endpoint: Endpoint = endpoint
         self.headers: Mapping[str, str] = headers or {}
+        self.raw_bytes = raw_bytes
         self._prompt: str | None = None
         self._text: str | None = None
+        self._bounded: dict[tuple[TextField, int], str] | None = None
 
     @classmethod
     def chat(cls, prompt: str, **fields: Any) -> Request:
@@ -90,6 +114,25 @@ class Request:
             else:
                 self._text = "\n".join(_content_text(m.get("content")) for m in self.messages)
         return self._text
+
+    @property
+    def size(self) -> int:
+        """How big routing sees this request: ``raw_bytes``, or else the length of ``text``."""
+        return self.raw_bytes or len(self.text)
+
+    def bounded(self, field: TextField, max_chars: int) -> str:
+        """``prompt`` or ``text`` cut by :func:`bound_text`; cut once per request and kept,
+        so many signals reading a huge prompt share one bounded copy."""
+        text = self.prompt if field == "prompt" else self.text
+        if len(text) <= max_chars:
+            return text
+        if self._bounded is None:
+            self._bounded = {}
+        key = (field, max_chars)
+        cut = self._bounded.get(key)
+        if cut is None:
+            cut = self._bounded[key] = bound_text(text, max_chars)
+        return cut
 
 
 @dataclass(slots=True)

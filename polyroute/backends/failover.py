@@ -15,8 +15,9 @@ Semantics (documented in RELIABILITY.md):
   candidate is tried.  Every failure counts towards the backend's breaker;
   once the breaker opens, the backend is left at once.
 * 400, 413 and 422 from an upstream are the client's fault: returned as they
-  are, no retry, no failover.  Other 4xx (401, 403, 404...) mean a misconfigured
-  backend: no retry, fail over.
+  are, no retry, no failover.  Other 4xx (401, 403, 404...) and 508 (the upstream
+  is a polyroute gateway that saw its own request: a config loop) mean a
+  misconfigured backend: no retry, fail over.
 * When every candidate failed: 504 if the deadline ran out or every attempt
   timed out, 503 if no backend could be reached, else 502.
 * Streams fail over only before the first chunk; once a chunk was sent, a
@@ -42,13 +43,17 @@ from polyroute.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from polyroute.redact import SecretRedactor
 from polyroute.types import JSON, Attempt, Request, Trace, UpstreamStream
 
 T = TypeVar("T")
 CLIENT_FAULTS = frozenset({400, 413, 422})
+LOOP_DETECTED = 508  # the upstream is a gateway that saw its own request: a config loop
 # An attempt is not started with less time than this before the deadline: it could
 # not succeed, and its certain timeout would be charged to a backend never contacted.
 MIN_ATTEMPT_S = 0.05
+# what of an upstream's own error message a client may see (after secrets are scrubbed)
+MAX_REASON_CHARS = 500
 
 
 def outcome_of(exc: UpstreamError) -> str:
@@ -67,10 +72,12 @@ class Dispatcher:
         server: ServerConfig,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        redactor: SecretRedactor | None = None,
     ) -> None:
         self.server = server
         self._sleep = sleep
         self._rng = rng
+        self._redactor = redactor or SecretRedactor(())
 
     def backoff_s(self, retry: int, retry_after_s: float | None) -> float:
         s = self.server
@@ -150,7 +157,8 @@ class Dispatcher:
                     if status in CLIENT_FAULTS and isinstance(exc, UpstreamStatus):
                         b.breaker.record_success()  # the upstream is healthy; the request is not
                         trace.outcome = "rejected_by_upstream"
-                        exc.message = f"{b.name} rejected the request: {upstream_reason(exc)}"
+                        reason = upstream_reason(exc, self._redactor)
+                        exc.message = f"{b.name} rejected the request: {reason}"
                         raise
                     errors.append(exc)
                     b.breaker.record_failure()
@@ -178,12 +186,11 @@ class Dispatcher:
     def _retry_same(self, b: Backend, exc: UpstreamError, retry: int, deadline: float) -> bool:
         if retry >= self.server.retries or not b.breaker.acquire():
             return False
-        if (
-            isinstance(exc, UpstreamStatus)
-            and exc.upstream_status < 500
-            and exc.upstream_status != 429
+        if isinstance(exc, UpstreamStatus) and (
+            (exc.upstream_status < 500 and exc.upstream_status != 429)
+            or exc.upstream_status == LOOP_DETECTED
         ):
-            return False
+            return False  # a request or config fault: retrying the same backend cannot help
         wait = _retry_after(exc)
         if wait is not None and wait > self.server.retry_after_max_s:
             return False
@@ -264,14 +271,16 @@ def _success_outcome(trace: Trace) -> str:
     return "ok_after_failover"
 
 
-def upstream_reason(exc: UpstreamStatus) -> str:
-    """The upstream's own ``error.message`` (OpenAI or Anthropic shape), capped; else its status."""
+def upstream_reason(exc: UpstreamStatus, redactor: SecretRedactor) -> str:
+    """The upstream's own ``error.message`` (OpenAI or Anthropic shape): secrets scrubbed
+    from the whole message first, then cut to ``MAX_REASON_CHARS``; else its status."""
     with contextlib.suppress(ValueError):
         body = orjson.loads(exc.body)
         error = body.get("error") if isinstance(body, dict) else None
         message = error.get("message") if isinstance(error, dict) else None
         if isinstance(message, str) and message:
-            return f"{message[:500]} (upstream status {exc.upstream_status})"
+            reason = redactor.scrub_cut(message, MAX_REASON_CHARS)
+            return f"{reason} (upstream status {exc.upstream_status})"
     return f"upstream status {exc.upstream_status}"
 
 

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from starlette.applications import Starlette
@@ -25,18 +26,19 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
-from polyroute.engine import Engine, new_trace_id
+from polyroute.engine import LOOP_HEADER, Engine, new_trace_id
 from polyroute.errors import (
     BodyTimeout,
     ClientGone,
     InvalidRequest,
+    LoopDetected,
     PayloadTooLarge,
     PolyrouteError,
 )
 from polyroute.server.errors import error_body, error_response
 from polyroute.server.fastpath import FastPath
 from polyroute.server.limits import ConcurrencyLimit
-from polyroute.server.logs import SecretRedactor, log_request, secrets_of
+from polyroute.server.logs import log_request
 from polyroute.server.openapi import openapi_endpoint
 from polyroute.server.security import KeyRing, reject_steering
 from polyroute.server.streaming import RelayResponse
@@ -44,14 +46,24 @@ from polyroute.server.validate import check_body, parse_body
 from polyroute.types import Endpoint, Request, Trace
 
 JSON_TYPE = "application/json"
+# visible ASCII that stays as it is in a percent-encoded header value
+_HEADER_SAFE = " !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~"
+
+
+def header_value(text: str) -> str:
+    """``text`` as an HTTP header value: visible ASCII as it is, anything else
+    (non-ASCII names such as ``模型``, control characters) percent-encoded (UTF-8)."""
+    if text.isascii() and text.isprintable():
+        return text
+    return quote(text, safe=_HEADER_SAFE)
 
 
 def _headers(trace: Trace, started: float) -> dict[str, str]:
     overhead = (time.perf_counter() - started) * 1000 - trace.upstream_ms
     trace.overhead_ms = max(overhead, 0.0)
     return {
-        "x-polyroute-model": trace.model,
-        "x-polyroute-decision": trace.decision,
+        "x-polyroute-model": header_value(trace.model),
+        "x-polyroute-decision": header_value(trace.decision),
         "x-polyroute-trace-id": trace.trace_id,
         "x-polyroute-overhead-ms": f"{trace.overhead_ms:.3f}",
     }
@@ -65,8 +77,16 @@ class Gateway:
         self.limit = engine.config.server.max_body_bytes
         self.body_timeout_s = engine.config.server.body_timeout_s
         self.keys = KeyRing(engine.config.server.api_keys)
-        self.redactor = SecretRedactor(secrets_of(engine.config))
+        self.redactor = engine.redactor
         self.ready = False
+
+    def _check_loop(self, http: HttpRequest) -> None:
+        """A request this gateway sent itself (a model's base_url pointing back here)."""
+        if http.headers.get(LOOP_HEADER) == self.engine.instance_id:
+            raise LoopDetected(
+                "this request came from this gateway itself: a model's base_url points back "
+                "at the gateway (a config loop)"
+            )
 
     def _authorize(self, http: HttpRequest, trace: Trace | None = None) -> None:
         if self.keys.enabled:
@@ -102,10 +122,11 @@ class Gateway:
         return b"".join(chunks)
 
     async def _parse(self, http: HttpRequest, endpoint: Endpoint) -> Request:
-        body = parse_body(await self._body(http), self.limit)
+        raw = await self._body(http)
+        body = parse_body(raw, self.limit)
         check_body(body, endpoint)
         reject_steering(body)
-        return Request(body, endpoint, http.headers)
+        return Request(body, endpoint, http.headers, len(raw))
 
     async def chat(self, http: HttpRequest) -> Response:
         return await self._model_call(http, "chat")
@@ -118,12 +139,16 @@ class Gateway:
         trace = Trace(new_trace_id())
         stream = False
         try:
+            self._check_loop(http)
             self._authorize(http, trace)
             request = await self._parse(http, endpoint)
             stream = request.stream
             if stream:
                 return await self._stream(request, trace, started, endpoint)
             answer, _ = await self.engine.complete(request, trace)
+            response = Response(
+                orjson.dumps(answer), media_type=JSON_TYPE, headers=_headers(trace, started)
+            )
         except PolyrouteError as exc:
             if trace.outcome == "pending":
                 trace.outcome = f"refused:{exc.code}"
@@ -133,21 +158,28 @@ class Gateway:
                 exc.message = f"{exc.message} (trace {trace.trace_id})"
             exc.message = self.redactor.scrub(exc.message)
             return error_response(exc, headers)
-        headers = _headers(trace, started)
+        except Exception as exc:  # a bug: still one JSON 500 and one log line per request
+            trace.outcome = "internal_error"
+            log_request(trace, 500, endpoint, stream, started)
+            return error_response(exc, {"x-polyroute-trace-id": trace.trace_id})
         log_request(trace, 200, endpoint, False, started)
-        return Response(orjson.dumps(answer), media_type=JSON_TYPE, headers=headers)
+        return response
 
     async def _stream(
         self, request: Request, trace: Trace, started: float, endpoint: Endpoint
     ) -> Response:
         start, _ = await self.engine.stream(request, trace)
-        headers = _headers(trace, started)
-        headers["cache-control"] = "no-cache"
+        try:
+            headers = _headers(trace, started)
+            headers["cache-control"] = "no-cache"
 
-        def on_end(status: int) -> None:
-            log_request(trace, status, endpoint, True, started)
+            def on_end(status: int) -> None:
+                log_request(trace, status, endpoint, True, started)
 
-        return RelayResponse(start, trace, on_end, headers)
+            return RelayResponse(start, trace, on_end, headers)
+        except BaseException:
+            await start.rest.aclose()  # the upstream stream is released whatever failed
+            raise
 
     async def route(self, http: HttpRequest) -> Response:
         try:
@@ -245,6 +277,7 @@ def create_app(engine: Engine) -> Starlette:
             Middleware(FastPath, handlers=fast),
         ],
     )
+    app.router.redirect_slashes = False  # a redirect would echo the client's Host header
     app.state.gateway = gateway
     app.state.engine = engine
     return app

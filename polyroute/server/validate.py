@@ -13,6 +13,7 @@ from polyroute.types import JSON, Endpoint
 # gateway re-serializes every body it forwards: deeper bodies would fail there (a 500).
 # Real requests (tool schemas included) stay far below this.
 MAX_DEPTH = 128
+MAX_MODEL_CHARS = 256
 
 
 class ParamError(InvalidRequest):
@@ -71,6 +72,12 @@ def check_body(body: JSON, endpoint: Endpoint) -> None:
     model = body.get("model", "auto")
     if not isinstance(model, str) or not model:
         raise ParamError("'model' must be a non-empty string", "model")
+    if len(model) > MAX_MODEL_CHARS:  # never echoed back whole (errors, logs)
+        raise ParamError(
+            f"'model' is {len(model)} characters long; model names have at most "
+            f"{MAX_MODEL_CHARS}",
+            "model",
+        )
     if "stream" in body and not isinstance(body["stream"], bool):
         raise ParamError("'stream' must be a boolean", "stream")
     if endpoint == "chat":

@@ -8,7 +8,9 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from polyroute.errors import ConfigError
-from polyroute.types import Request, SignalValue
+from polyroute.types import Request, SignalValue, TextField
+
+TEXT_MAX_CHARS = 256 * 1024  # the default of server.signal_text_max_chars
 
 
 class SignalOptions(BaseModel):
@@ -16,9 +18,15 @@ class SignalOptions(BaseModel):
 
 
 class BaseSignal:
-    """Subclasses set ``Options`` (a pydantic model of their config keys) and ``compute``."""
+    """Subclasses set ``Options`` (a pydantic model of their config keys) and ``compute``.
+
+    A signal that scans the prompt reads it through :meth:`read_text`: at most
+    ``text_max_chars`` characters (``server.signal_text_max_chars``, set by the
+    engine), so its cost is bounded whatever the prompt.
+    """
 
     Options: ClassVar[type[SignalOptions]] = SignalOptions
+    text_max_chars: int = TEXT_MAX_CHARS
 
     def __init__(self, name: str, options: Mapping[str, Any], where: str = "") -> None:
         self.name = name
@@ -36,6 +44,11 @@ class BaseSignal:
 
     def compute(self, request: Request) -> SignalValue:
         raise NotImplementedError
+
+    def read_text(self, request: Request, field: TextField) -> str:
+        """``request.prompt`` or ``request.text``, bounded to ``text_max_chars`` characters
+        (the first and last halves; see ``polyroute.types.bound_text``)."""
+        return request.bounded(field, self.text_max_chars)
 
 
 def _options_message(exc: ValidationError, where: str) -> str:

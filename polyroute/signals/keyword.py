@@ -3,6 +3,10 @@
 Words match case-insensitively on word boundaries (``prove`` does not match
 ``improve``); words that start or end with punctuation (``c++``) use
 look-arounds instead of ``\\b``.  ``regex`` patterns are matched as given.
+
+A prompt longer than ``server.signal_text_max_chars`` is searched in its first
+and last halves only (``BaseSignal.read_text``): a word in the middle of a
+huge prompt is not seen.
 """
 
 from __future__ import annotations
@@ -60,7 +64,10 @@ class KeywordSignal(BaseSignal):
         self._field = opts.field
 
     def compute(self, request: Request) -> SignalValue:
+        # BaseSignal.read_text, inlined: on the hot path this costs one length comparison
         text = request.prompt if self._field == "prompt" else request.text
+        if len(text) > self.text_max_chars:
+            text = request.bounded(self._field, self.text_max_chars)
         if self._any is not None and self._any.search(text):
             return True
         if self._all and all(p.search(text) for p in self._all):

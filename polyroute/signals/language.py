@@ -2,6 +2,7 @@
 
 ``languages`` restricts the detector to the languages a deployment cares about
 (faster and more accurate); prompts shorter than ``min_chars`` give ``None``.
+It reads the first 2,000 characters of the (bounded, ``BaseSignal.read_text``) prompt.
 The detector is built on first use or at ``warmup``, never at import.
 """
 
@@ -55,7 +56,7 @@ class LanguageSignal(BaseSignal):
         self._detector = builder.with_preloaded_language_models().build()
 
     def compute(self, request: Request) -> SignalValue:
-        text = request.prompt
+        text = self.read_text(request, "prompt")
         if len(text.strip()) < self.options.min_chars:
             return None
         self.warmup()

@@ -1,4 +1,8 @@
-"""Token count signal: the estimated number of input tokens (about four characters each)."""
+"""Token count signal: the estimated number of input tokens (about four characters each).
+
+It counts the whole text, however long (a length costs nothing; the text is not scanned),
+so it is not bounded by ``server.signal_text_max_chars``.
+"""
 
 from __future__ import annotations
 

@@ -257,8 +257,15 @@ MALFORMED = {
     "TLS hello": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,
     "bad request line": b"POST  /v1/route HTTP/9.9\r\n\r\n",
     "HTTP/2 preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-    "64 KiB URL": b"GET /" + b"a" * 65536 + b" HTTP/1.1\r\nHost: gw\r\n\r\n",
 }
+
+
+def test_a_url_over_the_head_limit_is_a_431(served: Served) -> None:
+    """The request line counts towards the head limit, even when the head ends in one read."""
+    answer = exchange(served.port, b"GET /" + b"a" * 65536 + b" HTTP/1.1\r\nHost: gw\r\n\r\n")[0]
+    check(answer)
+    assert refused_by_http_layer(answer, 431), answer.raw[:300]
+    served.assert_up()
 
 
 @pytest.mark.parametrize("data", list(MALFORMED.values()), ids=list(MALFORMED))
