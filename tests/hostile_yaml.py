@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 HEAD = "models:\n  m: {base_url: 'http://127.0.0.1:9/v1'}\nsignals:\n  x:\n"
 
 
@@ -10,7 +12,7 @@ def alias_bomb(levels: int, fan: int = 9) -> str:
     document expands to ``fan ** levels`` leaves (8 levels: 43 million, 9: 387 million)."""
     names = "abcdefghijklmnopqrstuvwxyz"
     lines = [f"    a: &a [{','.join(['lol'] * fan)}]"]
-    for prev, name in zip(names, names[1:levels], strict=False):
+    for prev, name in itertools.pairwise(names[:levels]):
         lines.append(f"    {name}: &{name} [{','.join(['*' + prev] * fan)}]")
     return HEAD + "\n".join(lines) + "\n"
 

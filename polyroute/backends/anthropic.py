@@ -31,6 +31,7 @@ from polyroute.backends.anthropic_translate import (
 from polyroute.backends.errors import transport_error
 from polyroute.backends.openai import KEEPALIVE_S, HttpProvider, SSEStream
 from polyroute.errors import UpstreamError
+from polyroute.jsonio import dumps_body
 from polyroute.types import JSON, Endpoint, Request
 
 
@@ -204,14 +205,14 @@ class AnthropicProvider(HttpProvider):
         self.path = "/messages" if self.base_url.endswith("/v1") else "/v1/messages"
 
     async def complete(self, request: Request, upstream_model: str, timeout_s: float) -> JSON:
-        payload = orjson.dumps(to_anthropic(request, upstream_model, stream=False))
+        payload = dumps_body(to_anthropic(request, upstream_model, stream=False))
         data = await self._post(self.path, payload, timeout_s)
         return from_anthropic(data, request.endpoint, upstream_model)
 
     async def open_stream(
         self, request: Request, upstream_model: str, timeout_s: float, idle_timeout_s: float
     ) -> AnthropicStream:
-        payload = orjson.dumps(to_anthropic(request, upstream_model, stream=True))
+        payload = dumps_body(to_anthropic(request, upstream_model, stream=True))
         resp = await self._open_sse(self.path, payload, timeout_s)
         options = request.body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True

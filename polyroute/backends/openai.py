@@ -16,6 +16,7 @@ import orjson
 
 from polyroute.backends.errors import parse_retry_after, transport_error
 from polyroute.errors import UpstreamError, UpstreamStatus
+from polyroute.jsonio import dumps_body
 from polyroute.types import JSON, Request
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
@@ -221,7 +222,7 @@ class OpenAIProvider(HttpProvider):
         else:
             body.pop("stream", None)
             body.pop("stream_options", None)
-        return orjson.dumps(body)
+        return dumps_body(body)
 
     async def complete(self, request: Request, upstream_model: str, timeout_s: float) -> JSON:
         path = _PATHS[request.endpoint]

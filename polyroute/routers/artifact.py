@@ -11,15 +11,20 @@ Layout of an artifact directory::
 
 Loading looks the router class up in the learned-router registry by name, so
 an artifact can only instantiate a known router; it never executes code from
-the artifact.  Public API: :func:`save_router`, :func:`load_router`,
+the artifact.  A junk artifact is refused at load with a ConfigError naming the
+file, the field or array, and what was expected: the files must be regular and
+within size limits (``_artifact_files``), the manifest's fields and the
+router's hyperparameters must have the right types, every array the shape and
+dtype the router expects (``_artifact_state``), and the loaded router must
+predict finite values.  Public API: :func:`save_router`, :func:`load_router`,
 :func:`read_manifest`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
-import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,9 @@ from typing import Any
 import numpy as np
 
 from polyroute.errors import ConfigError
-from polyroute.routers.base import Arrays, CostModel, JSONDict, LearnedRouter
+from polyroute.routers._artifact_files import read_json, read_npz
+from polyroute.routers._artifact_state import SavedState
+from polyroute.routers.base import Arrays, CostModel, JSONDict, LearnedRouter, validate_params
 
 FORMAT = "polyroute.router"
 FORMAT_VERSION = 1
@@ -88,54 +95,109 @@ def save_router(router: LearnedRouter, path: str | Path, info: JSONDict | None =
     return out
 
 
+_FIELDS: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
+    ("router", str, "a string"),
+    ("params", dict, "an object"),
+    ("models", list, "an array"),
+    ("state", dict, "an object"),
+)
+_OPTIONAL: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
+    ("encoder", (str, type(None)), "a string or null"),
+    ("info", dict, "an object"),
+    ("versions", dict, "an object"),
+)
+
+
 def read_manifest(path: str | Path) -> JSONDict:
     """The parsed, checked ``manifest.json`` of the artifact at ``path``."""
     file = Path(path) / MANIFEST
-    if not file.is_file():
+    if not os.path.lexists(file):
         raise ConfigError(
             f"{path}: not a router artifact (no {MANIFEST}); train one with 'polyroute train'"
         )
-    try:
-        manifest: Any = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{file}: unreadable manifest: {exc}") from exc
+    manifest: Any = read_json(file)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ConfigError(f'{file}: expected a JSON object with "format": "{FORMAT}"')
-    if manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
         raise ConfigError(
-            f"{file}: format_version {manifest.get('format_version')!r} is not supported "
+            f"{file}: format_version {version!r} is not supported "
             f"(expected {FORMAT_VERSION}); retrain the router"
         )
-    for key, kind in (("router", str), ("params", dict), ("models", list), ("state", dict)):
-        if not isinstance(manifest.get(key), kind):
-            raise ConfigError(f"{file}: field {key!r} must be a {kind.__name__}")
+    for key, kinds, text in (*_FIELDS, *_OPTIONAL):
+        optional = (key, kinds, text) in _OPTIONAL and key not in manifest
+        if not optional and not isinstance(manifest.get(key), kinds):
+            got = _json_type(manifest, key)
+            raise ConfigError(f"{file}: field {key!r} must be {text}, got {got}")
+    _check_models(manifest["models"], file)
     return manifest
 
 
-def _read_arrays(path: Path) -> Arrays:
-    file = path / ARRAYS
-    try:
-        with np.load(file, allow_pickle=False) as npz:
-            return {k: np.asarray(npz[k]) for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ConfigError(f"{file}: unreadable router arrays: {exc}") from exc
+def _json_type(obj: JSONDict, key: str) -> str:
+    if key not in obj:
+        return "nothing (missing)"
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    value = obj[key]
+    return "null" if value is None else names.get(type(value), "a number")
+
+
+def _check_models(models: list[Any], file: Path) -> None:
+    if not models:
+        raise ConfigError(f"{file}: field 'models' must list at least one model, got []")
+    for i, name in enumerate(models):
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{file}: field 'models' item {i} must be a model name, got {name!r}")
+    if len(set(models)) != len(models):
+        twice = next(m for m in models if models.count(m) > 1)
+        raise ConfigError(f"{file}: field 'models' lists {twice!r} more than once")
 
 
 def load_router(path: str | Path) -> LearnedRouter:
-    """Rebuild the fitted router saved at ``path`` (a directory written by :func:`save_router`)."""
+    """Rebuild the fitted router saved at ``path`` (a directory written by :func:`save_router`).
+
+    Every array is checked against what the manifest and the router expect, and the
+    router makes one prediction on a neutral input, so a junk artifact fails here
+    (a ConfigError) and never later, at warm-up or on a request.
+    """
     from polyroute.routers.learned import get_router
 
     root = Path(path)
     manifest = read_manifest(root)
-    cls = get_router(manifest["router"], f"{root / MANIFEST}: router")
-    arrays = _read_arrays(root)
+    name = manifest["router"]
+    cls = get_router(name, f"{root / MANIFEST}: router")
+    where = f"{root / MANIFEST}: field 'params' does not match router {name!r}"
+    params = validate_params(cls, manifest["params"], where)
+    files = {"manifest_file": str(root / MANIFEST), "arrays_file": str(root / ARRAYS)}
+    state = SavedState(read_npz(root / ARRAYS), manifest["state"], router=name, **files)
+    models = tuple(manifest["models"])
+    state.bind("models", len(models), f"models = the {len(models)} listed in {MANIFEST}")
     try:
-        router = cls(**manifest["params"])
-        router.models_ = tuple(str(m) for m in manifest["models"])
-        router.cost_model_ = CostModel(arrays["cost/intercept"], arrays["cost/slope"])
-        state = {k[len("state/") :]: v for k, v in arrays.items() if k.startswith("state/")}
-        router._set_state(manifest["state"], state)
+        router = cls(**params)
+        router.models_ = models
+        router.cost_model_ = CostModel(
+            state.array("cost/intercept", ("models",)), state.array("cost/slope", ("models",))
+        )
+        router._set_state(state.sub("state/"))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
-        name = manifest["router"]
         raise ConfigError(f"{root}: artifact does not match router {name!r}: {exc!r}") from exc
+    state.fail_unused()
+    _probe(router, root / MANIFEST, name)
     return router
+
+
+def _probe(router: LearnedRouter, where: Path, name: str) -> None:
+    """One prediction on a neutral input: it must run and give finite ``[1 x models]`` values."""
+    expected = (1, len(router.models_))
+    try:
+        with np.errstate(all="ignore"):
+            out = np.asarray(router._probe(), dtype=np.float64)
+    except (ArithmeticError, IndexError, KeyError, TypeError, ValueError) as exc:
+        detail = f"{where}: router {name!r} cannot predict from this artifact: {exc!r}"
+        raise ConfigError(detail) from exc
+    if out.shape != expected:
+        raise ConfigError(f"{where}: router {name!r} predicts shape {out.shape}, not {expected}")
+    if not np.isfinite(out).all():
+        raise ConfigError(
+            f"{where}: router {name!r} predicts non-finite values with these params and "
+            "arrays (on a neutral input); check field 'params'"
+        )

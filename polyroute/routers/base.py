@@ -14,7 +14,10 @@ the oracle baseline, which reads the scores of the rows it is judged on.
 
 Artifacts (``polyroute.routers.artifact``) persist a router through
 ``get_params()`` (JSON hyperparameters), ``_get_state()`` (JSON metadata + numpy
-arrays) and ``_set_state()``; subclasses implement the last two.
+arrays) and ``_set_state(state)``; subclasses implement the last two.
+``_set_state`` takes every array with its expected shape from a
+:class:`~polyroute.routers._artifact_state.SavedState`, so a junk artifact fails
+at load; ``_probe()`` is the one prediction the loader makes to prove it works.
 """
 
 from __future__ import annotations
@@ -25,13 +28,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.errors import ConfigError, NotFittedError
+
+if TYPE_CHECKING:
+    from polyroute.routers._artifact_state import SavedState
 
 Arrays = dict[str, npt.NDArray[Any]]
 _SMALL_BATCH = 8
@@ -176,7 +182,12 @@ class LearnedRouter(ABC):
         """Fitted state beyond ``models_`` and ``cost_model_``: JSON metadata and arrays."""
 
     @abstractmethod
-    def _set_state(self, meta: JSONDict, arrays: Arrays) -> None: ...
+    def _set_state(self, state: SavedState) -> None:
+        """Restore the fitted state, taking each array with its expected shape from ``state``."""
+
+    def _probe(self) -> Matrix:
+        """Raw predictions for one neutral input (the loader's check that the state works)."""
+        return self._predict(["probe"])
 
 
 def validate_params(cls: type, params: dict[str, Any], where: str) -> dict[str, Any]:

@@ -30,14 +30,37 @@ if TYPE_CHECKING:
 
 def w_for_cost_fraction(table: Sequence[Any], target: float, where: str) -> float:
     """The largest calibrated W whose cost fraction stays within ``target``."""
-    rows = [r for r in table if isinstance(r, dict) and "w" in r and "cost_fraction" in r]
+    rows = _calibration(table, where)
     if not rows:
         raise ConfigError(
             f"{where}: the artifact has no calibration table; set willingness_to_pay instead "
             "(or find one with 'polyroute calibrate')"
         )
-    ok = [float(r["w"]) for r in rows if float(r["cost_fraction"]) <= target]
-    return max(ok) if ok else min(float(r["w"]) for r in rows)
+    ok = [w for w, fraction in rows if fraction <= target]
+    return max(ok) if ok else min(w for w, _ in rows)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def _calibration(table: Any, where: str) -> list[tuple[float, float]]:
+    """``(w, cost_fraction)`` rows of the manifest's ``info.calibration`` (w may be infinite)."""
+    if not isinstance(table, list):
+        raise ConfigError(f"{where}: info.calibration must be a list, got {type(table).__name__}")
+    rows = []
+    for i, row in enumerate(table):
+        w = _number(row.get("w")) if isinstance(row, dict) else None
+        fraction = _number(row.get("cost_fraction")) if isinstance(row, dict) else None
+        if w is None or fraction is None or not w > 0 or math.isinf(fraction):
+            raise ConfigError(
+                f"{where}: info.calibration[{i}] must be "
+                f'{{"w": number > 0, "cost_fraction": number}}, got {str(row)[:80]}'
+            )
+        rows.append((w, fraction))
+    return rows
 
 
 class LearnedSelector:

@@ -128,13 +128,15 @@ class Gateway:
         reject_steering(body)
         return Request(body, endpoint, http.headers, len(raw))
 
-    async def chat(self, http: HttpRequest) -> Response:
+    async def chat(self, http: HttpRequest) -> Response | RelayResponse:
         return await self._model_call(http, "chat")
 
-    async def completions(self, http: HttpRequest) -> Response:
+    async def completions(self, http: HttpRequest) -> Response | RelayResponse:
         return await self._model_call(http, "completions")
 
-    async def _model_call(self, http: HttpRequest, endpoint: Endpoint) -> Response:
+    async def _model_call(
+        self, http: HttpRequest, endpoint: Endpoint
+    ) -> Response | RelayResponse:
         started = time.perf_counter()
         trace = Trace(new_trace_id())
         stream = False
@@ -167,7 +169,7 @@ class Gateway:
 
     async def _stream(
         self, request: Request, trace: Trace, started: float, endpoint: Endpoint
-    ) -> Response:
+    ) -> RelayResponse:
         start, _ = await self.engine.stream(request, trace)
         try:
             headers = _headers(trace, started)

@@ -16,8 +16,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from polyroute.server.errors import error_response
+from polyroute.server.streaming import RelayResponse
 
-Handler = Callable[[HttpRequest], Awaitable[Response]]
+Handler = Callable[[HttpRequest], Awaitable[Response | RelayResponse]]
 
 
 class FastPath:
@@ -30,6 +31,7 @@ class FastPath:
         if handler is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        response: Response | RelayResponse
         try:
             response = await handler(HttpRequest(scope, receive))
         except Exception as exc:  # a bug, not a refusal: the same JSON 500 as the app's

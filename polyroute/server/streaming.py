@@ -7,10 +7,10 @@ raises on it, so a cut stream never looks complete.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import orjson
-from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from polyroute.engine import StreamStart
@@ -25,9 +25,15 @@ def sse(chunk: JSON) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
-class RelayResponse(StreamingResponse):
-    """A streaming response that always releases its upstream stream and logs once,
-    even when the client went away before the body was iterated."""
+class RelayResponse:
+    """A pure ASGI streaming response that always releases its upstream stream and logs
+    once, even when the client went away before the body was iterated.
+
+    A watcher waits for the client's ``http.disconnect`` and cancels the relay at once
+    (wherever it waits: the upstream or the client), so a client that left, or one
+    whose connection was cut because it stopped reading, frees the upstream stream and
+    the request's slot.
+    """
 
     def __init__(
         self,
@@ -39,16 +45,43 @@ class RelayResponse(StreamingResponse):
         self._start = start
         self._trace = trace
         self._on_end = on_end
-        super().__init__(relay(start, trace), media_type="text/event-stream", headers=headers)
+        self._headers = [(b"content-type", b"text/event-stream; charset=utf-8")] + [
+            (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        relay_task = asyncio.current_task()
+        assert relay_task is not None
+        watcher = asyncio.create_task(_until_disconnect(receive))
+        left = False
+
+        def on_disconnect(w: asyncio.Task[None]) -> None:
+            nonlocal left
+            if not w.cancelled():
+                left = True
+                relay_task.cancel()
+
+        watcher.add_done_callback(on_disconnect)
         try:
-            await super().__call__(scope, receive, send)
+            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+            async for piece in relay(self._start, self._trace):
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not left or relay_task.uncancel() > 0:
+                raise  # cancelled by someone else (shutdown): not ours to swallow
         finally:
+            watcher.remove_done_callback(on_disconnect)
+            watcher.cancel()
             await self._start.rest.aclose()
             if self._trace.outcome == "streaming":
                 self._trace.outcome = "client_disconnected"
             self._on_end(_STATUS.get(self._trace.outcome, 200))
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 _STATUS = {"stream_cut": 502, "client_disconnected": 499}

@@ -55,17 +55,18 @@ def write_arrays(artifact: Path, arrays: Arrays) -> None:
         np.savez(fh, **arrays)  # type: ignore[arg-type]
 
 
-def edit_arrays(artifact: Path, edit: Callable[[Arrays], None]) -> Path:
+def edit_arrays(artifact: Path, edit: Callable[[Arrays], object]) -> Path:
     arrays = read_arrays(artifact)
     edit(arrays)
     write_arrays(artifact, arrays)
     return artifact
 
 
-def edit_manifest(artifact: Path, edit: Callable[[dict[str, Any]], Any]) -> Path:
+def edit_manifest(artifact: Path, edit: Callable[[dict[str, Any]], object]) -> Path:
+    """Apply ``edit`` to the manifest in place (its return value is ignored) and save it."""
     manifest = json.loads((artifact / "manifest.json").read_text())
-    new = edit(manifest)
-    (artifact / "manifest.json").write_text(json.dumps(manifest if new is None else new))
+    edit(manifest)
+    (artifact / "manifest.json").write_text(json.dumps(manifest))
     return artifact
 
 

@@ -25,7 +25,6 @@ from routers.artifact_junk import (
     make_fifo,
     npy_bytes,
     npy_header_only,
-    read_arrays,
     release_fifo,
     replace_with_dir,
     replace_with_symlink,
@@ -74,7 +73,7 @@ def bounded() -> Iterator[Callable[[Path, Path], BaseException | None]]:
             try:
                 load_router(path)
                 out.append(None)
-            except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            except BaseException as exc:
                 out.append(exc)
 
         thread = threading.Thread(target=run, daemon=True)
@@ -120,6 +119,12 @@ def test_manifest_that_is_not_an_object(knn: Path, text: str) -> None:
 
 def test_manifest_that_is_not_utf8(knn: Path) -> None:
     (knn / "manifest.json").write_bytes(b'{"format": "\xff\xfe"}')
+    refused(knn, "manifest.json", "unreadable manifest")
+
+
+def test_manifest_with_an_integer_too_long_to_parse(knn: Path) -> None:
+    text = (knn / "manifest.json").read_text()
+    (knn / "manifest.json").write_text(text.replace('"k": 5', '"k": ' + "9" * 5000))
     refused(knn, "manifest.json", "unreadable manifest")
 
 
@@ -214,7 +219,9 @@ def test_arrays_that_are_a_fifo_do_not_hang(
     assert "arrays.npz" in exc.message and "regular file" in exc.message
 
 
-@pytest.mark.parametrize(("target", "kind"), [("/dev/zero", "character device"), ("/", "directory")])
+@pytest.mark.parametrize(
+    ("target", "kind"), [("/dev/zero", "a character device"), ("/", "a directory")]
+)
 def test_arrays_symlink_to_a_device_or_directory(knn: Path, target: str, kind: str) -> None:
     replace_with_symlink(knn / "arrays.npz", target)
     refused(knn, "arrays.npz", "regular file", kind)

@@ -35,103 +35,20 @@ from fakes import FakeUpstream, gateway_config, running
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from procs import GATEWAY_READY_TIMEOUT_S, LOOPBACK, Proc, free_port, gateway_argv, start_process
+from wire import (
+    CHAT,
+    Answer,
+    check,
+    chunked,
+    exchange,
+    parse,
+    refused_by_http_layer,
+    request,
+)
 
 LIMIT = 64 * 1024  # server.max_body_bytes of the gateway under test
 BODY_TIMEOUT_S = 1.0
-CHAT = b'{"messages":[{"role":"user","content":"hi"}]}'
-LEAKS = (b"Traceback", b'File "', b"site-packages", b"/polyroute/", b"Exception")
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[bytes, bytes]
-    body: bytes
-    raw: bytes
-
-
-def parse(raw: bytes) -> Answer:
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    assert sep, f"no complete response: {raw[:200]!r}"
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split(b" ")[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    return Answer(status, headers, body, raw)
-
-
-def exchange(port: int, data: bytes, timeout_s: float = 10.0, responses: int = 1) -> list[Answer]:
-    """Send ``data`` on a fresh connection; read ``responses`` responses (Content-Length framed)."""
-    answers: list[Answer] = []
-    with socket.create_connection((LOOPBACK, port), timeout=timeout_s) as sock:
-        with contextlib.suppress(OSError):  # the server may answer and close before it all went
-            sock.sendall(data)
-        buf = b""
-        deadline = time.monotonic() + timeout_s
-        while len(answers) < responses and time.monotonic() < deadline:
-            head_end = buf.find(b"\r\n\r\n")
-            if head_end >= 0 and buf.startswith(b"HTTP/1.1 1"):  # 100 Continue: not the answer
-                buf = buf[head_end + 4 :]
-                continue
-            if head_end >= 0:
-                answer = parse(buf)
-                length = int(answer.headers.get(b"content-length", b"-1"))
-                if length >= 0 and len(answer.body) >= length:
-                    answers.append(parse(buf[: head_end + 4 + length]))
-                    buf = buf[head_end + 4 + length :]
-                    continue
-            try:
-                chunk = sock.recv(65536)
-            except (ConnectionResetError, TimeoutError):
-                chunk = b""
-            if not chunk:
-                break
-            buf += chunk
-        if len(answers) < responses and buf:
-            answers.append(parse(buf))
-    assert len(answers) == responses, f"{len(answers)} of {responses} responses: {buf[:200]!r}"
-    return answers
-
-
-def request(
-    body: bytes = CHAT,
-    headers: bytes = b"",
-    path: bytes = b"/v1/route",
-    framing: bytes | None = None,
-) -> bytes:
-    if framing is None:
-        framing = b"Content-Length: %d\r\n" % len(body)
-    return b"POST " + path + b" HTTP/1.1\r\nHost: gw\r\n" + framing + headers + b"\r\n" + body
-
-
-def chunked(body: bytes, size: int) -> bytes:
-    parts = [body[i : i + size] for i in range(0, len(body), size)]
-    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
-
-
-def refused_by_http_layer(answer: Answer, status: int = 400) -> bool:
-    """The HTTP layer refused the request before the app saw it: a JSON error that closes
-    the connection (400 ``bad_http_request``; 431 for an oversized head)."""
-    code = b"bad_http_request" if status == 400 else b"request_header_fields_too_large"
-    return (
-        answer.status == status
-        and answer.headers.get(b"connection") == b"close"
-        and b'"code":"' + code + b'"' in answer.body
-    )
-
-
-def check(answer: Answer) -> None:
-    """200 or an OpenAI-style JSON error -- never a 5xx, never plain text."""
-    assert answer.status < 500, answer.raw[:500]
-    for leak in LEAKS:
-        assert leak not in answer.body, answer.raw[:500]
-    assert answer.headers[b"content-type"] == b"application/json", answer.raw[:500]
-    parsed = orjson.loads(answer.body)
-    if answer.status >= 400:
-        assert set(parsed) == {"error"}
-        assert set(parsed["error"]) == {"message", "type", "code", "param"}
+HEAD_TIMEOUT_S = 1.5
 
 
 @dataclass
@@ -157,7 +74,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     logs: Path = tmp_path_factory.mktemp("fuzz-http")
     with running(FakeUpstream("small"), FakeUpstream("large")) as (small, large):
         config = gateway_config(
-            small.base_url, large.base_url, max_body_bytes=LIMIT, body_timeout_s=BODY_TIMEOUT_S
+            small.base_url,
+            large.base_url,
+            max_body_bytes=LIMIT,
+            body_timeout_s=BODY_TIMEOUT_S,
+            head_timeout_s=HEAD_TIMEOUT_S,
         )
         config_path = logs / "gateway.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -340,11 +261,26 @@ def test_pipelined_requests_each_get_an_answer(served: Served) -> None:
 
 
 def test_garbage_after_a_good_request(served: Served) -> None:
-    """Garbage pipelined in the same packet as a good request: httptools fails on it while
-    the good one is still in the app, so uvicorn answers only the 400 and closes."""
-    answer = exchange(served.port, request() + b"\x00\x01garbage\r\n\r\n")[0]
-    check(answer)
-    assert answer.status in (200, 400)
+    """Garbage pipelined in the same packet as a good request: the good one is answered
+    first, then the garbage gets its 400 and the connection closes."""
+    answers = exchange(served.port, request() + b"\x00\x01garbage\r\n\r\n", responses=2)
+    for answer in answers:
+        check(answer)
+    assert [a.status for a in answers] == [200, 400]
+    assert refused_by_http_layer(answers[1])
+    served.assert_up()
+
+
+def test_pipelined_posts_then_garbage_are_all_answered_in_order(served: Served) -> None:
+    """Two valid POSTs and ``GARBAGE`` in one write: both POSTs ran upstream, so both are
+    answered (in order), then the 400; none is lost (red-team finding 8)."""
+    chat = request(path=b"/v1/chat/completions")
+    answers = exchange(served.port, chat + chat + b"GARBAGE\r\n\r\n", responses=3)
+    for answer in answers:
+        check(answer)
+    assert [a.status for a in answers] == [200, 200, 400]
+    assert b"chat.completion" in answers[0].body and b"chat.completion" in answers[1].body
+    assert answers[2].headers[b"connection"] == b"close"
     served.assert_up()
 
 
@@ -375,6 +311,71 @@ def test_a_head_just_under_the_limit_passes(served: Served) -> None:
     answer = exchange(served.port, request(headers=b"X-Big: " + b"a" * 60_000 + b"\r\n"))[0]
     check(answer)
     assert answer.status == 200
+
+
+@pytest.mark.parametrize("size", [66_000, 100_000, 120_000])
+def test_a_head_over_the_limit_in_one_write_is_a_431(served: Served, size: int) -> None:
+    """Head and body in one write: the head is measured exactly, not by reads (finding 9)."""
+    answer = exchange(served.port, request(headers=b"X-Big: " + b"a" * size + b"\r\n"))[0]
+    check(answer)
+    assert refused_by_http_layer(answer, 431), answer.raw[:300]
+
+
+@pytest.mark.parametrize("piece", [4096, 1000, 65_000])
+def test_a_head_over_the_limit_in_pieces_is_a_431(served: Served, piece: int) -> None:
+    """However the bytes split, a head over 64 KiB is refused (finding 9: a 66,000-byte
+    header in 4 KiB pieces used to pass)."""
+    data = request(headers=b"X-Big: " + b"a" * 66_000 + b"\r\n")
+    with socket.create_connection((LOOPBACK, served.port), timeout=10) as sock:
+        with contextlib.suppress(OSError):
+            for i in range(0, len(data), piece):
+                sock.sendall(data[i : i + piece])
+                time.sleep(0.002)
+        raw = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                raw += chunk
+    answer = parse(raw)
+    check(answer)
+    assert refused_by_http_layer(answer, 431), raw[:300]
+
+
+def test_silent_and_trickling_connections_are_cut_off(served: Served) -> None:
+    """A connection that sends nothing is closed, one that trickles a head byte by byte
+    gets a JSON 408, both within ``head_timeout_s`` (finding 4: they stayed open for
+    ever); a request on a fresh connection is answered meanwhile."""
+    silent = [socket.create_connection((LOOPBACK, served.port), timeout=10) for _ in range(20)]
+    trickle = socket.create_connection((LOOPBACK, served.port), timeout=10)
+    head = b"GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Slow: " + b"s" * 100
+    started = time.monotonic()
+    try:
+        raw = b""
+        for byte in head:  # one byte every 50 ms: the head would take 6 s
+            try:
+                trickle.sendall(bytes([byte]))
+            except OSError:
+                break
+            trickle.settimeout(0.05)
+            with contextlib.suppress(TimeoutError):
+                raw += trickle.recv(65536)
+            if raw:
+                break
+        trickle.settimeout(5)
+        with contextlib.suppress(OSError):
+            while chunk := trickle.recv(65536):
+                raw += chunk
+        took = time.monotonic() - started
+        answer = parse(raw)
+        check(answer)
+        assert answer.status == 408 and b'"code":"request_timeout"' in answer.body
+        assert took < HEAD_TIMEOUT_S + 2, took
+        served.assert_up()
+        for sock in silent:
+            sock.settimeout(HEAD_TIMEOUT_S + 3)
+            assert sock.recv(1) == b"", "the server closes a silent connection"
+    finally:
+        for sock in [*silent, trickle]:
+            sock.close()
 
 
 def test_header_flood_does_not_wedge_the_server(served: Served) -> None:
@@ -445,3 +446,5 @@ def test_no_traceback_in_the_gateway_log(served: Served) -> None:
     log = served.proc.log_path.read_text(errors="replace")
     assert "Traceback" not in log, served.proc.log_tail(80)
     assert "internal error" not in log, served.proc.log_tail(80)
+    for line in log.splitlines():  # JSON lines only, uvicorn's warnings included
+        assert isinstance(orjson.loads(line), dict), line

@@ -10,14 +10,26 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from polyroute.dataset import Matrix, RoutingDataset
-from polyroute.embed import Array, Encoder, encoder_from_state, make_encoder, text_features
+from polyroute.embed import (
+    ENCODERS,
+    TEXT_DIM,
+    Array,
+    Encoder,
+    encoder_from_state,
+    make_encoder,
+    text_features,
+)
+from polyroute.routers._artifact_state import SavedState
 from polyroute.routers.base import Arrays, JSONDict, LearnedRouter
 
 ENC_PREFIX = "enc/"
+MINILM_DIM = 384  # all-MiniLM-L6-v2's width
 
 
 def features(encoder: Encoder, prompts: Sequence[str], with_text: bool = True) -> Array:
@@ -31,12 +43,14 @@ class FeatureRouter(LearnedRouter):
 
     encoder: str
     encoder_: Encoder
+    n_features_in_: int
     #: subclasses may expose this as a hyperparameter (kNN does, for the plain baseline)
     text_features: bool = True
 
     def _fit(self, dataset: RoutingDataset) -> None:
         self.encoder_ = make_encoder(self.encoder).fit(dataset.prompts)
         x = features(self.encoder_, dataset.prompts, self.text_features)
+        self.n_features_in_ = x.shape[1]
         self._fit_xy(x, dataset.scores, dataset.costs)
 
     def _predict(self, prompts: list[str]) -> Matrix:
@@ -53,10 +67,19 @@ class FeatureRouter(LearnedRouter):
         arrays.update({ENC_PREFIX + k: v for k, v in self.encoder_.state().items()})
         return {"encoder_id": self.encoder_.id, **meta}, arrays
 
-    def _set_state(self, meta: JSONDict, arrays: Arrays) -> None:
-        enc = {k[len(ENC_PREFIX) :]: v for k, v in arrays.items() if k.startswith(ENC_PREFIX)}
-        self.encoder_ = encoder_from_state(str(meta["encoder_id"]), enc)
-        self._set_xy_state(meta, {k: v for k, v in arrays.items() if not k.startswith(ENC_PREFIX)})
+    def _set_state(self, state: SavedState) -> None:
+        encoder_id = state.text("encoder_id", ENCODERS)
+        self.encoder_, width = _load_encoder(encoder_id, state.sub(ENC_PREFIX))
+        text = TEXT_DIM if self.text_features else 0
+        note = f"features = {width} from encoder {encoder_id!r}" + (
+            f" + {text} text features" if text else ""
+        )
+        state.bind("features", width + text, note)
+        self._set_xy_state(state)
+        self.n_features_in_ = width + text
+
+    def _probe(self) -> Matrix:
+        return self._predict_x(np.zeros((1, self.n_features_in_), dtype=np.float32))
 
     @abstractmethod
     def _fit_xy(self, x: Array, y: Matrix, costs: Matrix | None = None) -> None: ...
@@ -68,4 +91,21 @@ class FeatureRouter(LearnedRouter):
     def _xy_state(self) -> tuple[JSONDict, Arrays]: ...
 
     @abstractmethod
-    def _set_xy_state(self, meta: JSONDict, arrays: Arrays) -> None: ...
+    def _set_xy_state(self, state: SavedState) -> None:
+        """Restore the learner; ``state`` has ``features`` and ``models`` bound."""
+
+
+def _load_encoder(encoder_id: str, state: SavedState) -> tuple[Encoder, int]:
+    """The fitted encoder ``encoder_id`` from its saved arrays, and its output width."""
+    width = MINILM_DIM if encoder_id in ("minilm", "minilm+tfidf") else 0
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    if encoder_id in ("tfidf", "minilm+tfidf"):
+        arrays = {
+            "tfidf_terms": state.array("tfidf_terms", ("terms",), np.str_),
+            "tfidf_idf": state.array("tfidf_idf", ("terms",), np.float32),
+            "tfidf_components": state.array(
+                "tfidf_components", ("tfidf_dims", "terms"), np.float32
+            ),
+        }
+        width += state.dim("tfidf_dims")
+    return encoder_from_state(encoder_id, arrays), width

@@ -28,6 +28,7 @@ import numpy as np
 from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.embed import Array, Encoder, make_encoder
 from polyroute.errors import ConfigError
+from polyroute.routers._artifact_state import SavedState
 from polyroute.routers.base import Arrays, JSONDict, LearnedRouter
 from polyroute.routers.learned._curve import aiq
 from polyroute.routers.learned._features import features
@@ -143,7 +144,7 @@ class AutoRouter(LearnedRouter):
     def _get_state(self) -> tuple[JSONDict, Arrays]:
         raise ConfigError("auto is saved as the router it selected; use save_router()")
 
-    def _set_state(self, meta: JSONDict, arrays: Arrays) -> None:
+    def _set_state(self, state: SavedState) -> None:
         raise ConfigError("an artifact never holds 'auto'; it holds the router auto selected")
 
 

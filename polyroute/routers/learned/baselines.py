@@ -16,6 +16,7 @@ import hashlib
 import numpy as np
 
 from polyroute.dataset import Matrix, RoutingDataset
+from polyroute.routers._artifact_state import SavedState
 from polyroute.routers.base import Arrays, JSONDict, LearnedRouter
 
 
@@ -33,8 +34,10 @@ class _IndicatorRouter(LearnedRouter):
     def _get_state(self) -> tuple[JSONDict, Arrays]:
         return {"choice": self.choice_}, {}
 
-    def _set_state(self, meta: JSONDict, arrays: Arrays) -> None:
-        self.choice_ = int(meta["choice"])
+    def _set_state(self, state: SavedState) -> None:
+        models = state.dim("models")
+        what = f" (an index into the manifest's {models} models)"
+        self.choice_ = state.integer("choice", low=0, high=models, what=what)
 
 
 class CheapestRouter(_IndicatorRouter):
@@ -69,7 +72,7 @@ class RandomRouter(LearnedRouter):
     def _get_state(self) -> tuple[JSONDict, Arrays]:
         return {}, {}
 
-    def _set_state(self, meta: JSONDict, arrays: Arrays) -> None:
+    def _set_state(self, state: SavedState) -> None:
         return None
 
 
@@ -96,6 +99,6 @@ class OracleRouter(LearnedRouter):
     def _get_state(self) -> tuple[JSONDict, Arrays]:
         return {}, {"prompts": np.array(self.prompts_, dtype=np.str_), "scores": self.scores_}
 
-    def _set_state(self, meta: JSONDict, arrays: Arrays) -> None:
-        self.prompts_ = tuple(str(p) for p in arrays["prompts"])
-        self.scores_ = np.asarray(arrays["scores"], dtype=np.float64)
+    def _set_state(self, state: SavedState) -> None:
+        self.prompts_ = tuple(str(p) for p in state.array("prompts", ("rows",), np.str_))
+        self.scores_ = state.array("scores", ("rows", "models"))

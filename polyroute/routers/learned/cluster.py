@@ -12,6 +12,7 @@ import numpy as np
 
 from polyroute.dataset import Matrix
 from polyroute.embed import Array
+from polyroute.routers._artifact_state import SavedState
 from polyroute.routers.base import Arrays, JSONDict
 from polyroute.routers.learned._features import FeatureRouter
 from polyroute.routers.learned._optim import single_thread
@@ -68,6 +69,6 @@ class ClusterRouter(FeatureRouter):
     def _xy_state(self) -> tuple[JSONDict, Arrays]:
         return {}, {"centres": self.centres_, "rates": self.rates_}
 
-    def _set_xy_state(self, meta: JSONDict, arrays: Arrays) -> None:
-        self.centres_ = np.asarray(arrays["centres"], dtype=np.float32)
-        self.rates_ = np.asarray(arrays["rates"], dtype=np.float64)
+    def _set_xy_state(self, state: SavedState) -> None:
+        self.centres_ = state.array("centres", ("clusters", "features"), np.float32)
+        self.rates_ = state.array("rates", ("clusters", "models"))

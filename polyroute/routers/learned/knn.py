@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from polyroute.dataset import Matrix
 from polyroute.embed import Array
+from polyroute.routers._artifact_state import SavedState
 from polyroute.routers.base import Arrays, JSONDict
 from polyroute.routers.learned._curve import aiq
 from polyroute.routers.learned._features import FeatureRouter
@@ -147,10 +148,16 @@ class KNNRouter(FeatureRouter):
         }
         return {"k": self.k_}, arrays
 
-    def _set_xy_state(self, meta: JSONDict, arrays: Arrays) -> None:
-        self.k_ = int(meta["k"])
-        self.x_ = np.asarray(arrays["x"], dtype=np.float32)
-        self.proj_mean_ = np.asarray(arrays["proj_mean"], dtype=np.float32)
-        self.proj_ = np.asarray(arrays["proj"], dtype=np.float32)
-        self.y_ = np.asarray(arrays["y"], dtype=np.float64)
+    def _set_xy_state(self, state: SavedState) -> None:
+        self.k_ = state.integer("k", low=1)
+        if state.shape("proj") == (0, 0):  # fitted without PCA: rows are in feature space
+            self.proj_mean_ = state.array("proj_mean", (0,), np.float32)
+            self.proj_ = state.array("proj", (0, 0), np.float32)
+            width = "features"
+        else:
+            self.proj_mean_ = state.array("proj_mean", ("features",), np.float32)
+            self.proj_ = state.array("proj", ("features", "pca_dims"), np.float32)
+            width = "pca_dims"
+        self.x_ = state.array("x", ("rows", width), np.float32)
+        self.y_ = state.array("y", ("rows", "models"))
         self.mean_ = self.y_.mean(axis=0, keepdims=True)

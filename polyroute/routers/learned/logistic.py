@@ -10,6 +10,7 @@ import numpy as np
 
 from polyroute.dataset import Matrix
 from polyroute.embed import Array
+from polyroute.routers._artifact_state import SavedState
 from polyroute.routers.base import Arrays, JSONDict
 from polyroute.routers.learned._features import FeatureRouter
 from polyroute.routers.learned._optim import F64, fit_logistic, sigmoid
@@ -34,6 +35,6 @@ class LogisticRouter(FeatureRouter):
     def _xy_state(self) -> tuple[JSONDict, Arrays]:
         return {}, {"weights": self.weights_, "bias": self.bias_}
 
-    def _set_xy_state(self, meta: JSONDict, arrays: Arrays) -> None:
-        self.weights_ = np.asarray(arrays["weights"], dtype=np.float64)
-        self.bias_ = np.asarray(arrays["bias"], dtype=np.float64)
+    def _set_xy_state(self, state: SavedState) -> None:
+        self.weights_ = state.array("weights", ("features", "models"))
+        self.bias_ = state.array("bias", ("models",))

@@ -8,10 +8,9 @@ with Adam on soft-label cross-entropy plus L2 weight decay, in numpy.
 
 from __future__ import annotations
 
-import numpy as np
-
 from polyroute.dataset import Matrix
 from polyroute.embed import Array
+from polyroute.routers._artifact_state import SavedState
 from polyroute.routers.base import Arrays, JSONDict
 from polyroute.routers.learned._features import FeatureRouter
 from polyroute.routers.learned._optim import F64, single_thread, train_two_layer, two_layer_forward
@@ -72,8 +71,8 @@ class MFRouter(FeatureRouter):
             "model_bias": self.model_bias_,
         }
 
-    def _set_xy_state(self, meta: JSONDict, arrays: Arrays) -> None:
-        self.proj_ = np.asarray(arrays["proj"], dtype=np.float64)
-        self.proj_bias_ = np.asarray(arrays["proj_bias"], dtype=np.float64)
-        self.model_emb_ = np.asarray(arrays["model_emb"], dtype=np.float64)
-        self.model_bias_ = np.asarray(arrays["model_bias"], dtype=np.float64)
+    def _set_xy_state(self, state: SavedState) -> None:
+        self.proj_ = state.array("proj", ("features", "rank"))
+        self.proj_bias_ = state.array("proj_bias", ("rank",))
+        self.model_emb_ = state.array("model_emb", ("rank", "models"))
+        self.model_bias_ = state.array("model_bias", ("models",))

@@ -6,10 +6,9 @@ Hyperparameters: ``encoder``, ``hidden`` (width), ``l2`` (weight decay),
 
 from __future__ import annotations
 
-import numpy as np
-
 from polyroute.dataset import Matrix
 from polyroute.embed import Array
+from polyroute.routers._artifact_state import SavedState
 from polyroute.routers.base import Arrays, JSONDict
 from polyroute.routers.learned._features import FeatureRouter
 from polyroute.routers.learned._optim import F64, single_thread, train_two_layer, two_layer_forward
@@ -63,8 +62,8 @@ class MLPRouter(FeatureRouter):
     def _xy_state(self) -> tuple[JSONDict, Arrays]:
         return {}, {"w1": self.w1_, "b1": self.b1_, "w2": self.w2_, "b2": self.b2_}
 
-    def _set_xy_state(self, meta: JSONDict, arrays: Arrays) -> None:
-        self.w1_ = np.asarray(arrays["w1"], dtype=np.float64)
-        self.b1_ = np.asarray(arrays["b1"], dtype=np.float64)
-        self.w2_ = np.asarray(arrays["w2"], dtype=np.float64)
-        self.b2_ = np.asarray(arrays["b2"], dtype=np.float64)
+    def _set_xy_state(self, state: SavedState) -> None:
+        self.w1_ = state.array("w1", ("features", "hidden"))
+        self.b1_ = state.array("b1", ("hidden",))
+        self.w2_ = state.array("w2", ("hidden", "models"))
+        self.b2_ = state.array("b2", ("models",))

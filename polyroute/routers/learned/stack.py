@@ -21,6 +21,7 @@ import numpy as np
 from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.embed import TEXT_DIM, Array, Encoder
 from polyroute.errors import ConfigError
+from polyroute.routers._artifact_state import SavedState
 from polyroute.routers.base import Arrays, CostModel, JSONDict
 from polyroute.routers.learned._features import FeatureRouter
 from polyroute.routers.learned._optim import F64, fit_logistic, kfold_indices, logit, sigmoid
@@ -120,6 +121,7 @@ class StackRouter(FeatureRouter):
         self.models_ = tuple(dataset.models)
         self.cost_model_ = CostModel.fit(dataset)
         self.encoder_ = encoder
+        self.n_features_in_ = x.shape[1]
         self._fit_on(x, dataset.scores, oof, dataset.costs)
         return self
 
@@ -144,13 +146,12 @@ class StackRouter(FeatureRouter):
             arrays.update({f"base{j}/{k}": v for k, v in arr.items()})
         return {"base_meta": metas}, arrays
 
-    def _set_xy_state(self, meta: JSONDict, arrays: Arrays) -> None:
-        self.meta_w_ = np.asarray(arrays["meta_w"], dtype=np.float64)
-        self.meta_b_ = np.asarray(arrays["meta_b"], dtype=np.float64)
+    def _set_xy_state(self, state: SavedState) -> None:
         self.bases_ = self._new_bases()
+        n = len(self.bases_)
+        mean = self.meta == "mean"  # the plain average has no meta-learner weights
+        self.meta_w_ = state.array("meta_w", (0, 0) if mean else (2 * n + TEXT_DIM, "models"))
+        self.meta_b_ = state.array("meta_b", (0,) if mean else ("models",))
+        metas = state.objects("base_meta", n)
         for j, base in enumerate(self.bases_):
-            pre = f"base{j}/"
-            base._set_xy_state(
-                dict(meta["base_meta"][j]),
-                {k[len(pre) :]: v for k, v in arrays.items() if k.startswith(pre)},
-            )
+            base._set_xy_state(state.sub(f"base{j}/", metas[j], f"state.base_meta[{j}]"))
