@@ -9,7 +9,8 @@ over 5,608 x 384 float32 embeddings, is about 10 MB):
   FIFO, a device or a directory is refused without ever blocking;
 - ``manifest.json``: at most :data:`MANIFEST_MAX_BYTES`, UTF-8 JSON nested at most
   :data:`JSON_MAX_DEPTH` levels;
-- ``arrays.npz``: a zip of at most :data:`NPZ_MAX_MEMBERS` stored or deflated,
+- ``arrays.npz``: a zip whose central directory (parsed whole by ``zipfile``) is at
+  most :data:`NPZ_MAX_DIRECTORY`, of at most :data:`NPZ_MAX_MEMBERS` stored or deflated,
   unencrypted ``.npy`` members whose uncompressed sizes, read from the zip
   directory before anything is decompressed, total at most :data:`NPZ_MAX_BYTES`;
   each member's ``.npy`` header must declare no more data than the member holds,
@@ -22,6 +23,7 @@ import json
 import math
 import os
 import stat
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -38,6 +40,8 @@ MANIFEST_MAX_BYTES = 4 << 20
 JSON_MAX_DEPTH = 64
 NPZ_MAX_BYTES = 1 << 30
 NPZ_MAX_MEMBERS = 4096
+NPZ_MAX_DIRECTORY = 4 << 20  # central directory bytes: ~1 KiB per allowed member
+_EOCD, _EOCD64_LOCATOR, _EOCD64 = b"PK\x05\x06", b"PK\x06\x07", b"PK\x06\x06"
 _COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # what np.savez(_compressed) writes
 _READ_ERRORS = (
     OSError,
@@ -132,6 +136,12 @@ def read_npz(file: Path) -> dict[str, npt.NDArray[Any]]:
     """Every array in the ``.npz`` ``file`` by name (without ``.npy``), within the limits above."""
     with open_regular(file) as fh:
         try:
+            size = _directory_size(fh)
+            if size is not None and size > NPZ_MAX_DIRECTORY:
+                raise ConfigError(
+                    f"{file}: zip central directory of {size:,} bytes, over the "
+                    f"{size_text(NPZ_MAX_DIRECTORY)} limit"
+                )
             with zipfile.ZipFile(fh) as zf:
                 members = _members(zf, file)
                 return {name: _read_member(zf, info, file) for name, info in members}
@@ -139,6 +149,24 @@ def read_npz(file: Path) -> dict[str, npt.NDArray[Any]]:
             raise ConfigError(f"{file}: not a zip of .npy arrays (an .npz): {exc}") from None
         except _READ_ERRORS as exc:
             raise ConfigError(f"{file}: unreadable router arrays: {exc}") from None
+
+
+def _directory_size(fh: IO[bytes]) -> int | None:
+    """The central directory size the zip's end record states: what ``zipfile`` will read
+    and parse in one go (found as ``zipfile`` finds it; ``None`` if there is no end record)."""
+    end = fh.seek(0, os.SEEK_END)
+    start = max(end - (22 + 0xFFFF + 76), 0)  # end record + longest comment + zip64 records
+    fh.seek(start)
+    tail = fh.read()
+    last = len(tail) - 22
+    at = last if tail[last : last + 4] == _EOCD and tail[-2:] == b"\0\0" else tail.rfind(_EOCD)
+    if at < 0 or at + 22 > len(tail):
+        return None
+    size: int = struct.unpack_from("<I", tail, at + 12)[0]
+    z64 = at - 76  # a zip64 end record (56 bytes) and its locator (20) precede the end record
+    if z64 >= 0 and tail[z64 : z64 + 4] == _EOCD64 and tail[at - 20 : at - 16] == _EOCD64_LOCATOR:
+        size = struct.unpack_from("<Q", tail, z64 + 40)[0]
+    return size
 
 
 def _members(zf: zipfile.ZipFile, file: Path) -> list[tuple[str, zipfile.ZipInfo]]:

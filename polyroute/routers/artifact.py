@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import reprlib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -124,32 +125,38 @@ def read_manifest(path: str | Path) -> JSONDict:
             f"{file}: format_version {version!r} is not supported "
             f"(expected {FORMAT_VERSION}); retrain the router"
         )
-    for key, kinds, text in (*_FIELDS, *_OPTIONAL):
-        optional = (key, kinds, text) in _OPTIONAL and key not in manifest
-        if not optional and not isinstance(manifest.get(key), kinds):
-            got = _json_type(manifest, key)
-            raise ConfigError(f"{file}: field {key!r} must be {text}, got {got}")
+    for key, kinds, text in _FIELDS:
+        _check_field(manifest, file, key, kinds, text)
+    for key, kinds, text in _OPTIONAL:
+        if key in manifest:
+            _check_field(manifest, file, key, kinds, text)
     _check_models(manifest["models"], file)
     return manifest
 
 
-def _json_type(obj: JSONDict, key: str) -> str:
-    if key not in obj:
-        return "nothing (missing)"
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
-    value = obj[key]
-    return "null" if value is None else names.get(type(value), "a number")
+def _check_field(
+    manifest: JSONDict, file: Path, key: str, kinds: type | tuple[type, ...], text: str
+) -> None:
+    if key not in manifest:
+        raise ConfigError(f"{file}: field {key!r} is missing (expected {text})")
+    value = manifest[key]
+    if not isinstance(value, kinds):
+        names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+        got = "null" if value is None else names.get(type(value), "a number")
+        raise ConfigError(f"{file}: field {key!r} must be {text}, got {got}")
 
 
 def _check_models(models: list[Any], file: Path) -> None:
     if not models:
         raise ConfigError(f"{file}: field 'models' must list at least one model, got []")
+    seen: set[str] = set()
     for i, name in enumerate(models):
         if not isinstance(name, str) or not name:
-            raise ConfigError(f"{file}: field 'models' item {i} must be a model name, got {name!r}")
-    if len(set(models)) != len(models):
-        twice = next(m for m in models if models.count(m) > 1)
-        raise ConfigError(f"{file}: field 'models' lists {twice!r} more than once")
+            got = reprlib.repr(name)
+            raise ConfigError(f"{file}: field 'models' item {i} must be a model name, got {got}")
+        if name in seen:
+            raise ConfigError(f"{file}: field 'models' lists {reprlib.repr(name)} twice")
+        seen.add(name)
 
 
 def load_router(path: str | Path) -> LearnedRouter:
@@ -167,8 +174,14 @@ def load_router(path: str | Path) -> LearnedRouter:
     cls = get_router(name, f"{root / MANIFEST}: router")
     where = f"{root / MANIFEST}: field 'params' does not match router {name!r}"
     params = validate_params(cls, manifest["params"], where)
-    files = {"manifest_file": str(root / MANIFEST), "arrays_file": str(root / ARRAYS)}
-    state = SavedState(read_npz(root / ARRAYS), manifest["state"], router=name, **files)
+    arrays = read_npz(root / ARRAYS)
+    state = SavedState(
+        arrays,
+        manifest["state"],
+        manifest_file=str(root / MANIFEST),
+        arrays_file=str(root / ARRAYS),
+        router=name,
+    )
     models = tuple(manifest["models"])
     state.bind("models", len(models), f"models = the {len(models)} listed in {MANIFEST}")
     try:

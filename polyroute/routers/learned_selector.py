@@ -27,6 +27,9 @@ from polyroute.types import Estimate, Request, Trace
 if TYPE_CHECKING:
     from polyroute.backends.backend import Backend
 
+# what a trained router reads of a prompt (its encoders read far less: MiniLM 256 tokens)
+ROUTER_TEXT_MAX_CHARS = 64 * 1024
+
 
 def w_for_cost_fraction(table: Sequence[Any], target: float, where: str) -> float:
     """The largest calibrated W whose cost fraction stays within ``target``."""
@@ -110,7 +113,9 @@ class LearnedSelector:
         costs = {b.name: b.estimate_cost(request) for b in candidates}
         quality: dict[str, float] = {}
         if known:
-            row = self.router.predict([request.prompt])[0]
+            # bounded like the text signals: a 4 MB prompt must not cost an unbounded encode
+            prompt = request.bounded("prompt", ROUTER_TEXT_MAX_CHARS)
+            row = self.router.predict([prompt])[0]
             quality = {b.name: float(row[self._column[b.name]]) for b in known}
         for b in candidates:
             trace.estimates.append(Estimate(b.name, costs[b.name], quality.get(b.name)))

@@ -28,7 +28,7 @@ from polyroute import Engine, Request, Trace, parse_config
 from polyroute.backends.backend import Backend
 from polyroute.cli import main
 from polyroute.config import ServerConfig
-from polyroute.errors import ModelNotFound
+from polyroute.errors import ModelNotFound, RoutingError
 from polyroute.server import create_app
 from polyroute.signals import BaseSignal
 from polyroute.signals.base import TEXT_MAX_CHARS
@@ -211,10 +211,16 @@ async def test_aplan_routes_big_bodies_in_a_thread_and_small_ones_inline(
 async def test_routing_errors_from_the_thread_reach_the_caller(
     recorded: tuple[Engine, Counting, RecordingSelector],
 ) -> None:
-    engine, _, _ = recorded
-    body = {**chat_body(100), "model": "no-such-model"}
-    with pytest.raises(ModelNotFound, match="no-such-model"):
+    engine, counter, _ = recorded
+    engine.profiles["strict"] = [d for d in engine.profiles["auto"] if d.name == "middle"]
+    body = {**chat_body(100), "model": "strict"}
+    with pytest.raises(RoutingError, match="no decision matched"):
         await engine.aplan(Request(body, raw_bytes=50_000), Trace("t"))
+    assert counter.on_loop == [False]  # raised in the worker thread, re-raised here
+    with pytest.raises(ModelNotFound, match="no-such-model"):
+        await engine.aplan(
+            Request({**body, "model": "no-such-model"}, raw_bytes=50_000), Trace("t")
+        )
 
 
 def test_the_gateway_sizes_requests_by_their_raw_body() -> None:

@@ -139,3 +139,12 @@ def claim_size(npz: Path, member: str, size: int) -> None:
             return
         pos += 46 + name_len + extra_len + comment_len
     raise AssertionError(f"{member} not in {npz}")
+
+
+def claim_directory_size(npz: Path, size: int) -> None:
+    """Make the zip's end record announce a central directory of ``size`` bytes."""
+    raw = bytearray(npz.read_bytes())
+    end = len(raw) - 22  # np.savez writes no archive comment
+    assert raw[end : end + 4] == b"PK\x05\x06"
+    struct.pack_into("<I", raw, end + 12, size)
+    npz.write_bytes(bytes(raw))

@@ -16,6 +16,7 @@ from routers.artifact_junk import (
     TINY,
     Arrays,
     add_member,
+    claim_directory_size,
     claim_size,
     copy,
     deep_json,
@@ -256,6 +257,11 @@ def test_member_that_is_not_a_valid_npy(knn: Path) -> None:
 def test_zip_bomb_member_is_refused_from_the_zip_directory(knn: Path) -> None:
     claim_size(knn / "arrays.npz", "state/y.npy", 0xFFFF_FFF0)  # ~4 GiB announced
     refused(knn, "arrays.npz", "1 GiB", "uncompressed")
+
+
+def test_huge_zip_directory_is_refused_before_it_is_parsed(knn: Path) -> None:
+    claim_directory_size(knn / "arrays.npz", 0x7FFF_FFFF)
+    refused(knn, "arrays.npz", "central directory", "4 MiB")
 
 
 def test_npy_header_declaring_more_data_than_the_member_holds(knn: Path) -> None:
