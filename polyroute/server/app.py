@@ -148,9 +148,8 @@ class Gateway:
             if stream:
                 return await self._stream(request, trace, started, endpoint)
             answer, _ = await self.engine.complete(request, trace)
-            response = Response(
-                orjson.dumps(answer), media_type=JSON_TYPE, headers=_headers(trace, started)
-            )
+            headers = _headers(trace, started)  # the overhead excludes serialising the answer
+            response = Response(orjson.dumps(answer), media_type=JSON_TYPE, headers=headers)
         except PolyrouteError as exc:
             if trace.outcome == "pending":
                 trace.outcome = f"refused:{exc.code}"
