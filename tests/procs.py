@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from openai import OpenAI
 
 GATEWAY_READY_TIMEOUT_S = 30.0
@@ -150,6 +151,22 @@ def gateway_argv(config: Path, port: int) -> list[str]:
         return [sys.executable, "-m", "polyroute", *args]
     code = "import sys; from polyroute.cli import main; sys.exit(main())"
     return [sys.executable, "-c", code, *args]
+
+
+def start_gateway(
+    name: str,
+    config: dict[str, Any],
+    log_dir: Path,
+    port: int | None = None,
+    wrapper: tuple[str, ...] = (),
+) -> Proc:
+    """Write ``config`` as ``NAME.yaml`` in ``log_dir`` and start ``polyroute serve`` on it
+    (``wrapper`` goes before the command, e.g. ``prlimit --nofile=300:300``)."""
+    path = log_dir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    port = port or free_port()
+    argv = [*wrapper, *gateway_argv(path, port)]
+    return start_process(name, argv, port, "/readyz", log_dir, GATEWAY_READY_TIMEOUT_S)
 
 
 def find_trace(records: list[dict[str, Any]], trace_id: str) -> dict[str, Any] | None:

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 from aiohttp import web
 from fakes import FakeAnthropic, FakeUpstream, running
-from procs import GATEWAY_READY_TIMEOUT_S, Proc, free_port, gateway_argv, start_process
+from procs import Proc, start_gateway
 
 from polyroute.errors import InvalidRequest
 from polyroute.server.validate import MAX_DEPTH, _parse_exact, parse_body
@@ -131,11 +130,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             "decisions": [{"name": "default", "models": ["up"]}],
             "server": {"retries": 0},
         }
-        config_path = logs / "gateway.yaml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        port = free_port()
-        argv = gateway_argv(config_path, port)
-        proc = start_process("gateway", argv, port, "/readyz", logs, GATEWAY_READY_TIMEOUT_S)
+        proc = start_gateway("gateway", config, logs)
         try:
             yield Served(proc, up, claude)
         finally:

@@ -34,7 +34,15 @@ import yaml
 from fakes import FakeUpstream, gateway_config, running
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from procs import GATEWAY_READY_TIMEOUT_S, LOOPBACK, Proc, free_port, gateway_argv, start_process
+from procs import (
+    GATEWAY_READY_TIMEOUT_S,
+    LOOPBACK,
+    Proc,
+    free_port,
+    gateway_argv,
+    start_gateway,
+    start_process,
+)
 from wire import (
     CHAT,
     Answer,
@@ -80,11 +88,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             body_timeout_s=BODY_TIMEOUT_S,
             head_timeout_s=HEAD_TIMEOUT_S,
         )
-        config_path = logs / "gateway.yaml"
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        port = free_port()
-        argv = gateway_argv(config_path, port)
-        proc = start_process("gateway", argv, port, "/readyz", logs, GATEWAY_READY_TIMEOUT_S)
+        proc = start_gateway("gateway", config, logs)
         try:
             yield Served(proc)
         finally:

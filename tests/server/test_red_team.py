@@ -29,10 +29,9 @@ import httpx
 import openai
 import orjson
 import pytest
-import yaml
 from aiohttp import web
 from fakes import FakeUpstream, running
-from procs import GATEWAY_READY_TIMEOUT_S, LOOPBACK, Proc, free_port, gateway_argv, start_process
+from procs import LOOPBACK, Proc, free_port, start_gateway
 from wire import check, exchange, request
 
 UPSTREAM_KEY = "sk-up-SECRET-" + "k" * 30
@@ -81,14 +80,6 @@ class HostileUpstream(FakeUpstream):
         finally:
             self.open_streams -= 1
         return resp
-
-
-def _serve(tmp: Path, name: str, config: dict[str, Any], port: int | None = None) -> Proc:
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-    port = port or free_port()
-    argv = gateway_argv(path, port)
-    return start_process(name, argv, port, "/readyz", tmp, GATEWAY_READY_TIMEOUT_S)
 
 
 def _client(proc: Proc) -> openai.OpenAI:
@@ -142,7 +133,7 @@ def gateway(
             "stream_idle_timeout_s": 30,
         },
     }
-    proc = _serve(tmp_path_factory.mktemp("red-team"), "gateway", config)
+    proc = start_gateway("gateway", config, tmp_path_factory.mktemp("red-team"))
     try:
         yield proc
     finally:
@@ -301,7 +292,7 @@ def test_a_model_pointing_at_the_gateway_itself_is_refused_once(
         "decisions": [{"name": "loop", "when": True, "models": ["self", "plain"]}],
         "server": {"retries": 2, "backoff_base_s": 0.001},
     }
-    proc = _serve(tmp_path, "loop-gateway", config, port)
+    proc = start_gateway("loop-gateway", config, tmp_path, port)
     try:
         with httpx.Client(timeout=30) as http:
             resp = http.post(f"{proc.url}/v1/chat/completions", json={"messages": MESSAGES})
@@ -337,11 +328,8 @@ def test_head_timeout_frees_descriptors_under_a_low_file_limit(
         "models": {"plain": {"base_url": plain.base_url}},
         "server": {"head_timeout_s": 1.0, "max_concurrent_requests": 16},
     }
-    path = tmp_path / "low-files.yaml"
-    path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    argv = ["prlimit", "--nofile=300:300", *gateway_argv(path, port)]
-    proc = start_process("low-files", argv, port, "/readyz", tmp_path, GATEWAY_READY_TIMEOUT_S)
+    proc = start_gateway("low-files", config, tmp_path, wrapper=("prlimit", "--nofile=300:300"))
+    port = proc.port
     silent: list[socket.socket] = []
     try:
         for _ in range(320):

@@ -21,10 +21,12 @@ from typing import Any
 
 import orjson
 import pytest
-import yaml
 from aiohttp import web
 from fakes import FakeUpstream, gateway_config, running
-from procs import GATEWAY_READY_TIMEOUT_S, Proc, free_port, gateway_argv, start_process
+from procs import (
+    Proc,
+    start_gateway,
+)
 
 RULES = 1000
 PROMPT_CHARS = 3_900_000
@@ -80,12 +82,7 @@ def many_rules_config(small: str, large: str) -> dict[str, Any]:
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, DrainingUpstream]]:
     logs: Path = tmp_path_factory.mktemp("routing-stall")
     with running(DrainingUpstream("small"), DrainingUpstream("large")) as (small, large):
-        config_path = logs / "gateway.yaml"
-        config = many_rules_config(small.base_url, large.base_url)
-        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        port = free_port()
-        argv = gateway_argv(config_path, port)
-        proc = start_process("gateway", argv, port, "/readyz", logs, GATEWAY_READY_TIMEOUT_S)
+        proc = start_gateway("gateway", many_rules_config(small.base_url, large.base_url), logs)
         try:
             yield proc, small  # type: ignore[misc]
         finally:
