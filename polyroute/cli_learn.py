@@ -147,11 +147,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     for row in getattr(router, "cv_results_", []):
         params = json.dumps(row["params"], sort_keys=True)
         print(f"  cv  {row['router']:<9} AIQ {row['aiq']:.4f}  {row['seconds']:>6.1f}s  {params}")
-    chosen = getattr(router, "best_name_", None)
-    if chosen:
-        print(f"auto selected: {chosen}")
+    _report_auto(router)
     print(f"wrote {out}")
     return 0
+
+
+def _report_auto(router: Any) -> None:
+    """What ``auto`` decided and what its time budget cut: said, never silent."""
+    skipped = getattr(router, "skipped_", None)
+    if skipped:
+        names = ", ".join(r["router"] + json.dumps(r["params"], sort_keys=True) for r in skipped)
+        print(
+            f"  the time budget ({router.time_budget_s:g} s after encoding) cut "
+            f"{len(skipped)} candidate(s): {names} (every family was tried; "
+            "raise --time-budget to try them)"
+        )
+    decision = getattr(router, "decision_", None)
+    if decision:
+        low, high = decision["gain_interval"]
+        print(
+            f"auto selected: {router.best_name_} (best candidate {decision['best_candidate']}, "
+            f"cross-fitted gain over the single models {decision['gain_over_single_models']:+.4f}, "
+            f"interval {low:+.4f} .. {high:+.4f}): {decision['why']}"
+        )
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from routers.learned_fixtures import synthetic
 
-from polyroute.dataset import ModelPrice, RoutingDataset
+from polyroute.dataset import RoutingDataset
 from polyroute.eval.io import load_dataset
 
 
@@ -23,30 +24,6 @@ def small(dcrouter: RoutingDataset) -> RoutingDataset:
 @pytest.fixture(scope="session")
 def holdout(dcrouter: RoutingDataset) -> RoutingDataset:
     return dcrouter.subset(np.arange(7, len(dcrouter), 97))
-
-
-def synthetic(n: int = 120, seed: int = 0) -> RoutingDataset:
-    """Two prompt kinds: maths prompts only 'big' solves, greetings both solve; 'small' is cheap."""
-    rng = np.random.default_rng(seed)
-    prompts, scores = [], []
-    for i in range(n):
-        if i % 2:
-            a, b = rng.integers(10, 99, size=2)
-            prompts.append(f"compute the integral of {a} x squared plus {b} dx please")
-            scores.append([0.0, 1.0])
-        else:
-            prompts.append(f"hello there friend number {i}, how are you today")
-            scores.append([1.0, 1.0])
-    chars = np.array([len(p) for p in prompts], dtype=np.float64)
-    costs = np.stack([1e-6 + 1e-8 * chars, 1e-5 + 1e-7 * chars], axis=1)
-    return RoutingDataset(
-        ids=tuple(f"s{i}" for i in range(n)),
-        prompts=tuple(prompts),
-        models=("small", "big"),
-        scores=np.asarray(scores),
-        costs=costs,
-        prices={"small": ModelPrice(1.0, 1.0), "big": ModelPrice(10.0, 10.0)},
-    )
 
 
 @pytest.fixture(scope="session")

@@ -97,7 +97,9 @@ def test_auto_reports_cv_and_picks_a_candidate(small: RoutingDataset) -> None:
     auto = AutoRouter(encoder="tfidf", folds=2, time_budget_s=3.0).fit(small)
     assert auto.cv_results_ and all("aiq" in r for r in auto.cv_results_)
     best = max(auto.cv_results_, key=lambda r: r["aiq"])
-    assert auto.best_name_ == best["router"]
+    chosen = auto.decision_["chosen"]
+    # the best candidate, or the prior (the one-cluster hull) when its gain is noise
+    assert (chosen, auto.best_name_) in {(best["router"], best["router"]), ("prior", "cluster")}
     assert auto.oof_.shape == small.scores.shape
     router, info = auto.artifact_router()
     assert router is auto.best_ and info["selected_by"] == "auto"
