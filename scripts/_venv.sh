@@ -12,7 +12,7 @@ VENV=${POLYROUTE_VENV:-$(pwd)/.venv}
 VPY="$VENV/bin/python"
 
 venv_ready() {  # the venv exists and its interpreter runs
-  [ -x "$VPY" ] && "$VPY" -c 'import sys' 2>/dev/null
+  [ -x "$VPY" ] && "$VPY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null
 }
 
 require_venv() {  # for scripts/test and scripts/demo: the venv scripts/install made
