@@ -11,90 +11,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.intp]
+from polyroute.curves import (  # the one chooser and envelope, re-exported for the reports
+    GRID_ROWS,
+    Curve,
+    Floats,
+    Ints,
+    aiq,
+    choose,
+    envelope,
+    envelope_at,
+    envelope_indices,
+    lambda_grid,
+    selections,
+    sweep,
+    to_w,
+)
 
 _TIE = 1e-12
-GRID_ROWS = 20_000
-
-
-@dataclass(frozen=True)
-class Curve:
-    """Operating points of a router, one per ``w`` (``cost`` and ``quality`` are means)."""
-
-    w: Floats
-    cost: Floats
-    quality: Floats
-
-
-def choose(pred: Floats, est: Floats, lam: float) -> Ints:
-    """Per row, the column maximising ``pred - lam * est``.
-
-    Ties (within 1e-12) go to the lower estimated cost, then the lower column.
-    ``lam = inf`` (w = 0) picks the cheapest estimate, ties to the higher prediction.
-    """
-    if math.isinf(lam):
-        low = est.min(axis=1, keepdims=True)
-        cand = est <= low + _TIE * (1.0 + np.abs(low))
-        return np.asarray(np.where(cand, pred, -np.inf).argmax(axis=1), dtype=np.intp)
-    util = pred - lam * est if lam else pred
-    best = util.max(axis=1, keepdims=True)
-    cand = util >= best - _TIE * (1.0 + np.abs(best))
-    return np.asarray(np.where(cand, est, np.inf).argmin(axis=1), dtype=np.intp)
-
-
-def lambda_grid(pred: Floats, est: Floats, points: int = 100) -> Floats:
-    """Prices of quality to sweep: 0, ``points`` quantiles of the switch points, inf.
-
-    A switch point is ``(pred[i,j] - pred[i,k]) / (est[i,j] - est[i,k])`` for a pair
-    where model ``j`` is both dearer and predicted better than ``k`` on row ``i``:
-    the ``lam`` at which the chooser stops preferring ``j`` over ``k``.  Above
-    :data:`GRID_ROWS` rows, the quantiles come from an evenly spaced subsample.
-    """
-    if pred.shape[0] > GRID_ROWS:  # the quantiles of an even subsample of rows
-        rows = np.linspace(0, pred.shape[0] - 1, GRID_ROWS).astype(np.intp)
-        pred, est = pred[rows], est[rows]
-    dp = pred[:, :, None] - pred[:, None, :]
-    dc = est[:, :, None] - est[:, None, :]
-    mask = (dp > 0) & (dc > 0)
-    ratios = dp[mask] / dc[mask]
-    inner = np.quantile(ratios, np.linspace(0.0, 1.0, points)) if ratios.size else np.zeros(0)
-    grid = np.unique(np.concatenate([[0.0], inner, [np.inf]]))
-    return np.asarray(grid, dtype=np.float64)
-
-
-def selections(
-    pred: Floats, est: Floats, scores: Floats, costs: Floats, lams: Floats
-) -> tuple[Floats, Floats]:
-    """True score and cost of the chosen model, ``[len(lams) x n]`` each."""
-    rows = np.arange(pred.shape[0])
-    sel_q = np.empty((lams.size, pred.shape[0]))
-    sel_c = np.empty_like(sel_q)
-    for g, lam in enumerate(lams):
-        pick = choose(pred, est, float(lam))
-        sel_q[g] = scores[rows, pick]
-        sel_c[g] = costs[rows, pick]
-    return sel_q, sel_c
-
-
-def to_w(lams: Floats) -> Floats:
-    """``w = 1 / lam`` (``lam = 0`` -> ``w = inf``, ``lam = inf`` -> ``w = 0``)."""
-    with np.errstate(divide="ignore"):
-        return np.asarray(1.0 / lams, dtype=np.float64)
-
-
-def sweep(
-    pred: Floats, est: Floats, scores: Floats, costs: Floats, ws: Floats | None = None
-) -> Curve:
-    """The cost-quality curve: for each ``w``, choose per row and average true score and cost."""
-    lams = lambda_grid(pred, est) if ws is None else to_w(np.asarray(ws, dtype=np.float64))
-    sel_q, sel_c = selections(pred, est, scores, costs, lams)
-    return Curve(w=to_w(lams), cost=sel_c.mean(axis=1), quality=sel_q.mean(axis=1))
 
 
 def single_models(
@@ -111,51 +47,6 @@ def best_single(mean_q: Floats, mean_c: Floats) -> int:
     top = mean_q.max()
     cand = np.flatnonzero(mean_q >= top - _TIE)
     return int(cand[np.argmin(mean_c[cand])])
-
-
-def envelope(cost: Floats, quality: Floats) -> tuple[Floats, Floats]:
-    """Vertices of the non-decreasing upper envelope of the points.
-
-    The upper concave hull (linear interpolation between operating points is
-    reachable by mixing them at random), from the cheapest point up to the
-    cheapest point of highest quality; beyond it the envelope stays flat.
-    """
-    order = np.lexsort((-quality, cost))
-    hull: list[tuple[float, float]] = []
-    for x, y in zip(cost[order].tolist(), quality[order].tolist(), strict=True):
-        if hull and x == hull[-1][0]:
-            continue  # same cost, lower quality (sorted)
-        while len(hull) >= 2:
-            (x1, y1), (x2, y2) = hull[-2], hull[-1]
-            if (x2 - x1) * (y - y1) - (y2 - y1) * (x - x1) >= 0:  # hull[-1] on/below chord
-                hull.pop()
-            else:
-                break
-        hull.append((x, y))
-    top = max(range(len(hull)), key=lambda i: (hull[i][1], -i))
-    kept = hull[: top + 1]
-    return np.array([p[0] for p in kept]), np.array([p[1] for p in kept])
-
-
-def envelope_at(xs: Floats, ys: Floats, c: Floats) -> Floats:
-    """Envelope value at costs ``c``: 0 below the cheapest point, flat past the last."""
-    vals = np.interp(c, xs, ys)
-    return np.asarray(np.where(c < xs[0], 0.0, vals), dtype=np.float64)
-
-
-def aiq(cost: Floats, quality: Floats, lo: float, hi: float) -> float:
-    """Mean of the envelope over ``[lo, hi]`` (RouterBench AIQ; exact, piecewise linear)."""
-    xs, ys = envelope(cost, quality)
-    if hi <= lo:
-        return float(envelope_at(xs, ys, np.array([lo]))[0])
-    start = max(lo, float(xs[0]))
-    if start >= hi:
-        return 0.0
-    inner = xs[(xs > start) & (xs < hi)]
-    pts = np.concatenate([[start], inner, [hi]])
-    vals = np.interp(pts, xs, ys)
-    area = float(np.sum((vals[1:] + vals[:-1]) / 2.0 * np.diff(pts)))
-    return area / (hi - lo)
 
 
 def quality_at_cost(cost: Floats, quality: Floats, budget: float) -> float:
@@ -243,3 +134,31 @@ def interval(values: Floats, level: float = 0.95) -> tuple[float, float] | None:
     tail = (1.0 - level) / 2.0 * 100.0
     lo, hi = np.percentile(finite, [tail, 100.0 - tail])
     return float(lo), float(hi)
+
+
+__all__ = [
+    "GRID_ROWS",
+    "Curve",
+    "Floats",
+    "Ints",
+    "aiq",
+    "apgr",
+    "best_single",
+    "bootstrap_chunks",
+    "bootstrap_weights",
+    "choose",
+    "cost_to_match",
+    "cpt",
+    "envelope",
+    "envelope_at",
+    "envelope_indices",
+    "interval",
+    "lambda_grid",
+    "pgr_curve",
+    "quality_at_cost",
+    "selections",
+    "single_models",
+    "strong_preference",
+    "sweep",
+    "to_w",
+]

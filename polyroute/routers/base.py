@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
+from polyroute import curves
 from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.errors import ConfigError, NotFittedError
 
@@ -89,33 +90,27 @@ def choose(
 ) -> npt.NDArray[np.intp]:
     """Per row, the column maximising ``quality - cost / w`` under the constraints.
 
-    ``w = inf`` means pure quality (ties go to the cheaper model).  ``allowed`` masks
+    The gateway's chooser; it is :func:`polyroute.curves.choose` (the one the workbench's
+    curves report) with ``lam = 1 / w``, plus the constraints.  ``w = inf`` means pure
+    quality; ties go to the cheaper model, then the lower column.  ``allowed`` masks
     columns; ``max_cost_usd`` drops models whose cost exceeds it.  If a row has no
     feasible model, the cheapest allowed one is chosen.
     """
-    u = utility(quality, costs, willingness_to_pay)
+    if willingness_to_pay <= 0:
+        raise ConfigError(f"willingness_to_pay must be > 0, got {willingness_to_pay}")
     mask = np.ones(quality.shape, dtype=bool)
     if allowed is not None:
         mask &= np.asarray(allowed, dtype=bool)[None, :]
         if not mask.any():
             raise ConfigError("choose: 'allowed' excludes every model")
     feasible = mask if max_cost_usd is None else mask & (costs <= max_cost_usd)
-    u = np.where(feasible, u, -np.inf)
-    picks = np.argmax(u, axis=1)
+    lam = 0.0 if math.isinf(willingness_to_pay) else 1.0 / willingness_to_pay
+    picks = curves.choose(quality, costs, lam, None if feasible.all() else feasible)
     none = ~feasible.any(axis=1)
     if none.any():
         cheapest = np.argmin(np.where(mask, costs, np.inf), axis=1)
         picks = np.where(none, cheapest, picks)
     return np.asarray(picks, dtype=np.intp)
-
-
-def utility(quality: Matrix, costs: Matrix, willingness_to_pay: float) -> Matrix:
-    """``quality - cost / w``; for ``w = inf`` a tiny cost tie-break keeps quality first."""
-    if willingness_to_pay <= 0:
-        raise ConfigError(f"willingness_to_pay must be > 0, got {willingness_to_pay}")
-    if math.isinf(willingness_to_pay):
-        return quality - costs * 1e-9
-    return quality - costs / willingness_to_pay
 
 
 class LearnedRouter(ABC):

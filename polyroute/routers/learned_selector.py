@@ -120,10 +120,12 @@ class LearnedSelector:
         for b in candidates:
             trace.estimates.append(Estimate(b.name, costs[b.name], quality.get(b.name)))
 
-        def key(b: Backend) -> tuple[bool, bool, float]:
+        lam = 0.0 if math.isinf(self.w) else 1.0 / self.w
+
+        def key(b: Backend) -> tuple[bool, bool, float, float]:
+            # polyroute.curves.choose's order: utility, then the cheaper, then config order
             over = self.max_cost_usd is not None and costs[b.name] > self.max_cost_usd
             c = costs[b.name]
-            penalty = c * 1e-9 if math.isinf(self.w) else c / self.w  # as in base.utility
-            return not b.available(), over, penalty - quality[b.name]
+            return not b.available(), over, lam * c - quality[b.name], c
 
         return sorted(known, key=key) + unknown

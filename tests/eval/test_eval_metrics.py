@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from polyroute import curves
 from polyroute.eval import metrics as mx
 from polyroute.eval import summary
 
@@ -201,7 +202,7 @@ def test_per_task_recomputes_on_task_rows() -> None:
 def test_lambda_grid_subsamples_large_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
     pred = arr([0.9, 0.5], [0.6, 0.5], [0.8, 0.5])
     est = np.tile(arr(2.0, 1.0), (3, 1))
-    monkeypatch.setattr(mx, "GRID_ROWS", 2)  # rows 0 and 2: switch points 0.4 and 0.3
+    monkeypatch.setattr(curves, "GRID_ROWS", 2)  # rows 0 and 2: switch points 0.4 and 0.3
     assert mx.lambda_grid(pred, est, points=2).tolist() == pytest.approx([0.0, 0.3, 0.4, math.inf])
 
 

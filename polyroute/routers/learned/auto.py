@@ -41,12 +41,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from polyroute import curves
 from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.embed import Array, Encoder, make_encoder
 from polyroute.errors import ConfigError
 from polyroute.routers._artifact_state import SavedState
-from polyroute.routers.base import Arrays, JSONDict, LearnedRouter, choose
-from polyroute.routers.learned._curve import aiq, w_grid
+from polyroute.routers.base import Arrays, JSONDict, LearnedRouter
+from polyroute.routers.learned._curve import aiq
 from polyroute.routers.learned._features import features
 from polyroute.routers.learned._optim import kfold_indices
 from polyroute.routers.learned.stack import StackRouter, make_base
@@ -263,12 +264,11 @@ class _Scorer:
         return aiq(predicted, self.y, self.costs, self.est)
 
     def _outcomes(self, predicted: Matrix) -> tuple[Matrix, Matrix]:
-        """True cost and score of the choice on every row (columns), for every willingness
-        to pay of the grid (rows): choices depend on a row alone, so any split reuses them."""
-        rows = np.arange(self.y.shape[0])
-        picks = [choose(predicted, self.est, w) for w in w_grid(self.costs)]
-        cost = np.stack([self.costs[rows, p] for p in picks])
-        score = np.stack([self.y[rows, p] for p in picks])
+        """True cost and score of the choice on every row (columns), for every price of
+        quality the chooser switches at (rows): a choice depends on its row alone, so
+        any split of the rows reuses them."""
+        lams = curves.lambda_grid(predicted, self.est)
+        score, cost = curves.selections(predicted, self.est, self.y, self.costs, lams)
         return cost, score
 
     def honest_gains(
@@ -314,7 +314,7 @@ def _hull_value(
     cost, score = outcomes
     c_fit, q_fit = cost[:, fit].mean(axis=1), score[:, fit].mean(axis=1)
     q_judge = score[:, judge].mean(axis=1)
-    hull = _upper_hull(c_fit, q_fit)
+    hull = curves.envelope_indices(c_fit, q_fit)
     hc, hq = c_fit[hull], q_judge[hull]
     k = np.searchsorted(hc, grid, side="right") - 1
     k_lo = np.clip(k, 0, len(hull) - 1)
@@ -323,21 +323,3 @@ def _hull_value(
     lam = np.where(span > 0, (grid - hc[k_lo]) / np.where(span > 0, span, 1.0), 0.0)
     value = (1 - lam) * hq[k_lo] + lam * hq[k_hi]
     return float(np.where(k >= 0, value, 0.0).mean())  # below the cheapest: cannot run
-
-
-def _upper_hull(c: npt.NDArray[np.float64], q: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
-    """Indices of the non-decreasing upper concave hull of the points, by cost."""
-    hull: list[int] = []
-    best = -np.inf
-    for i in np.lexsort((-q, c)):
-        if q[i] <= best:
-            continue  # costs as much or more for no more quality
-        best = float(q[i])
-        while len(hull) >= 2:
-            i0, i1 = hull[-2], hull[-1]
-            turn = (c[i1] - c[i0]) * (q[i] - q[i0]) - (q[i1] - q[i0]) * (c[i] - c[i0])
-            if turn < 0:
-                break
-            hull.pop()  # i1 lies on or under the segment from i0 to i
-        hull.append(int(i))
-    return np.asarray(hull, dtype=np.intp)
