@@ -3,6 +3,7 @@
 ::
 
     polyroute eval --data DATA.jsonl --models MODELS.json [--test TEST.jsonl | --cv K]
+                   [--repeat N] [--group-by FIELD]
                    --routers a,b,... --json OUT.json --plot OUT.png
     polyroute calibrate --router DIR --data DATA.jsonl
                         (--target-cost-fraction F | --target-quality Q)
@@ -38,7 +39,29 @@ def add_eval_parser(subparsers: Any) -> None:
     p.add_argument("--models", default=None, help="models.json (default: beside --data)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--test", default=None, help="judge on this JSONL instead of by CV")
-    how.add_argument("--cv", type=int, default=None, metavar="K", help="k-fold CV (default 5)")
+    how.add_argument(
+        "--cv",
+        type=int,
+        default=None,
+        metavar="K",
+        help="k-fold CV (default 5); with --group-by, K folds over the groups",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="repeat the k-fold split N times with seeds SEED..SEED+N-1: mean, interval "
+        "and range over repeats (default 1)",
+    )
+    p.add_argument(
+        "--group-by",
+        default=None,
+        metavar="FIELD",
+        help="keep each value of a row field (e.g. task) on one side: leave one group out "
+        "(past 20 groups, or with --cv K: K folds over shuffled groups) "
+        "and a per-group table",
+    )
     p.add_argument(
         "--routers",
         default=None,
@@ -121,27 +144,41 @@ def _router_list(text: str | None) -> tuple[str, ...]:
     return tuple(s for s in specs if s not in BASELINES)  # baselines are always reported
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from polyroute.eval.evaluate import Plan
-    from polyroute.eval.io import load_dataset
-    from polyroute.eval.report import render, write_json
-
+def _check_args(args: argparse.Namespace) -> None:
     if args.bootstrap < 0:
         raise ConfigError(f"--bootstrap: expected >= 0, got {args.bootstrap}")
+    if args.repeat < 1:
+        raise ConfigError(f"--repeat: expected >= 1, got {args.repeat}")
+    if args.test and (args.repeat != 1 or args.group_by):
+        raise ConfigError("--test: judged on one test file; --repeat and --group-by need CV")
+    if args.group_by is not None and not args.group_by.strip():
+        raise ConfigError("--group-by: expected a row field name (e.g. task)")
+    if args.limit is not None and args.limit < 2:
+        raise ConfigError(f"--limit: expected >= 2, got {args.limit}")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from polyroute.eval.evaluate import Plan
+    from polyroute.eval.io import load_dataset, load_groups
+    from polyroute.eval.report import render, write_json
+
+    _check_args(args)
     data = load_dataset(args.data, args.models)
+    groups = load_groups(args.data, args.group_by) if args.group_by else None
     if args.limit is not None:
-        if args.limit < 2:
-            raise ConfigError(f"--limit: expected >= 2, got {args.limit}")
         data = data.subset(range(min(args.limit, len(data))))
+        groups = None if groups is None else groups[: len(data)]
     test = load_dataset(args.test, args.models) if args.test else None
     plan = Plan(
         routers=_router_list(args.routers),
-        cv=args.cv or 5,
+        cv=args.cv,
         seed=args.seed,
         resamples=args.bootstrap,
         compare_to=args.compare_to,
+        repeats=args.repeat,
+        group_by=args.group_by,
     )
-    report = _run_with_progress(data, plan, test, quiet=args.quiet)
+    report = _run_with_progress(data, plan, test, groups, quiet=args.quiet)
     report["protocol"]["data"] = str(args.data)
     render(report, per_task=args.per_task)
     if args.json_out:
@@ -150,7 +187,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.markdown:
         from polyroute.eval.report import write_markdown
 
-        write_markdown(report, args.markdown, command=" ".join(["polyroute", *sys.argv[1:]]))
+        command = " ".join(["polyroute", *sys.argv[1:]])
+        write_markdown(report, args.markdown, command=command, per_task=args.per_task)
         print(f"wrote {args.markdown}", file=sys.stderr)
     if args.plot:
         from polyroute.eval.plot import plot_report
@@ -160,11 +198,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_with_progress(data: Any, plan: Any, test: Any, quiet: bool) -> dict[str, Any]:
-    from polyroute.eval.evaluate import evaluate
+def _run_with_progress(data: Any, plan: Any, test: Any, groups: Any, quiet: bool) -> dict[str, Any]:
+    from polyroute.eval.evaluate import evaluate, scheme_for
 
     if quiet:
-        return evaluate(data, plan, test)
+        return evaluate(data, plan, test, groups=groups)
     from rich.progress import (
         BarColumn,
         Progress,
@@ -172,7 +210,8 @@ def _run_with_progress(data: Any, plan: Any, test: Any, quiet: bool) -> dict[str
         TimeElapsedColumn,
     )
 
-    steps = len(plan.routers) * (1 if test is not None else plan.cv) + 1
+    fits = 1 if test is not None else scheme_for(len(data), plan, groups).fits
+    steps = len(plan.routers) * fits + 1
     columns = (
         TextColumn("{task.description:<28}"),
         BarColumn(),
@@ -191,7 +230,7 @@ def _run_with_progress(data: Any, plan: Any, test: Any, quiet: bool) -> dict[str
             started[0] = True
             bar.update(task, description=label)
 
-        report = evaluate(data, plan, test, progress=step)
+        report = evaluate(data, plan, test, progress=step, groups=groups)
         bar.advance(task)
     return report
 

@@ -1,12 +1,14 @@
-"""Train and judge routers: k-fold cross-validation or a held-out test file.
+"""Train and judge routers: k-fold cross-validation, folds over groups, or a test file.
 
 :func:`evaluate` fits every named router (looked up in the learned-router
 registry) on training rows, predicts quality and estimates costs for the rows it
 is judged on, sweeps the chooser over ``w`` and scores the curve with
 :mod:`polyroute.eval.metrics`.  Baselines (random, cheapest, best single) and the
-oracle are computed from the score/cost matrices and always reported.  Under
-``cv=K`` the folds are a seeded permutation split in K parts and the metrics are
-computed once on the pooled out-of-fold predictions of all rows.
+oracle are computed from the score/cost matrices and always reported.  The
+splits come from :mod:`polyroute.eval.splits` (k folds, repeated k folds, leave
+one group out, k folds over groups); in each repeat every row is judged once,
+and the metrics are computed on the pooled out-of-fold predictions of all rows
+(:mod:`polyroute.eval.aggregate` combines the repeats).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import numpy as np
 
 from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.errors import ConfigError, DatasetError
-from polyroute.eval import metrics as mx
-from polyroute.eval import summary
+from polyroute.eval import aggregate, splits, summary
+from polyroute.eval.splits import Scheme, folds
+
+__all__ = ["BASELINES", "Plan", "align", "evaluate", "folds", "make_router", "parse_spec"]
 
 BASELINES = ("random", "cheapest", "best-single", "oracle")
 Progress = Callable[[str], None]
@@ -40,14 +44,21 @@ class Router(Protocol):
 
 @dataclass(frozen=True)
 class Plan:
-    """How to judge: ``cv`` folds (ignored when a test set is given), seed, bootstrap size."""
+    """How to judge (everything but ``routers`` is ignored when a test set is given).
+
+    ``cv``: K folds (None: 5 over rows, or one fold per group with ``group_by``);
+    ``repeats``: the k-fold split drawn with seeds ``seed .. seed + repeats - 1``;
+    ``group_by``: the row field whose groups never straddle a split.
+    """
 
     routers: tuple[str, ...]
-    cv: int = 5
+    cv: int | None = None
     seed: int = 0
     resamples: int = 1000
     per_task: bool = True
     compare_to: str | None = None  # a router or baseline: paired differences to it
+    repeats: int = 1
+    group_by: str | None = None
 
 
 def router_names() -> list[str]:
@@ -113,14 +124,6 @@ def _estimate(router: Router, train: RoutingDataset, rows: RoutingDataset) -> Ma
     return np.broadcast_to(train.costs.mean(axis=0), rows.costs.shape).copy()
 
 
-def folds(n: int, k: int, seed: int) -> list[np.ndarray[Any, np.dtype[np.intp]]]:
-    """``k`` disjoint test-row index sets covering ``range(n)`` (seeded permutation)."""
-    if k < 2 or k > n:
-        raise ConfigError(f"--cv: expected 2 <= K <= {n} (number of rows), got {k}")
-    perm = np.random.default_rng(seed).permutation(n)
-    return [np.sort(part) for part in np.array_split(perm, k)]
-
-
 @dataclass
 class _Run:
     pred: Matrix
@@ -129,17 +132,20 @@ class _Run:
     predict_s: float = 0.0
 
 
+Split = tuple[RoutingDataset, RoutingDataset, np.ndarray[Any, Any], str]
+
+
 def _judge(
     name: str,
-    splits: list[tuple[RoutingDataset, RoutingDataset, np.ndarray[Any, Any]]],
+    parts: list[Split],
     n: int,
     m: int,
     progress: Progress | None,
 ) -> _Run:
     run = _Run(np.zeros((n, m)), np.zeros((n, m)))
-    for i, (train, test, rows) in enumerate(splits):
+    for train, test, rows, label in parts:
         if progress is not None:
-            progress(f"{name} fold {i + 1}/{len(splits)}")
+            progress(f"{name} {label}")
         router = make_router(name)
         t0 = time.perf_counter()
         router.fit(train)
@@ -177,87 +183,93 @@ def align(test: RoutingDataset, models: tuple[str, ...]) -> RoutingDataset:
     )
 
 
+def scheme_for(n: int, plan: Plan, groups: Sequence[str] | None = None) -> Scheme:
+    """The splits :func:`evaluate` uses for ``n`` rows (and group labels, if any)."""
+    field = plan.group_by or "group"
+    return splits.scheme(n, plan.cv, plan.repeats, plan.seed, groups=groups, field=field)
+
+
 def evaluate(
     data: RoutingDataset,
     plan: Plan,
     test: RoutingDataset | None = None,
     progress: Progress | None = None,
+    groups: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Judge ``plan.routers`` and the baselines; the JSON-ready report (see docs/metrics.md)."""
+    """Judge ``plan.routers`` and the baselines; the JSON-ready report (see docs/metrics.md).
+
+    ``groups`` (one label per row of ``data``) keeps each group on one side of every split.
+    """
     known = (*BASELINES, "zero-router", *plan.routers)
     if plan.compare_to is not None and plan.compare_to not in known:
         raise ConfigError(f"--compare-to {plan.compare_to!r}: not among {', '.join(known)}")
-    if test is not None:
-        judged = align(test, data.models)
-        everything = np.arange(len(judged))
-        splits = [(data, judged, everything)]
-        protocol: dict[str, Any] = {"mode": "test", "train_rows": len(data)}
-    else:
-        judged = data
-        splits = [
-            (data.subset(np.setdiff1d(np.arange(len(data)), f)), data.subset(f), f)
-            for f in folds(len(data), plan.cv, plan.seed)
-        ]
-        protocol = {"mode": "cv", "folds": plan.cv, "seed": plan.seed}
+    judged, rounds, protocol = _rounds(data, plan, test, groups)
     s, c = judged.scores, judged.costs
-    outcomes = summary.baselines(s, c)
+    base = summary.baselines(s, c)
+    outcomes: list[list[summary.Outcome]] = [list(base) for _ in rounds]
     timings: dict[str, dict[str, float]] = {}
     for name in plan.routers:
-        run = _judge(name, splits, len(judged), len(data.models), progress)
-        outcomes.append(summary.from_predictions(run.pred, run.est, s, c, name=name))
+        fit_s = predict_s = 0.0
+        for r, parts in enumerate(rounds):
+            run = _judge(name, parts, len(judged), len(data.models), progress)
+            outcomes[r].append(summary.from_predictions(run.pred, run.est, s, c, name=name))
+            fit_s, predict_s = fit_s + run.fit_s, predict_s + run.predict_s
         timings[name] = {
-            "fit_seconds": run.fit_s,
-            "predict_ms_per_prompt": 1000 * run.predict_s / len(judged),
+            "fit_seconds": fit_s,
+            "predict_ms_per_prompt": 1000 * predict_s / (len(judged) * len(rounds)),
         }
     if progress is not None:
         progress("bootstrap")
-    return _report(judged, outcomes, timings, plan, protocol)
-
-
-def _report(
-    judged: RoutingDataset,
-    outcomes: list[summary.Outcome],
-    timings: dict[str, dict[str, float]],
-    plan: Plan,
-    protocol: dict[str, Any],
-) -> dict[str, Any]:
-    s, c = judged.scores, judged.costs
-    mean_q, mean_c = mx.single_models(s, c)
-    best = mx.best_single(mean_q, mean_c)
-    rows, values = [], []
-    for o in outcomes:
-        entry: dict[str, Any] = {
-            "name": o.name,
-            "kind": o.kind,
-            "metrics": summary.weighted_metrics(o, s, c),
-        }
-        # every outcome sees the same resamples (same seed): paired comparisons
-        boot = mx.bootstrap_chunks(len(judged), plan.resamples, plan.seed)
-        values.append(summary.bootstrap_values(o, s, c, boot) if plan.resamples else {})
-        entry["intervals"] = summary.intervals(values[-1])
-        entry["curve"] = summary.curve_json(o)
-        if plan.per_task and judged.tasks is not None:
-            entry["per_task"] = summary.per_task(o, s, c, judged.tasks)
-        entry.update(timings.get(o.name, {}))
-        rows.append(entry)
-    if plan.compare_to is not None:
-        ref = [o.name for o in outcomes].index(plan.compare_to)
-        for entry, vals in zip(rows, values, strict=True):
-            if entry["kind"] == "router" or entry["name"] == "oracle":
-                entry["paired"] = summary.paired(entry, vals, rows[ref], values[ref])
-    report = {
-        "protocol": {
-            **protocol,
-            "rows": len(judged),
-            "bootstrap_resamples": plan.resamples,
-            "python": platform.python_version(),
-        },
-        "models": [
-            {"name": m, "quality": float(mean_q[j]), "cost": float(mean_c[j])}
-            for j, m in enumerate(judged.models)
-        ],
-        "best_single": judged.models[best],
-        "cost_range": [float(mean_c.min()), float(mean_c.max())],
-        "routers": rows,
-    }
+    report = aggregate.report(
+        judged,
+        outcomes,
+        plan.resamples,
+        plan.seed,
+        per_task=plan.per_task,
+        compare_to=plan.compare_to,
+        groups=groups,
+    )
+    for entry in report["routers"]:
+        entry.update(timings.get(entry["name"], {}))
+    report["protocol"] = {**protocol, **report["protocol"], "python": platform.python_version()}
     return dict(summary.clean(report))
+
+
+def _rounds(
+    data: RoutingDataset, plan: Plan, test: RoutingDataset | None, groups: Sequence[str] | None
+) -> tuple[RoutingDataset, list[list[Split]], dict[str, Any]]:
+    """The judged rows, the (train, test, rows, label) splits of every repeat, the protocol."""
+    if test is not None:
+        if plan.repeats != 1 or groups is not None:
+            raise ConfigError("--test: judged on one test file; --repeat and --group-by need CV")
+        judged = align(test, data.models)
+        rounds = [[(data, judged, np.arange(len(judged)), "test set")]]
+        return judged, rounds, {"mode": "test", "train_rows": len(data)}
+    how = scheme_for(len(data), plan, groups)
+    rounds = [
+        [(data.subset(f.train), data.subset(f.test), f.test, _label(f, r, how)) for f in rnd]
+        for r, rnd in enumerate(how.rounds)
+    ]
+    return data, rounds, _protocol(how, plan, groups)
+
+
+def _label(fold: splits.Fold, r: int, how: Scheme) -> str:
+    return fold.label if len(how.rounds) == 1 else f"repeat {r + 1} {fold.label}"
+
+
+def _protocol(how: Scheme, plan: Plan, groups: Sequence[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "mode": "cv" if groups is None else "groups",
+        "splitter": how.kind,
+        "folds": len(how.rounds[0]),
+        "seed": plan.seed,
+        "repeats": len(how.rounds),
+        "seeds": list(how.seeds),
+    }
+    if groups is not None:
+        names, counts = np.unique(np.asarray(groups, dtype=object), return_counts=True)
+        out["group_by"] = plan.group_by or "group"
+        out["groups"] = {str(g): int(k) for g, k in zip(names, counts, strict=True)}
+    if how.note:
+        out["note"] = how.note
+    return out

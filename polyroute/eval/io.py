@@ -31,6 +31,7 @@ __all__ = [
     "builtin_datasets",
     "convert_routerbench",
     "load_dataset",
+    "load_groups",
     "load_prices",
     "load_prompts",
     "resolve_data_path",
@@ -239,6 +240,39 @@ def _prices_for(
     if missing:
         raise DatasetError(f"{models_path}: no prices for model(s) {', '.join(missing)}")
     return prices
+
+
+def load_groups(path: str | Path, field: str) -> tuple[str, ...]:
+    """The value of ``field`` on every row of a dataset, as text (for ``--group-by``).
+
+    Strings are kept, numbers and booleans written as JSON; a row without the
+    field (or with null, a list or an object) raises DatasetError naming the line.
+    A wide table (``.csv``) offers ``task`` only (its ``eval_name`` column).
+    """
+    file = resolve_data_path(path)
+    if file.suffix in WIDE_SUFFIXES:
+        tasks = convert_routerbench(file).tasks if field == "task" else None
+        if tasks is None:
+            raise DatasetError(
+                f"{file}: --group-by {field}: a wide table offers only 'task' "
+                "(its eval_name column)"
+            )
+        return tasks
+    values: list[str] = []
+    for lineno, obj in _json_lines(file):
+        value = obj.get(field)
+        if isinstance(value, str):
+            values.append(value)
+        elif isinstance(value, int | float | bool):
+            values.append(json.dumps(value))
+        else:
+            got = "missing" if field not in obj else "null" if value is None else "an object"
+            got = "a list" if isinstance(value, list) else got
+            raise DatasetError(
+                f"{file}:{lineno}: field {field!r} is {got}; --group-by {field} needs "
+                "a string or number on every row"
+            )
+    return tuple(values)
 
 
 def load_prompts(path: str | Path) -> list[PromptRow]:
