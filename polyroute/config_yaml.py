@@ -12,6 +12,8 @@ one-line ``ConfigError`` naming the file.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,25 +52,24 @@ class _BoundedLoader(yaml.SafeLoader):
         return super().compose_scalar_node(anchor)
 
     def compose_sequence_node(self, anchor: Any) -> yaml.SequenceNode:
-        self._count()
-        self._enter()
-        try:
+        with self._nested():
             return super().compose_sequence_node(anchor)
-        finally:
-            self._depth -= 1
 
     def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
-        self._count()
-        self._enter()
-        try:
+        with self._nested():
             return super().compose_mapping_node(anchor)
-        finally:
-            self._depth -= 1
 
-    def _enter(self) -> None:
+    @contextmanager
+    def _nested(self) -> Iterator[None]:
+        """One more node, one level deeper while its children are composed."""
+        self._count()
         self._depth += 1
         if self._depth > MAX_DEPTH:
             raise _Refused(f"it nests more than {MAX_DEPTH} levels deep{_FAR}")
+        try:
+            yield
+        finally:
+            self._depth -= 1
 
 
 def _children(node: Node) -> list[Node]:

@@ -20,7 +20,7 @@ Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.intp]
 Mask = npt.NDArray[np.bool_]
 
-_TIE = 1e-12
+TIE = 1e-12  # relative tolerance under which two utilities are a tie
 GRID_ROWS = 20_000
 
 
@@ -47,11 +47,11 @@ def choose(pred: Floats, est: Floats, lam: float, feasible: Mask | None = None) 
             return np.asarray(est.argmin(axis=1), dtype=np.intp)
     if math.isinf(lam):
         low = est.min(axis=1, keepdims=True)
-        cand = est <= low + _TIE * (1.0 + np.abs(low))
+        cand = est <= low + TIE * (1.0 + np.abs(low))
         return np.asarray(np.where(cand, pred, -np.inf).argmax(axis=1), dtype=np.intp)
     util = pred - lam * est if lam else pred
     best = util.max(axis=1, keepdims=True)
-    cand = util >= best - _TIE * (1.0 + np.abs(best))
+    cand = util >= best - TIE * (1.0 + np.abs(best))
     return np.asarray(np.where(cand, est, np.inf).argmin(axis=1), dtype=np.intp)
 
 

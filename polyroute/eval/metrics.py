@@ -16,6 +16,7 @@ import numpy as np
 
 from polyroute.curves import (  # the one chooser and envelope, re-exported for the reports
     GRID_ROWS,
+    TIE,
     Curve,
     Floats,
     Ints,
@@ -30,8 +31,6 @@ from polyroute.curves import (  # the one chooser and envelope, re-exported for 
     to_w,
 )
 
-_TIE = 1e-12
-
 
 def single_models(
     scores: Floats, costs: Floats, weights: Floats | None = None
@@ -45,7 +44,7 @@ def single_models(
 def best_single(mean_q: Floats, mean_c: Floats) -> int:
     """Index of the highest mean score; ties go to the cheaper model."""
     top = mean_q.max()
-    cand = np.flatnonzero(mean_q >= top - _TIE)
+    cand = np.flatnonzero(mean_q >= top - TIE)
     return int(cand[np.argmin(mean_c[cand])])
 
 

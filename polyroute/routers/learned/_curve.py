@@ -8,12 +8,9 @@ the workbench's reports (``polyroute.eval``) and the gateway's chooser use.
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
 from polyroute import curves
 from polyroute.dataset import Matrix
-
-F64 = npt.NDArray[np.float64]
 
 
 def w_grid(costs: Matrix, n: int = 60) -> list[float]:

@@ -104,7 +104,7 @@ class AutoRouter(LearnedRouter):
         self.encode_s_ = round(time.monotonic() - t_encode, 2)
         start = time.monotonic()  # the budget starts here: encoding never cuts candidates
         y, costs = dataset.scores, dataset.costs
-        est = self.cost_model_.predict(dataset.prompts)
+        scorer = _Scorer(y, costs, self.cost_model_.predict(dataset.prompts))
         k = max(2, min(self.folds, len(dataset)))
         splits = kfold_indices(len(dataset), k, self.seed)
         results: list[JSONDict] = []
@@ -124,14 +124,13 @@ class AutoRouter(LearnedRouter):
                 base = make_base(family, params)
                 base._fit_xy(x[train], y[train], costs[train])
                 oof[test] = base._predict_x(x[test])
-            score = aiq(oof, y, costs, est)
+            score = scorer.aiq(oof)
             results.append(_result(family, params, score, t0))
             if (family, params) == PRIOR:
                 prior_oof = oof
                 continue  # the prior competes in the guard, not as a family
             if family not in best_oof or score > best_oof[family][0]:
                 best_oof[family] = (score, params, oof)
-        scorer = _Scorer(y, costs, est)
         stack, stack_oof = self._score_stack(best_oof, x, scorer, k, results)
         self.cv_results_ = results
         win = self._guard(results, best_oof, stack_oof, prior_oof, scorer)
@@ -169,7 +168,8 @@ class AutoRouter(LearnedRouter):
         prior_oof: Matrix,
         scorer: _Scorer,
     ) -> JSONDict:
-        """The best candidate if it beats the prior beyond the noise of the rows, else the prior."""
+        """The best candidate if choosing among the candidates beats the single models beyond
+        the noise of the rows (:meth:`_Scorer.honest_gains`), else the prior."""
         prior = next(r for r in results if (r["router"], r["params"]) == PRIOR)
         others = [r for r in results if r is not prior]
         best = max(others, key=lambda r: float(r["aiq"]), default=prior)
@@ -179,7 +179,7 @@ class AutoRouter(LearnedRouter):
             else best_oof.get(str(best["router"]), (0.0, {}, prior_oof))[2]
         )
         candidates = [v[2] for v in best_oof.values()]
-        if best["router"] == "stack":
+        if any(r["router"] == "stack" for r in results):
             candidates.append(stack_oof)
         low, mid, high = scorer.honest_gains(
             candidates or [prior_oof], self.guard_quantile, self.seed
