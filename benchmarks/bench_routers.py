@@ -123,7 +123,7 @@ def bench_auto(rows: list[tuple[str, str, str]]) -> None:
 def bench_selector(rows: list[tuple[str, str, str]]) -> None:
     """The whole per-request cost in the gateway: LearnedSelector.order on the auto artifact."""
     from polyroute.backends import Backend
-    from polyroute.routers.learned_selector import LearnedSelector
+    from polyroute.selectors.learned import LearnedSelector
     from polyroute.types import Request, Trace
 
     class NoProvider:

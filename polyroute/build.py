@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from polyroute.backends import PROVIDERS, Backend, CircuitBreaker
 from polyroute.errors import ConfigError
 from polyroute.plugins import PLUGINS
-from polyroute.routers import SELECTORS
 from polyroute.rules import compile_rule, signals_used
+from polyroute.selectors import SELECTORS
 from polyroute.signals import SIGNALS, BaseSignal
 from polyroute.store import STORES
 from polyroute.types import Decision, Selector, Store

@@ -22,7 +22,7 @@ from polyroute.build import build_backends, build_decisions, build_signals, buil
 from polyroute.config import Config, DecisionConfig, load_config
 from polyroute.errors import ModelNotFound, RoutingError
 from polyroute.redact import SecretRedactor, secrets_of
-from polyroute.routers.static import StaticSelector
+from polyroute.selectors.static import StaticSelector
 from polyroute.signals import BaseSignal, SignalSet
 from polyroute.types import JSON, Decision, Handler, Request, Trace
 

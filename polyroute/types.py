@@ -223,7 +223,7 @@ class Selector(Protocol):
     """Orders a decision's candidates: the first is tried first, the rest are the failover order.
 
     A selector may record what it believed in ``trace.estimates``.  Learned routers
-    plug in here through an adapter (``polyroute.routers.learned_selector``).  A
+    plug in here through an adapter (``polyroute.selectors.learned``).  A
     selector whose ``order`` is CPU-heavy sets a class attribute ``blocking = True``
     and the engine then runs it in a worker thread, off the event loop.
     """

@@ -1,22 +1,8 @@
-"""Selection algorithms: one registry mapping a decision's ``select`` to a Selector class.
+"""Learned routers: trained on routing datasets by the workbench, saved as artifacts.
 
-``select: cheapest`` builds ``cheapest()``; ``select: {type: weighted}`` passes the
-other keys as options; ``select: {router: PATH, willingness_to_pay: W}`` loads a
-trained router artifact (``polyroute.routers.learned_selector``).
+``polyroute.routers.learned`` holds the routers and their registry
+(``polyroute.routers.learned.ROUTERS``, the workbench's ``--router NAME``);
+``polyroute.routers.base`` the contract and the shared chooser;
+``polyroute.routers.artifact`` saving and loading.  The gateway's selectors,
+including the one that serves a trained artifact, live in :mod:`polyroute.selectors`.
 """
-
-from polyroute.registry import Registry
-
-SELECTORS: Registry[type] = Registry(
-    "selector",
-    {
-        "static": "polyroute.routers.static:StaticSelector",
-        "cheapest": "polyroute.routers.cheapest:CheapestSelector",
-        "weighted": "polyroute.routers.weighted:WeightedSelector",
-        "fastest": "polyroute.routers.fastest:FastestSelector",
-        "least-busy": "polyroute.routers.least_busy:LeastBusySelector",
-        "router": "polyroute.routers.learned_selector:LearnedSelector",
-    },
-)
-
-__all__ = ["SELECTORS"]

@@ -4,7 +4,7 @@ from collections import Counter
 from typing import Any
 
 from polyroute.backends import Backend, CircuitBreaker
-from polyroute.routers import SELECTORS
+from polyroute.selectors import SELECTORS
 from polyroute.types import Request, Trace
 
 

@@ -35,7 +35,7 @@ from routers.artifact_junk import (
 from polyroute.dataset import RoutingDataset
 from polyroute.errors import ConfigError
 from polyroute.routers.artifact import load_router
-from polyroute.routers.learned_selector import LearnedSelector
+from polyroute.selectors.learned import LearnedSelector
 
 HANG_LIMIT_S = 10.0
 

@@ -6,7 +6,7 @@ import random
 from collections.abc import Sequence
 
 from polyroute.backends.backend import Backend
-from polyroute.routers.static import healthy_first
+from polyroute.selectors.static import healthy_first
 from polyroute.types import Request, Trace
 
 

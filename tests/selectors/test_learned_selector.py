@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from routers.learned_fixtures import synthetic
 
 from polyroute import Engine, parse_config
 from polyroute.backends import CircuitBreaker
 from polyroute.backends.backend import Backend
-from polyroute.dataset import RoutingDataset
 from polyroute.errors import ConfigError
 from polyroute.routers.artifact import save_router
 from polyroute.routers.learned.knn import KNNRouter
-from polyroute.routers.learned_selector import LearnedSelector
+from polyroute.selectors.learned import LearnedSelector
 from polyroute.types import Request, Trace
 
 MATHS = "compute the integral of 31 x squared plus 5 dx please"
@@ -23,8 +23,8 @@ HELLO = "hello there friend number 12, how are you today"
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory: pytest.TempPathFactory, toy: RoutingDataset) -> Path:
-    router = KNNRouter(encoder="tfidf", k=5).fit(toy)
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    router = KNNRouter(encoder="tfidf", k=5).fit(synthetic())
     table = [{"w": 1e-9, "cost_fraction": 0.1}, {"w": 1.0, "cost_fraction": 0.9}]
     return save_router(router, tmp_path_factory.mktemp("sel") / "knn", {"calibration": table})
 
