@@ -49,7 +49,7 @@ def add_train_parser(subparsers: Any) -> None:
         type=float,
         default=None,
         metavar="S",
-        help="seconds 'auto' may spend (default 240)",
+        help="seconds 'auto' may spend after encoding (default 900)",
     )
     p.add_argument(
         "--no-calibration", action="store_true", help="skip the calibration table (faster)"
@@ -146,7 +146,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     for row in getattr(router, "cv_results_", []):
         params = json.dumps(row["params"], sort_keys=True)
-        print(f"  cv  {row['router']:<9} AIQ {row['aiq']:.4f}  {row['seconds']:>6.1f}s  {params}")
+        held = row.get("aiq_tasks_held_out")
+        tasks = f"  tasks held out {held:.4f}" if held is not None else ""
+        print(
+            f"  cv  {row['router']:<9} AIQ {row['aiq']:.4f}{tasks}  "
+            f"{row['seconds']:>6.1f}s  {params}"
+        )
     _report_auto(router)
     print(f"wrote {out}")
     return 0
@@ -170,6 +175,10 @@ def _report_auto(router: Any) -> None:
             f"cross-fitted gain over the single models {decision['gain_over_single_models']:+.4f}, "
             f"interval {low:+.4f} .. {high:+.4f}): {decision['why']}"
         )
+        print(f"  criterion: {decision['criterion']}")
+        shrink = decision.get("shrinkage")
+        if shrink:
+            print(f"  shrinkage toward each model's mean: factor {shrink['factor']:g}")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

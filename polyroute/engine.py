@@ -60,9 +60,7 @@ class Engine:
             signal.text_max_chars = config.server.signal_text_max_chars
         self._route_in_thread_bytes = config.server.route_in_thread_bytes
         self.instance_id = os.urandom(12).hex()
-        self.backends: dict[str, Backend] = build_backends(
-            config, {LOOP_HEADER: self.instance_id}
-        )
+        self.backends: dict[str, Backend] = build_backends(config, {LOOP_HEADER: self.instance_id})
         decisions = config.decisions or [
             DecisionConfig(name="default", models=list(config.models), select="cheapest")
         ]

@@ -108,5 +108,3 @@ def check(answer: Answer) -> None:
     if answer.status >= 400:
         assert set(parsed) == {"error"}
         assert set(parsed["error"]) == {"message", "type", "code", "param"}
-
-

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from polyroute.errors import ConfigError
 from polyroute.eval.metrics import Ints
-from polyroute.routers.learned._optim import kfold_indices
+from polyroute.routers.learned._optim import group_kfold_indices, kfold_indices
 
 MAX_GROUPS = 20
 LOGO = "leave-one-group-out"
@@ -87,8 +87,8 @@ def group_folds(
             f"(number of groups), got {k}"
         )
     return [
-        _held_out(labels, [names[j] for j in test], f"fold {i + 1}/{k}")
-        for i, (_, test) in enumerate(kfold_indices(len(names), k, seed))
+        Fold(train, test, f"fold {i + 1}/{k}")
+        for i, (train, test) in enumerate(group_kfold_indices(groups, k, seed))
     ]
 
 

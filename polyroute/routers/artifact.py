@@ -36,6 +36,7 @@ from polyroute.errors import ConfigError
 from polyroute.routers._artifact_files import read_json, read_npz
 from polyroute.routers._artifact_state import SavedState
 from polyroute.routers.base import Arrays, CostModel, JSONDict, LearnedRouter, validate_params
+from polyroute.routers.shrink import Shrinkage
 
 FORMAT = "polyroute.router"
 FORMAT_VERSION = 1
@@ -90,6 +91,9 @@ def save_router(router: LearnedRouter, path: str | Path, info: JSONDict | None =
         "cost/slope": router.cost_model_.slope,
         **{"state/" + k: v for k, v in arrays.items()},
     }
+    if router.shrinkage_ is not None:
+        all_arrays["shrink/mean"] = router.shrinkage_.mean
+        all_arrays["shrink/tau"] = router.shrinkage_.tau
     with (out / ARRAYS).open("wb") as fh:
         np.savez(fh, **all_arrays)  # type: ignore[arg-type]
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -191,11 +195,24 @@ def load_router(path: str | Path) -> LearnedRouter:
             state.array("cost/intercept", ("models",)), state.array("cost/slope", ("models",))
         )
         router._set_state(state.sub("state/"))
+        router.shrinkage_ = _shrinkage(state, root / ARRAYS)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ConfigError(f"{root}: artifact does not match router {name!r}: {exc!r}") from exc
     state.fail_unused()
     _probe(router, root / MANIFEST, name)
     return router
+
+
+def _shrinkage(state: SavedState, file: Path) -> Shrinkage | None:
+    """The saved shrinkage (``shrink/mean``, ``shrink/tau``), or None when absent."""
+    if state.shape("shrink/mean") is None and state.shape("shrink/tau") is None:
+        return None
+    shrink = Shrinkage(
+        state.array("shrink/mean", ("models",)), state.array("shrink/tau", ("models",))
+    )
+    if (shrink.tau < 0).any():
+        raise ConfigError(f"{file}: array 'shrink/tau': expected values >= 0")
+    return shrink
 
 
 def _probe(router: LearnedRouter, where: Path, name: str) -> None:

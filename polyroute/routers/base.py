@@ -36,6 +36,7 @@ import numpy.typing as npt
 from polyroute import curves
 from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.errors import ConfigError, NotFittedError
+from polyroute.routers.shrink import Shrinkage
 
 if TYPE_CHECKING:
     from polyroute.routers._artifact_state import SavedState
@@ -121,6 +122,8 @@ class LearnedRouter(ABC):
 
     models_: tuple[str, ...]
     cost_model_: CostModel
+    #: departures from each model's mean that are noise (``auto`` sets it; see ``shrink``)
+    shrinkage_: Shrinkage | None = None
 
     def get_params(self) -> JSONDict:
         """Hyperparameters, read back from the attributes ``__init__`` stored (JSON-able)."""
@@ -150,6 +153,8 @@ class LearnedRouter(ABC):
             return np.zeros((0, len(self.models_)))
         with _blas_limit(len(prompts)):
             out = self._predict(list(prompts))
+        if self.shrinkage_ is not None:
+            out = self.shrinkage_.apply(out)
         return np.clip(np.asarray(out, dtype=np.float64), 0.0, 1.0)
 
     def predict_dataset(self, dataset: RoutingDataset) -> Matrix:

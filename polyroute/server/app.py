@@ -134,9 +134,7 @@ class Gateway:
     async def completions(self, http: HttpRequest) -> Response | RelayResponse:
         return await self._model_call(http, "completions")
 
-    async def _model_call(
-        self, http: HttpRequest, endpoint: Endpoint
-    ) -> Response | RelayResponse:
+    async def _model_call(self, http: HttpRequest, endpoint: Endpoint) -> Response | RelayResponse:
         started = time.perf_counter()
         trace = Trace(new_trace_id())
         stream = False

@@ -98,8 +98,7 @@ def check_body(body: JSON, endpoint: Endpoint) -> None:
         raise ParamError("'model' must be a non-empty string", "model")
     if len(model) > MAX_MODEL_CHARS:  # never echoed back whole (errors, logs)
         raise ParamError(
-            f"'model' is {len(model)} characters long; model names have at most "
-            f"{MAX_MODEL_CHARS}",
+            f"'model' is {len(model)} characters long; model names have at most {MAX_MODEL_CHARS}",
             "model",
         )
     if "stream" in body and not isinstance(body["stream"], bool):

@@ -30,12 +30,36 @@ from polyroute.routers.base import Arrays, JSONDict, LearnedRouter
 
 ENC_PREFIX = "enc/"
 MINILM_DIM = 384  # all-MiniLM-L6-v2's width
+#: hyperparameters of a router that reads the prompt's meaning alone (MiniLM, no
+#: TF-IDF, no surface text features): the view that holds up when the task mix shifts
+SEMANTIC: dict[str, Any] = {"encoder": "minilm", "text_features": False}
 
 
 def features(encoder: Encoder, prompts: Sequence[str], with_text: bool = True) -> Array:
     if not with_text:
         return encoder.encode(prompts)
     return np.concatenate([encoder.encode(prompts), text_features(prompts)], axis=1)
+
+
+def is_semantic(params: dict[str, Any]) -> bool:
+    """Whether a router with ``params`` reads :data:`SEMANTIC` features."""
+    return all(params.get(k) == v for k, v in SEMANTIC.items())
+
+
+def view(x: Array, encoder_id: str, params: dict[str, Any]) -> Array | None:
+    """The features a router with ``params`` reads, cut from ``x = features(encoder_id,
+    prompts)`` (with text features), or None when ``x`` does not hold them.
+
+    ``minilm+tfidf`` scales each half by ``1/sqrt(2)``: the MiniLM half is scaled back,
+    so the cut equals what the router computes for itself from ``encoder: minilm``.
+    """
+    if not is_semantic(params):
+        return x
+    if encoder_id == "minilm":
+        return x[:, :MINILM_DIM]
+    if encoder_id == "minilm+tfidf":
+        return np.asarray(x[:, :MINILM_DIM] * np.float32(np.sqrt(2.0)), dtype=np.float32)
+    return None
 
 
 class FeatureRouter(LearnedRouter):

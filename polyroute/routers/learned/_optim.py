@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -65,6 +66,19 @@ def kfold_indices(n: int, k: int, seed: int = 0) -> list[Split]:
         test = np.sort(folds[i])
         train = np.sort(np.concatenate([folds[j] for j in range(k) if j != i]))
         out.append((train.astype(np.intp), test.astype(np.intp)))
+    return out
+
+
+def group_kfold_indices(groups: Sequence[str], k: int, seed: int = 0) -> list[Split]:
+    """``k`` (train, test) splits of the rows that never put a group on both sides: the
+    sorted distinct groups are cut by :func:`kfold_indices` (scikit-learn's
+    ``GroupKFold(shuffle=True)``).  ``2 <= k <=`` the number of groups."""
+    labels = np.asarray(groups, dtype=object)
+    names = sorted(set(groups))
+    out = []
+    for _, held in kfold_indices(len(names), k, seed):
+        mask = np.isin(labels, np.asarray([names[j] for j in held], dtype=object))
+        out.append((np.flatnonzero(~mask).astype(np.intp), np.flatnonzero(mask).astype(np.intp)))
     return out
 
 

@@ -3,10 +3,13 @@
 A prompt's predicted quality is the (soft-assigned) success rate of its nearest
 clusters, each rate shrunk toward the global mean by ``prior`` pseudo-counts.
 Hyperparameters: ``encoder``, ``n_clusters``, ``prior``, ``temperature``
-(softmax over cosine similarity to the centres; small = nearly hard), ``seed``.
+(softmax over cosine similarity to the centres; small = nearly hard), ``seed``,
+``text_features`` (append the surface text features to the embedding).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -38,8 +41,11 @@ class ClusterRouter(FeatureRouter):
         prior: float = 5.0,
         temperature: float = 0.02,
         seed: int = 0,
+        *,
+        text_features: bool = True,
     ) -> None:
         self.encoder = encoder
+        self.text_features = text_features
         self.n_clusters = n_clusters
         self.prior = prior
         self.temperature = temperature
@@ -47,10 +53,14 @@ class ClusterRouter(FeatureRouter):
 
     def _fit_xy(self, x: Array, y: Matrix, costs: Matrix | None = None) -> None:
         from sklearn.cluster import KMeans
+        from sklearn.exceptions import ConvergenceWarning
 
         z = _unit(x)
-        k = max(1, min(self.n_clusters, z.shape[0]))
-        with single_thread():
+        # no more clusters than distinct prompts (k-means would leave some empty)
+        k = max(1, min(self.n_clusters, np.unique(z, axis=0).shape[0]))
+        with single_thread(), warnings.catch_warnings():
+            # near-duplicate prompts can still leave a cluster empty: its rate is the prior
+            warnings.simplefilter("ignore", ConvergenceWarning)
             km = KMeans(n_clusters=k, n_init=2, random_state=self.seed).fit(z)
         centres = km.cluster_centers_.astype(np.float32)
         centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)

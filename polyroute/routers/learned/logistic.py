@@ -1,7 +1,10 @@
 """Per-model logistic regression on prompt features (one L-BFGS fit for all models).
 
 Soft labels are used as is, so fractional scores (F1/ROUGE) need no thresholding.
-Hyperparameters: ``encoder`` and ``l2`` (ridge strength on the weights).
+Hyperparameters: ``encoder``, ``l2`` (ridge strength on the weights) and
+``text_features`` (append the surface text features; ``false`` with
+``encoder: minilm`` reads the prompt's meaning alone, which holds up best when
+the mix of tasks shifts).
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ class LogisticRouter(FeatureRouter):
     weights_: F64
     bias_: F64
 
-    def __init__(self, encoder: str = "minilm+tfidf", l2: float = 1e-3) -> None:
+    def __init__(
+        self, encoder: str = "minilm+tfidf", l2: float = 1e-3, *, text_features: bool = True
+    ) -> None:
         self.encoder = encoder
         self.l2 = l2
+        self.text_features = text_features
 
     def _fit_xy(self, x: Array, y: Matrix, costs: Matrix | None = None) -> None:
         self.weights_, self.bias_ = fit_logistic(x, y, self.l2)

@@ -24,7 +24,14 @@ from polyroute.errors import ConfigError
 from polyroute.routers._artifact_state import SavedState
 from polyroute.routers.base import Arrays, CostModel, JSONDict
 from polyroute.routers.learned._features import FeatureRouter
-from polyroute.routers.learned._optim import F64, fit_logistic, kfold_indices, logit, sigmoid
+from polyroute.routers.learned._optim import (
+    F64,
+    Split,
+    fit_logistic,
+    kfold_indices,
+    logit,
+    sigmoid,
+)
 
 DEFAULT_BASES = ("cluster", "knn", "logistic", "mlp")
 
@@ -125,10 +132,15 @@ class StackRouter(FeatureRouter):
         self._fit_on(x, dataset.scores, oof, dataset.costs)
         return self
 
-    def cv_meta(self, oof: list[Matrix], x: Array, y: Matrix, seed: int) -> Matrix:
-        """Out-of-fold predictions of the meta-learner itself, from the bases' out-of-fold ones."""
+    def cv_meta(
+        self, oof: list[Matrix], x: Array, y: Matrix, seed: int, splits: list[Split] | None = None
+    ) -> Matrix:
+        """Out-of-fold predictions of the meta-learner itself, from the bases' out-of-fold ones
+        (over ``splits``, or ``folds`` shuffled row folds)."""
         out = np.zeros_like(y)
-        for train, test in kfold_indices(x.shape[0], max(2, min(self.folds, x.shape[0])), seed):
+        if splits is None:
+            splits = kfold_indices(x.shape[0], max(2, min(self.folds, x.shape[0])), seed)
+        for train, test in splits:
             w, b = self._fit_meta([p[train] for p in oof], x[train], y[train])
             out[test] = self._apply_meta([p[test] for p in oof], x[test], w, b)
         return out
