@@ -91,21 +91,6 @@ def _check_out(out: Path) -> None:
         raise ConfigError(f"--out {out}: directory is not empty and holds no router artifact")
 
 
-def calibration_table(pred: Matrix, est: Matrix, best: int) -> list[dict[str, float]]:
-    """For a grid of w: expected mean cost as a fraction of model ``best``'s (all models' is 1)."""
-    from polyroute.routers.base import choose
-    from polyroute.routers.learned._curve import w_grid
-
-    ref = float(est[:, best].mean()) or 1.0
-    rows = np.arange(pred.shape[0])
-    table = []
-    for w in w_grid(est):
-        pick = choose(pred, est, w)
-        frac = float(est[rows, pick].mean()) / ref
-        table.append({"w": w, "cost_fraction": round(frac, 4)})
-    return table
-
-
 def _oof(router: Any, spec: str, data: RoutingDataset) -> Matrix:
     """Out-of-fold predictions: ``auto`` keeps its own; other routers refit on 3 folds."""
     own = getattr(router, "oof_", None)
@@ -137,9 +122,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         "fit_s": round(seconds, 2),
     }
     if not args.no_calibration and len(data) >= 4:
+        from polyroute.eval.calibrate import calibration_table
+
         est = router.estimate_costs(data.prompts)
-        best = int(np.argmax(data.scores.mean(axis=0)))
-        info["calibration"] = calibration_table(_oof(router, args.router, data), est, best)
+        info["calibration"] = calibration_table(_oof(router, args.router, data), est, data)
     save_router(router, out, info)
     print(
         f"trained {args.router} on {len(data)} rows x {len(data.models)} models in {seconds:.1f}s"

@@ -154,3 +154,14 @@ def aiq(cost: Floats, quality: Floats, lo: float, hi: float) -> float:
     vals = np.interp(pts, xs, ys)
     area = float(np.sum((vals[1:] + vals[:-1]) / 2.0 * np.diff(pts)))
     return area / (hi - lo)
+
+
+def pick_within_cost(cost: Floats, quality: Floats, w: Floats, budget: float) -> int | None:
+    """The operating point of highest quality whose cost is at most ``budget`` (ties: the
+    cheaper, then the smaller willingness to pay ``w``), or None when none is that cheap.
+    The one rule of ``polyroute calibrate --target-cost-fraction`` and of the gateway's
+    ``target_cost_fraction`` (over the artifact's calibration table)."""
+    ok = np.flatnonzero(cost <= budget * (1.0 + 1e-9))
+    if ok.size == 0:
+        return None
+    return int(ok[np.lexsort((w[ok], cost[ok], -quality[ok]))[0]])

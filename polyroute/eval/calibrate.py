@@ -4,8 +4,11 @@ The router predicts quality and estimates costs for every row; the chooser is
 swept over a fine grid of ``w`` (:func:`polyroute.eval.metrics.lambda_grid`
 with 400 quantiles).  For ``target_cost_fraction = f`` the answer is the point of
 highest quality whose mean true cost is at most ``f`` times the best single
-model's mean cost (ties: the cheaper point); for ``target_quality = Q`` it is the
-cheapest point whose mean quality is at least ``Q``.
+model's mean cost (ties: the cheaper point, then the smaller ``w``); for
+``target_quality = Q`` it is the cheapest point whose mean quality is at least ``Q``.
+``train`` stores the same points (:func:`calibration_table`, from out-of-fold
+predictions) and the gateway's ``target_cost_fraction`` picks from them by the
+same rule: one calibration.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from typing import Protocol
 
 import numpy as np
 
+from polyroute import curves
 from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.errors import ConfigError
 from polyroute.eval import metrics as mx
+from polyroute.eval.metrics import Floats
 
 GRID_POINTS = 400
 
@@ -57,6 +62,42 @@ def _align(
     return pred[:, idx], est[:, idx]
 
 
+@dataclass(frozen=True)
+class _Points:
+    """The router's operating points on ``data`` over the fine grid of ``w``."""
+
+    w: Floats
+    cost: Floats
+    quality: Floats
+    best: int  # the best single model's column
+    best_quality: float
+    best_cost: float
+
+
+def _points(pred: Matrix, est: Matrix, data: RoutingDataset) -> _Points:
+    lams = mx.lambda_grid(pred, est, GRID_POINTS)
+    sel_q, sel_c = mx.selections(pred, est, data.scores, data.costs, lams)
+    mean_q, mean_c = mx.single_models(data.scores, data.costs)
+    b = mx.best_single(mean_q, mean_c)
+    return _Points(
+        mx.to_w(lams), sel_c.mean(1), sel_q.mean(1), b, float(mean_q[b]), float(mean_c[b])
+    )
+
+
+def calibration_table(pred: Matrix, est: Matrix, data: RoutingDataset) -> list[dict[str, float]]:
+    """Every operating point as ``{"w", "cost_fraction", "quality"}`` (``w > 0``; cost as a
+    fraction of the best single model's): what ``train`` stores from out-of-fold
+    predictions and the gateway's ``target_cost_fraction`` picks from, by the rule
+    ``calibrate`` uses (:func:`polyroute.curves.pick_within_cost`)."""
+    pts = _points(pred, est, data)
+    ref = pts.best_cost or 1.0
+    rows: dict[float, dict[str, float]] = {}
+    for w, c, q in zip(pts.w.tolist(), pts.cost.tolist(), pts.quality.tolist(), strict=True):
+        if w > 0:
+            rows[w] = {"w": w, "cost_fraction": round(c / ref, 6), "quality": round(q, 6)}
+    return [rows[w] for w in sorted(rows)]
+
+
 def calibrate(
     pred: Matrix,
     est: Matrix,
@@ -67,22 +108,19 @@ def calibrate(
     """Pick ``w`` on ``data`` (``pred``/``est`` columns in ``data.models`` order)."""
     if (target_cost_fraction is None) == (target_quality is None):
         raise ConfigError("calibrate: give exactly one of --target-cost-fraction, --target-quality")
-    lams = mx.lambda_grid(pred, est, GRID_POINTS)
-    sel_q, sel_c = mx.selections(pred, est, data.scores, data.costs, lams)
-    cost, quality = sel_c.mean(1), sel_q.mean(1)
-    mean_q, mean_c = mx.single_models(data.scores, data.costs)
-    b = mx.best_single(mean_q, mean_c)
+    pts = _points(pred, est, data)
+    cost, quality = pts.cost, pts.quality
     if target_cost_fraction is not None:
         if target_cost_fraction <= 0:
             raise ConfigError("--target-cost-fraction: expected a number > 0")
-        ok = np.flatnonzero(cost <= target_cost_fraction * mean_c[b] * (1 + 1e-9))
         target = f"cost <= {target_cost_fraction:g} x best single model's cost"
-        if ok.size == 0:
+        found = curves.pick_within_cost(cost, quality, pts.w, target_cost_fraction * pts.best_cost)
+        if found is None:
             raise ConfigError(
                 f"--target-cost-fraction {target_cost_fraction:g}: no operating point is that "
-                f"cheap (cheapest costs {cost.min() / mean_c[b]:.3f} x the best single model)"
+                f"cheap (cheapest costs {cost.min() / pts.best_cost:.3f} x the best single model)"
             )
-        pick = ok[np.lexsort((cost[ok], -quality[ok]))[0]]
+        pick = found
     else:
         q = float(target_quality or 0.0)
         ok = np.flatnonzero(quality >= q - 1e-12)
@@ -92,15 +130,14 @@ def calibrate(
                 f"--target-quality {q:g}: unreachable; the router's best is {quality.max():.4f}"
             )
         pick = ok[np.lexsort((-quality[ok], cost[ok]))[0]]
-    w = float(mx.to_w(lams[pick : pick + 1])[0])
     return Calibration(
-        willingness_to_pay=w,
+        willingness_to_pay=float(pts.w[pick]),
         cost=float(cost[pick]),
         quality=float(quality[pick]),
-        cost_fraction=float(cost[pick] / mean_c[b]) if mean_c[b] > 0 else math.nan,
-        best_single=data.models[b],
-        best_single_quality=float(mean_q[b]),
-        best_single_cost=float(mean_c[b]),
+        cost_fraction=float(cost[pick] / pts.best_cost) if pts.best_cost > 0 else math.nan,
+        best_single=data.models[pts.best],
+        best_single_quality=pts.best_quality,
+        best_single_cost=pts.best_cost,
         target=target,
     )
 

@@ -20,6 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from polyroute import curves
 from polyroute.errors import ConfigError
 from polyroute.routers.artifact import load_router, read_manifest
 from polyroute.types import Estimate, Request, Trace
@@ -32,15 +35,20 @@ ROUTER_TEXT_MAX_CHARS = 64 * 1024
 
 
 def w_for_cost_fraction(table: Sequence[Any], target: float, where: str) -> float:
-    """The largest calibrated W whose cost fraction stays within ``target``."""
+    """The calibrated W of highest quality whose cost fraction stays within ``target``
+    (:func:`polyroute.curves.pick_within_cost`, the rule of ``polyroute calibrate``);
+    for a table without qualities, the largest such W.  None within: the smallest W."""
     rows = _calibration(table, where)
     if not rows:
         raise ConfigError(
             f"{where}: the artifact has no calibration table; set willingness_to_pay instead "
             "(or find one with 'polyroute calibrate')"
         )
-    ok = [w for w, fraction in rows if fraction <= target]
-    return max(ok) if ok else min(w for w, _ in rows)
+    w = np.array([r[0] for r in rows])
+    fraction = np.array([r[1] for r in rows])
+    quality = np.array([w_ if q is None else q for w_, _, q in rows])
+    pick = curves.pick_within_cost(fraction, quality, w, target)
+    return float(w[pick]) if pick is not None else float(w.min())
 
 
 def _number(value: Any) -> float | None:
@@ -49,20 +57,30 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _calibration(table: Any, where: str) -> list[tuple[float, float]]:
-    """``(w, cost_fraction)`` rows of the manifest's ``info.calibration`` (w may be infinite)."""
+def _calibration(table: Any, where: str) -> list[tuple[float, float, float | None]]:
+    """``(w, cost_fraction, quality)`` rows of the manifest's ``info.calibration`` (w may be
+    infinite; quality is None in tables written before it was recorded)."""
     if not isinstance(table, list):
         raise ConfigError(f"{where}: info.calibration must be a list, got {type(table).__name__}")
     rows = []
     for i, row in enumerate(table):
         w = _number(row.get("w")) if isinstance(row, dict) else None
         fraction = _number(row.get("cost_fraction")) if isinstance(row, dict) else None
-        if w is None or fraction is None or not w > 0 or math.isinf(fraction):
+        quality = _number(row.get("quality")) if isinstance(row, dict) else None
+        has_quality = isinstance(row, dict) and "quality" in row
+        if (
+            w is None
+            or fraction is None
+            or not w > 0
+            or math.isinf(fraction)
+            or (has_quality and (quality is None or math.isinf(quality)))
+        ):
             raise ConfigError(
                 f"{where}: info.calibration[{i}] must be "
-                f'{{"w": number > 0, "cost_fraction": number}}, got {str(row)[:80]}'
+                f'{{"w": number > 0, "cost_fraction": number, "quality": number (optional)}}, '
+                f"got {str(row)[:80]}"
             )
-        rows.append((w, fraction))
+        rows.append((w, fraction, quality))
     return rows
 
 

@@ -1,5 +1,4 @@
-"""AIQ for model selection inside the learned routers (``auto``, knn's ``k``), and the
-willingness-to-pay grid of the calibration table.
+"""AIQ for model selection inside the learned routers (``auto``, knn's ``k``).
 
 One implementation: the curve and its envelope are :mod:`polyroute.curves`, the ones
 the workbench's reports (``polyroute.eval``) and the gateway's chooser use.
@@ -7,16 +6,8 @@ the workbench's reports (``polyroute.eval``) and the gateway's chooser use.
 
 from __future__ import annotations
 
-import numpy as np
-
 from polyroute import curves
 from polyroute.dataset import Matrix
-
-
-def w_grid(costs: Matrix, n: int = 60) -> list[float]:
-    """Willingness-to-pay values spanning 'cheapest always' to 'quality only'."""
-    scale = float(np.mean(costs)) or 1.0
-    return [float(w) for w in scale * np.logspace(-3.0, 3.0, n)] + [float("inf")]
 
 
 def aiq(predicted: Matrix, scores: Matrix, costs: Matrix, est_costs: Matrix | None = None) -> float:
