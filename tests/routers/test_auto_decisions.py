@@ -92,3 +92,10 @@ def test_cold_and_warm_cache_choose_the_same_router(small: RoutingDataset, tmp_p
     assert tried >= FAMILIES
     assert [r["aiq"] for r in cold_info["cv"]] == [r["aiq"] for r in warm_info["cv"]]
     assert "auto selected:" in cold_out and "cut" in cold_out
+    # the rows name their tasks: every candidate was also judged on held-out tasks
+    assert all("aiq_tasks_held_out" in row for row in cold_info["cv"])
+    decision = cold_info["decision"]
+    assert isinstance(decision, dict) and "held-out tasks" in decision["criterion"]
+    assert "criterion:" in cold_out
+    if decision["chosen"] != "prior":
+        assert decision["shrinkage"]["factor"] in (0.0, 0.25, 0.5, 1.0)
