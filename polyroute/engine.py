@@ -102,11 +102,18 @@ class Engine:
 
     async def aplan(self, request: Request, trace: Trace) -> Plan:
         """``plan`` for the event loop.  A request over ``server.route_in_thread_bytes`` is
-        routed whole in a worker thread, and so is a selector marked ``blocking`` (a neural
-        encoder): neither stalls other requests.  Small requests stay inline (the hot path)."""
+        routed whole in a worker thread; a selector with an async ``aorder`` (the learned
+        one: it batches concurrent requests) is awaited, and one marked ``blocking`` runs
+        in a worker thread: none stalls other requests.  Small requests stay inline (the
+        hot path)."""
         if request.size > self._route_in_thread_bytes:
             return await asyncio.to_thread(self.plan, request, trace)
         decision = self.decide(request, trace)
+        aorder = getattr(decision.selector, "aorder", None)
+        if aorder is not None:
+            ordered: list[Backend] = await aorder(decision.candidates, request, trace)
+            trace.candidates = [b.name for b in ordered]
+            return Plan(decision, ordered)
         if getattr(decision.selector, "blocking", False):
             return await asyncio.to_thread(self._order, decision, request, trace)
         return self._order(decision, request, trace)

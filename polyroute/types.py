@@ -225,7 +225,10 @@ class Selector(Protocol):
     A selector may record what it believed in ``trace.estimates``.  Learned routers
     plug in here through an adapter (``polyroute.selectors.learned``).  A
     selector whose ``order`` is CPU-heavy sets a class attribute ``blocking = True``
-    and the engine then runs it in a worker thread, off the event loop.
+    and the engine then runs it in a worker thread, off the event loop.  A selector
+    may also define ``async def aorder(candidates, request, trace)`` with the same
+    contract: the engine's event-loop path awaits it instead of ``order`` (the learned
+    selector batches concurrent requests there).
     """
 
     def order(

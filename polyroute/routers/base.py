@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from polyroute.routers._artifact_state import SavedState
 
 Arrays = dict[str, npt.NDArray[Any]]
-_SMALL_BATCH = 8
+#: up to this many prompts (a request, or the gateway's micro-batch) BLAS runs on one thread
+_SMALL_BATCH = 64
 JSONDict = dict[str, Any]
 
 

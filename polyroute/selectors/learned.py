@@ -3,7 +3,15 @@
 Config: ``select: {router: PATH, willingness_to_pay: W}`` (or
 ``target_cost_fraction: F`` — pick W from the calibration table the artifact
 stores — and/or ``max_cost_usd: C``).  The artifact and its encoder load once,
-in ``__init__``; each request costs one encoder call plus the router's predict.
+in ``__init__`` (MiniLM on ONNX Runtime, without torch, no disk cache).
+
+Batching: in the gateway (``aorder``) concurrent requests share one
+``router.predict(prompts)`` call in a worker thread
+(:class:`~polyroute.selectors._batch.MicroBatcher`): a request waits at most
+``batch_window_ms`` (default 1) for company, a batch holds at most ``max_batch``
+(32) prompts, and ``batch_workers`` (2) batches run at once; while they run, new
+requests queue and form the next batch.  ``order`` (library, CLI, huge requests
+routed in a thread) predicts its one prompt directly.
 
 Ordering: candidates the artifact knows are sorted by utility
 ``predicted_quality - estimated_cost / W`` (W unset = pure quality), those over
@@ -21,10 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from polyroute import curves
 from polyroute.errors import ConfigError
 from polyroute.routers.artifact import load_router, read_manifest
+from polyroute.selectors._batch import MicroBatcher
 from polyroute.types import Estimate, Request, Trace
 
 if TYPE_CHECKING:
@@ -32,6 +42,8 @@ if TYPE_CHECKING:
 
 # what a trained router reads of a prompt (its encoders read far less: MiniLM 256 tokens)
 ROUTER_TEXT_MAX_CHARS = 64 * 1024
+#: the largest batch one predict call may take (base.py keeps BLAS on one thread up to it)
+MAX_BATCH = 64
 
 
 def w_for_cost_fraction(table: Sequence[Any], target: float, where: str) -> float:
@@ -87,7 +99,8 @@ def _calibration(table: Any, where: str) -> list[tuple[float, float, float | Non
 class LearnedSelector:
     """Orders candidates by a trained router's predicted utility (see the module docstring)."""
 
-    #: the encoder is CPU-bound (milliseconds): the engine runs ``order`` in a worker thread
+    #: the sync ``order`` is CPU-bound (milliseconds): run it in a worker thread.  The
+    #: engine's event-loop path awaits ``aorder`` instead, which batches concurrent requests
     blocking = True
 
     def __init__(
@@ -96,6 +109,10 @@ class LearnedSelector:
         willingness_to_pay: float | None = None,
         target_cost_fraction: float | None = None,
         max_cost_usd: float | None = None,
+        *,
+        batch_window_ms: float = 1.0,
+        max_batch: int = 32,
+        batch_workers: int = 2,
     ) -> None:
         path = Path(router)
         where = f"select.router {path}"
@@ -110,6 +127,12 @@ class LearnedSelector:
             raise ConfigError(f"{where}: willingness_to_pay must be > 0")
         if target_cost_fraction is not None and not target_cost_fraction > 0:
             raise ConfigError(f"{where}: target_cost_fraction must be > 0")
+        if not 0 <= batch_window_ms <= 1000:
+            raise ConfigError(f"{where}: batch_window_ms must be in [0, 1000]")
+        if not 1 <= max_batch <= MAX_BATCH or not 1 <= batch_workers <= 64:
+            raise ConfigError(
+                f"{where}: max_batch must be in [1, {MAX_BATCH}] and batch_workers in [1, 64]"
+            )
         if willingness_to_pay is not None:
             self.w = float(willingness_to_pay)
         elif target_cost_fraction is not None:
@@ -120,20 +143,51 @@ class LearnedSelector:
         self.max_cost_usd = max_cost_usd
         self.path = path
         self._column = {m: i for i, m in enumerate(self.router.models_)}
-        disable = getattr(self.router, "use_disk_cache", None)
-        if callable(disable):
-            disable(False)  # per-request prompts would only fill the disk
+        serving = getattr(self.router, "for_serving", None)
+        if callable(serving):
+            serving()  # no disk cache, MiniLM without torch
         self.router.predict(["warm up"])  # load the encoder now, not on the first request
+        self._batcher = MicroBatcher(
+            self.router.predict,
+            max_batch=max_batch,
+            window_s=batch_window_ms / 1000,
+            workers=batch_workers,
+            name=f"learned router {path.name!r}",
+        )
 
     def order(self, candidates: Sequence[Backend], request: Request, trace: Trace) -> list[Backend]:
+        """The library's and the CLI's path: one ``predict`` for this request alone."""
+        row = None
+        if any(b.name in self._column for b in candidates):
+            row = self.router.predict([self._prompt(request)])[0]
+        return self._rank(candidates, request, trace, row)
+
+    async def aorder(
+        self, candidates: Sequence[Backend], request: Request, trace: Trace
+    ) -> list[Backend]:
+        """The gateway's path: this request's prediction shares a batch with concurrent ones."""
+        row = None
+        if any(b.name in self._column for b in candidates):
+            row = await self._batcher.predict(self._prompt(request))
+        return self._rank(candidates, request, trace, row)
+
+    @staticmethod
+    def _prompt(request: Request) -> str:
+        # bounded like the text signals: a 4 MB prompt must not cost an unbounded encode
+        return request.bounded("prompt", ROUTER_TEXT_MAX_CHARS)
+
+    def _rank(
+        self,
+        candidates: Sequence[Backend],
+        request: Request,
+        trace: Trace,
+        row: npt.NDArray[np.float64] | None,
+    ) -> list[Backend]:
         known = [b for b in candidates if b.name in self._column]
         unknown = [b for b in candidates if b.name not in self._column]
         costs = {b.name: b.estimate_cost(request) for b in candidates}
         quality: dict[str, float] = {}
-        if known:
-            # bounded like the text signals: a 4 MB prompt must not cost an unbounded encode
-            prompt = request.bounded("prompt", ROUTER_TEXT_MAX_CHARS)
-            row = self.router.predict([prompt])[0]
+        if known and row is not None:
             quality = {b.name: float(row[self._column[b.name]]) for b in known}
         for b in candidates:
             trace.estimates.append(Estimate(b.name, costs[b.name], quality.get(b.name)))

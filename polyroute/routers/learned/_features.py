@@ -80,11 +80,14 @@ class FeatureRouter(LearnedRouter):
     def _predict(self, prompts: list[str]) -> Matrix:
         return self._predict_x(features(self.encoder_, prompts, self.text_features))
 
-    def use_disk_cache(self, enabled: bool) -> None:
-        """Turn the encoder's on-disk embedding cache on or off (the gateway turns it off)."""
+    def for_serving(self) -> None:
+        """The gateway's mode: no on-disk embedding cache (per-request prompts would only
+        fill the disk) and MiniLM on ONNX Runtime without torch (``MiniLMEncoder.torch_free``)."""
         for enc in (self.encoder_, getattr(self.encoder_, "minilm", None)):
             if enc is not None and hasattr(enc, "use_cache"):
-                enc.use_cache = enabled
+                enc.use_cache = False
+            if enc is not None and hasattr(enc, "torch_free"):
+                enc.torch_free = True
 
     def _get_state(self) -> tuple[JSONDict, Arrays]:
         meta, arrays = self._xy_state()

@@ -37,8 +37,9 @@ Recipe (nothing is tuned to a particular dataset):
 6. Refit the chosen one on all rows (a stack reuses the out-of-fold predictions).
 
 Fitted attributes: ``best_`` (the chosen, fitted router), ``best_name_``,
-``oof_`` (the chosen one's out-of-fold predictions), ``cv_results_`` (list of
-``{"router", "params", "aiq", "seconds"}``), ``skipped_``, ``decision_`` and
+``oof_`` (the chosen one's out-of-fold predictions over row folds, shrunk as saved),
+``cv_results_`` (list of ``{"router", "params", "aiq", "aiq_tasks_held_out"
+(when tasks were held out), "score", "seconds"}``), ``skipped_``, ``decision_`` and
 ``encode_s_``.  Saving an ``AutoRouter`` saves ``best_`` (see
 :meth:`artifact_router`).
 """

@@ -1,0 +1,117 @@
+"""Micro-batching: concurrent requests share one ``predict(prompts)`` call in a worker thread.
+
+A request's prompt joins the pending queue and the request awaits its own row.
+When the batcher has a free worker, it waits ``window_s`` for company, then
+takes up to ``max_batch`` pending prompts and runs ``predict`` on them in a
+worker thread (``asyncio.to_thread``); each waiter gets its row.  While
+``workers`` batches run, new prompts queue up and form the next batches as soon
+as one finishes, so under load batches grow by themselves and alone a request
+waits only the window.  The event loop never runs ``predict``.
+
+Failure is per batch and never a hang: an exception in ``predict`` (or a row
+count that does not match) fails every request of that batch with a
+:class:`~polyroute.errors.RoutingError` naming the cause (HTTP 503).  A waiter
+that is cancelled (its client went away) is skipped or its row dropped; the
+other requests of its batch are unaffected.
+
+State is bound to the running event loop: a batcher used from a new loop
+(tests, a restarted server) starts afresh there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from polyroute.errors import RoutingError
+
+Row = npt.NDArray[np.float64]
+Predict = Callable[[list[str]], Sequence[Row] | npt.NDArray[Any]]
+
+
+class MicroBatcher:
+    """Gathers concurrent :meth:`predict` calls into batched calls of ``predict_batch``."""
+
+    def __init__(
+        self,
+        predict_batch: Predict,
+        *,
+        max_batch: int = 32,
+        window_s: float = 0.001,
+        workers: int = 1,
+        name: str = "predict",
+    ) -> None:
+        if max_batch < 1 or workers < 1 or window_s < 0:
+            raise ValueError("max_batch and workers must be >= 1 and window_s >= 0")
+        self.predict_batch = predict_batch
+        self.max_batch = max_batch
+        self.window_s = window_s
+        self.workers = workers
+        self.name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: deque[tuple[str, asyncio.Future[Row]]] = deque()
+        self._running = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def predict(self, prompt: str) -> Row:
+        """This prompt's row of ``predict_batch``, computed in a batch with its neighbours."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop, self._pending, self._running = loop, deque(), 0
+            self._timer, self._tasks = None, set()
+        future: asyncio.Future[Row] = loop.create_future()
+        self._pending.append((prompt, future))
+        if self._running < self.workers and self._timer is None:
+            self._timer = loop.call_later(self.window_s, self._start)
+        return await future
+
+    def _start(self) -> None:
+        """Start batches on the free workers (after the window, or when a batch ends)."""
+        if self._timer is not None:
+            self._timer.cancel()  # a no-op when the timer itself calls
+            self._timer = None
+        loop = self._loop
+        assert loop is not None
+        while self._pending and self._running < self.workers:
+            batch: list[tuple[str, asyncio.Future[Row]]] = []
+            while self._pending and len(batch) < self.max_batch:
+                prompt, future = self._pending.popleft()
+                if not future.done():  # a cancelled waiter needs no row
+                    batch.append((prompt, future))
+            if batch:
+                self._running += 1
+                task = loop.create_task(self._run(loop, batch))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _run(
+        self, loop: asyncio.AbstractEventLoop, batch: list[tuple[str, asyncio.Future[Row]]]
+    ) -> None:
+        cause: BaseException | None = None
+        try:
+            rows = await asyncio.to_thread(self.predict_batch, [p for p, _ in batch])
+            if len(rows) != len(batch):
+                raise ValueError(f"{len(rows)} rows for {len(batch)} prompts")
+            for (_, future), row in zip(batch, rows, strict=True):
+                if not future.done():
+                    future.set_result(np.asarray(row, dtype=np.float64))
+        except BaseException as exc:  # cancelled too (shutdown): no waiter may hang
+            cause = exc
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for _, future in batch:
+                if cause is not None and not future.done():
+                    error = RoutingError(f"{self.name} failed: {type(cause).__name__}: {cause}")
+                    error.__cause__ = cause
+                    future.set_exception(error)
+            if self._loop is loop:
+                self._running -= 1
+                if self._pending and not loop.is_closed():
+                    self._start()
