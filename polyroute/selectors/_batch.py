@@ -42,7 +42,7 @@ class MicroBatcher:
         predict_batch: Predict,
         *,
         max_batch: int = 32,
-        window_s: float = 0.001,
+        window_s: float = 0.0,
         workers: int = 1,
         name: str = "predict",
     ) -> None:

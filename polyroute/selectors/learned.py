@@ -7,11 +7,11 @@ in ``__init__`` (MiniLM on ONNX Runtime, without torch, no disk cache).
 
 Batching: in the gateway (``aorder``) concurrent requests share one
 ``router.predict(prompts)`` call in a worker thread
-(:class:`~polyroute.selectors._batch.MicroBatcher`): a request waits at most
-``batch_window_ms`` (default 1) for company, a batch holds at most ``max_batch``
-(32) prompts, and ``batch_workers`` (2) batches run at once; while they run, new
-requests queue and form the next batch.  ``order`` (library, CLI, huge requests
-routed in a thread) predicts its one prompt directly.
+(:class:`~polyroute.selectors._batch.MicroBatcher`): ``batch_workers`` (default 1)
+batches run at once, each of at most ``max_batch`` (32) prompts; while they run,
+new requests queue and form the next batch, and an idle batcher waits
+``batch_window_ms`` (default 0) for company.  ``order`` (library, CLI, huge
+requests routed in a thread) predicts its one prompt directly.
 
 Ordering: candidates the artifact knows are sorted by utility
 ``predicted_quality - estimated_cost / W`` (W unset = pure quality), those over
@@ -110,9 +110,9 @@ class LearnedSelector:
         target_cost_fraction: float | None = None,
         max_cost_usd: float | None = None,
         *,
-        batch_window_ms: float = 1.0,
+        batch_window_ms: float = 0.0,
         max_batch: int = 32,
-        batch_workers: int = 2,
+        batch_workers: int = 1,
     ) -> None:
         path = Path(router)
         where = f"select.router {path}"

@@ -1,7 +1,10 @@
-"""Encoders: TF-IDF state round trip, MiniLM offline with the on-disk cache."""
+"""Encoders: TF-IDF state round trip, MiniLM offline with the disk cache and without torch."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,16 +58,96 @@ def test_minilm_offline_with_disk_cache(tmp_path: Path, monkeypatch: pytest.Monk
     np.testing.assert_allclose(MiniLMEncoder(use_cache=False).encode(texts[:1]), z[:1], atol=1e-5)
 
 
-def test_onnx_request_path_matches_sentence_transformers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from polyroute.embed import _encode_small, _minilm_model
-    from polyroute.embed_onnx import onnx_session
+TEXTS = [
+    "Prove that the square root of two is irrational.",
+    "hi",
+    "Q: A train leaves at 3 pm at 60 km/h; when does it arrive 150 km away? " * 3,
+    "hi " * 300,  # over MiniLM's 256 tokens: truncated like sentence-transformers
+]
 
-    monkeypatch.setenv("POLYROUTE_CACHE_DIR", str(tmp_path))
-    model = _minilm_model()
-    assert onnx_session(model, tmp_path / "embeddings") is not None  # onnxruntime is installed
-    texts = ["Prove that the square root of two is irrational.", "hi " * 300]
-    fast = _encode_small(model, texts)  # ONNX Runtime
-    reference = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
-    np.testing.assert_allclose(fast, reference, atol=2e-5)
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``POLYROUTE_CACHE_DIR`` whose embedding cache holds the exported graph, exported
+    the gateway's way (in a subprocess)."""
+    from polyroute.embed_onnx import minilm_runtime, onnx_path
+
+    root = tmp_path_factory.mktemp("cache")
+    assert minilm_runtime(root / "embeddings", "subprocess") is not None  # onnxruntime installed
+    assert onnx_path(root / "embeddings").is_file()
+    return root
+
+
+def test_onnx_runtime_matches_sentence_transformers(cache_root: Path) -> None:
+    from polyroute.embed import _minilm_model
+    from polyroute.embed_onnx import minilm_runtime
+
+    runtime = minilm_runtime(cache_root / "embeddings", "subprocess")
+    assert runtime is not None
+    many = [f"{t} ({i})" for i in range(20) for t in TEXTS[:3]]  # > one chunk, mixed lengths
+    texts = TEXTS + many
+    reference = _minilm_model().encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(runtime.encode(texts), reference, atol=2e-5)
+    for text, ref in zip(TEXTS, reference, strict=False):  # alone: no padding at all
+        np.testing.assert_allclose(runtime.encode([text])[0], ref, atol=2e-5)
+    assert runtime.encode([]).shape == (0, 384)
+
+
+def test_torch_free_encoder_matches_and_never_imports_torch(
+    cache_root: Path, tmp_path: Path
+) -> None:
+    """The gateway's encoder, in a fresh process: same vectors, and no torch in sys.modules."""
+    from polyroute.embed import _minilm_model
+
+    out = tmp_path / "vectors.npy"
+    code = (
+        "import sys, numpy as np\n"
+        "from polyroute.embed import MiniLMEncoder\n"
+        "enc = MiniLMEncoder(use_cache=False)\n"
+        "enc.torch_free = True\n"
+        f"np.save({str(out)!r}, enc.encode({TEXTS!r}))\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'sentence_transformers', 'sklearn')"
+        " if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {**os.environ, "POLYROUTE_CACHE_DIR": str(cache_root)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    reference = _minilm_model().encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(np.load(out), reference, atol=2e-5)
+
+
+def test_a_served_minilm_artifact_never_imports_torch(
+    cache_root: Path, tmp_path: Path, small: RoutingDataset
+) -> None:
+    """The gateway's adapter (``LearnedSelector``) over a MiniLM artifact predicts batches
+    without torch."""
+    from polyroute.routers.artifact import save_router
+    from polyroute.routers.learned.knn import KNNRouter
+
+    artifact = save_router(KNNRouter(encoder="minilm+tfidf", k=5).fit(small), tmp_path / "r")
+    code = (
+        "import sys\n"
+        "from polyroute.selectors.learned import LearnedSelector\n"
+        f"selector = LearnedSelector({str(artifact)!r})\n"
+        "rows = selector.router.predict([f'How do I sort list {i}?' for i in range(8)])\n"
+        "assert rows.shape[0] == 8\n"  # a batch, as the gateway's batcher makes
+        "assert 'torch' not in sys.modules\n"
+    )
+    env = {**os.environ, "POLYROUTE_CACHE_DIR": str(cache_root)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,35 @@ def test_engine_routes_with_a_trained_router(artifact: Path, tmp_path: Path) -> 
     assert trace.candidates[0] == "big"
     assert {e.model for e in trace.estimates} == {"small", "big"}
     assert all(e.quality is not None for e in trace.estimates)
+
+
+async def test_the_gateway_path_batches_and_agrees_with_the_sync_path(artifact: Path) -> None:
+    """``aorder`` (what the engine awaits) orders and estimates like ``order``, request by
+    request, while concurrent requests share predict calls."""
+    sel = LearnedSelector(str(artifact), willingness_to_pay=0.1)
+    calls: list[int] = []
+    predict = sel._batcher.predict_batch
+    sel._batcher.predict_batch = lambda prompts: calls.append(len(prompts)) or predict(prompts)
+    prompts = [MATHS, HELLO, "what is 2 + 2", "write a poem about spring"] * 4
+    traces = [Trace(str(i)) for i in range(len(prompts))]
+    async with asyncio.timeout(30):
+        got = await asyncio.gather(
+            *(sel.aorder(POOL, Request.chat(p), t) for p, t in zip(prompts, traces, strict=True))
+        )
+    for prompt, ordered, trace in zip(prompts, got, traces, strict=True):
+        names, expected = order(sel, prompt)
+        assert [b.name for b in ordered] == names
+        assert [(e.model, e.cost_usd) for e in trace.estimates] == [
+            (e.model, e.cost_usd) for e in expected.estimates
+        ]
+        got_q = [e.quality for e in trace.estimates]
+        assert got_q == pytest.approx([e.quality for e in expected.estimates], abs=1e-6)
+    assert sum(calls) == len(prompts) and len(calls) < len(prompts)
+
+
+@pytest.mark.parametrize(
+    "options", [{"batch_window_ms": -1}, {"max_batch": 0}, {"max_batch": 65}, {"batch_workers": 0}]
+)
+def test_bad_batching_options(artifact: Path, options: dict[str, float]) -> None:
+    with pytest.raises(ConfigError, match="batch"):
+        LearnedSelector(str(artifact), **options)  # type: ignore[arg-type]
