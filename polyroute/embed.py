@@ -9,6 +9,9 @@ Encoders (ids are what artifacts and router hyperparameters name):
   by truncated SVD and L2-normalised.  Its state is plain arrays (vocabulary,
   idf, SVD components), so artifacts never need pickle.
 - ``"minilm+tfidf"``: both, concatenated and scaled by 1/sqrt(2) (unit norm).
+- ``"static"``: a token -> vector table distilled from MiniLM (``polyroute.embed_static``):
+  a tokenizer call and a weighted mean (~0.13 vs ~12.6 CPU ms per prompt); the table is
+  cached on disk and carried in artifacts.
 
 Routers append surface features of the text (length, punctuation, case, ...)
 from :func:`text_features`; they are prompt-only, like the encoders.
@@ -40,7 +43,7 @@ from polyroute.errors import ConfigError
 
 Array = npt.NDArray[np.float32]
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
-ENCODERS = ("minilm", "tfidf", "minilm+tfidf")
+ENCODERS = ("minilm", "tfidf", "minilm+tfidf", "static")
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _CHOICE = re.compile(r"\b[A-D][\).:]")
 _CODE_CHARS = frozenset("{}()[]=<>_;:")
@@ -366,15 +369,29 @@ def make_encoder(encoder_id: str, use_cache: bool = True) -> Encoder:
         return TfidfEncoder()
     if encoder_id == "minilm+tfidf":
         return ConcatEncoder(use_cache=use_cache)
+    if encoder_id == "static":
+        from polyroute.embed_static import StaticEncoder
+
+        return StaticEncoder()
     raise ConfigError(f"unknown encoder {encoder_id!r}; expected one of: {', '.join(ENCODERS)}")
 
 
 def encoder_from_state(
-    encoder_id: str, arrays: dict[str, npt.NDArray[Any]], use_cache: bool = True
+    encoder_id: str,
+    arrays: dict[str, npt.NDArray[Any]],
+    use_cache: bool = True,
+    where: str = "artifact",
 ) -> Encoder:
-    """Rebuild a fitted encoder from the arrays its :meth:`Encoder.state` returned."""
+    """Rebuild a fitted encoder from the arrays its :meth:`Encoder.state` returned.
+
+    ``where`` (the arrays' file) names the source in a ConfigError about them."""
     enc = make_encoder(encoder_id, use_cache=use_cache)
-    if isinstance(enc, TfidfEncoder):
+    if encoder_id == "static":
+        from polyroute.embed_static import StaticEncoder
+
+        assert isinstance(enc, StaticEncoder)
+        enc.load_state(arrays, where)
+    elif isinstance(enc, TfidfEncoder):
         enc.load_state(arrays)
     elif isinstance(enc, ConcatEncoder):
         enc.tfidf.load_state(arrays)

@@ -73,6 +73,11 @@ class SavedState:
         if note:
             self._notes[name] = note
 
+    @property
+    def arrays_file(self) -> str:
+        """The arrays file being loaded (for messages)."""
+        return self._artifact.arrays_file
+
     def dim(self, name: str) -> int:
         return self._dims[name]
 

@@ -126,6 +126,19 @@ def _load_encoder(encoder_id: str, state: SavedState) -> tuple[Encoder, int]:
     """The fitted encoder ``encoder_id`` from its saved arrays, and its output width."""
     width = MINILM_DIM if encoder_id in ("minilm", "minilm+tfidf") else 0
     arrays: dict[str, npt.NDArray[Any]] = {}
+    if encoder_id == "static":
+        from polyroute.embed_static import tokenizer
+
+        vocab = tokenizer().get_vocab_size()
+        state.bind("static_vocab", vocab, f"the bundled MiniLM tokenizer has {vocab} tokens")
+        arrays = {
+            "static_vectors": state.array(
+                "static_vectors", ("static_vocab", "static_dims"), np.float16
+            ),
+            "static_weights": state.array("static_weights", ("static_vocab",), np.float32),
+            "static_empty": state.array("static_empty", ("static_dims",), np.float32),
+        }
+        width = state.dim("static_dims")
     if encoder_id in ("tfidf", "minilm+tfidf"):
         arrays = {
             "tfidf_terms": state.array("tfidf_terms", ("terms",), np.str_),
@@ -135,4 +148,4 @@ def _load_encoder(encoder_id: str, state: SavedState) -> tuple[Encoder, int]:
             ),
         }
         width += state.dim("tfidf_dims")
-    return encoder_from_state(encoder_id, arrays), width
+    return encoder_from_state(encoder_id, arrays, where=state.arrays_file), width
