@@ -30,12 +30,17 @@ TIMEOUT_S = 30.0
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["tfidf", "static"])
 def served(
-    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Proc, FakeUpstream, FakeUpstream]]:
-    logs: Path = tmp_path_factory.mktemp("learned-gateway")
-    artifact = save_router(KNNRouter(encoder="tfidf", k=5).fit(synthetic()), logs / "knn")
+    """The gateway serving a kNN artifact over TF-IDF, and over the static encoder
+    distilled from MiniLM (the fast neural path: no torch, no ONNX at serving time)."""
+    encoder = str(request.param)
+    if encoder == "static":
+        pytest.importorskip("onnxruntime")  # building the table runs MiniLM once
+    logs: Path = tmp_path_factory.mktemp(f"learned-gateway-{encoder}")
+    artifact = save_router(KNNRouter(encoder=encoder, k=5).fit(synthetic()), logs / "knn")
     select = {"router": str(artifact), "willingness_to_pay": 0.1, "batch_window_ms": 2}
     with running(FakeUpstream("small"), FakeUpstream("big")) as (small, big):
         config: dict[str, Any] = {
@@ -103,3 +108,17 @@ def test_the_dry_run_agrees_with_the_served_route(
         with _NO_PROXY.open(request, timeout=TIMEOUT_S) as resp:
             trace = orjson.loads(resp.read())
         assert trace["candidates"][0] == ("big" if i % 2 else "small")
+
+
+def test_the_gateway_serves_without_torch(
+    served: tuple[Proc, FakeUpstream, FakeUpstream],
+) -> None:
+    """Whatever the encoder, the serving process never maps torch's library (it costs
+    hundreds of MiB): read off the live process, after it has served."""
+    proc, _, _ = served
+    maps = Path(f"/proc/{proc.popen.pid}/maps")
+    if not maps.exists():
+        pytest.skip("no /proc on this system")
+    mapped = maps.read_text()
+    assert "libtorch" not in mapped
+    assert proc.alive()
