@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from polyroute.errors import PolyrouteError
 
@@ -43,9 +44,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_route(args: argparse.Namespace) -> int:
     from polyroute.engine import Engine
+    from polyroute.errors import ConfigError
     from polyroute.types import Request
 
+    if (args.prompt is None) == (args.input is None):
+        raise ConfigError("route: give a PROMPT or --input FILE (not both)")
+    if args.input is None and args.output is not None:
+        raise ConfigError("route: --output goes with --input FILE")
     engine = Engine.from_file(args.config)
+    if args.input is not None:
+        from polyroute import cli_route
+
+        return cli_route.run(engine, Path(args.input), args.output or "-", args.model)
     trace = engine.route(Request.chat(args.prompt, model=args.model))
     if args.json:
         print(json.dumps(trace.as_dict(), indent=2))
@@ -111,11 +121,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_cmd_serve)
 
-    route = sub.add_parser("route", help="explain where a prompt would go (no model is called)")
+    route = sub.add_parser(
+        "route", help="explain where a prompt (or a file of them) would go; no model is called"
+    )
     route.add_argument("--config", required=True)
     route.add_argument("--model", default="auto", help="auto, a profile, or a model name")
     route.add_argument("--json", action="store_true", help="print the full decision trace")
-    route.add_argument("prompt")
+    route.add_argument(
+        "--input",
+        metavar="FILE",
+        help='JSON lines {"id", "prompt"} or {"id", "messages"}: route every row',
+    )
+    route.add_argument(
+        "--output",
+        metavar="FILE",
+        help='with --input: one {"id", "decision", "candidates", "signals"} line per row '
+        "(default: standard output)",
+    )
+    route.add_argument("prompt", nargs="?")
     route.set_defaults(func=_cmd_route)
 
     for module, adder in _WORKBENCH:
