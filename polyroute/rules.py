@@ -3,7 +3,7 @@
 Grammar (YAML)::
 
     rule := true | false
-          | SIGNAL_NAME                      # the signal is truthy
+          | SIGNAL_NAME                      # the signal fires (truthy, or a score >= threshold)
           | {all: [rule, ...]} | {any: [rule, ...]} | {not: rule}
           | {signal: NAME, OP: VALUE}        # OP in gt, ge, lt, le, eq, ne, in
 
@@ -59,7 +59,7 @@ def compile_rule(raw: Any, where: str = "when") -> Predicate:
     if isinstance(raw, str):
         if not raw:
             raise ConfigError(f"{where}: expected a signal name, got an empty string")
-        return lambda s: bool(s.get(raw))
+        return lambda s: s.fires(raw)
     if not isinstance(raw, dict) or len(raw) == 0:
         raise ConfigError(
             f"{where}: expected true/false, a signal name, or a mapping with one of "

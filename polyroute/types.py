@@ -116,6 +116,14 @@ class Request:
         return self._text
 
     @property
+    def user_text(self) -> str:
+        """Every user message, joined by newlines (the completion prompt for completions)."""
+        if self.endpoint == "completions":
+            return self.prompt
+        users = [m for m in self.messages if m.get("role") == "user"]
+        return "\n".join(_content_text(m.get("content")) for m in users)
+
+    @property
     def size(self) -> int:
         """How big routing sees this request: ``raw_bytes``, or else the length of ``text``."""
         return self.raw_bytes or len(self.text)
@@ -209,6 +217,10 @@ class SignalSource(Protocol):
     """Read access to a request's signals; each is computed at most once, on first read."""
 
     def get(self, name: str) -> SignalValue: ...
+
+    def fires(self, name: str) -> bool:
+        """Whether the signal counts as true in a bare rule (truthy, or over its threshold)."""
+        ...
 
 
 class Signal(Protocol):

@@ -15,6 +15,8 @@ SIGNALS: Registry[type[BaseSignal]] = Registry(
         "language": "polyroute.signals.language:LanguageSignal",
         "conversation": "polyroute.signals.conversation:ConversationSignal",
         "metadata": "polyroute.signals.metadata:MetadataSignal",
+        "jailbreak": "polyroute.signals.jailbreak:JailbreakSignal",
+        "domain": "polyroute.signals.domain:DomainSignal",
     },
 )
 

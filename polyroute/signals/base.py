@@ -30,10 +30,11 @@ class BaseSignal:
 
     def __init__(self, name: str, options: Mapping[str, Any], where: str = "") -> None:
         self.name = name
+        self.where = where or f"signals.{name}"
         try:
             self.options = self.Options.model_validate(dict(options))
         except ValidationError as exc:
-            raise ConfigError(_options_message(exc, where or f"signals.{name}")) from None
+            raise ConfigError(_options_message(exc, self.where)) from None
         self.setup()
 
     def setup(self) -> None:
@@ -44,6 +45,11 @@ class BaseSignal:
 
     def compute(self, request: Request) -> SignalValue:
         raise NotImplementedError
+
+    def fires(self, value: SignalValue) -> bool:
+        """Whether ``value`` counts as true when a rule names this signal bare
+        (``when: NAME``): truthiness by default; a score signal compares its threshold."""
+        return bool(value)
 
     def read_text(self, request: Request, field: TextField) -> str:
         """``request.prompt`` or ``request.text``, bounded to ``text_max_chars`` characters
@@ -76,3 +82,7 @@ class SignalSet:
             value = self._signals[name].compute(self.request)
             self.values[name] = value
             return value
+
+    def fires(self, name: str) -> bool:
+        """The bare-rule meaning of signal ``name`` (see :meth:`BaseSignal.fires`)."""
+        return self._signals[name].fires(self.get(name))

@@ -18,6 +18,9 @@ class Source:
         self.reads.append(name)
         return self.values.get(name)
 
+    def fires(self, name: str) -> bool:
+        return bool(self.get(name))
+
 
 @pytest.mark.parametrize(
     ("rule", "values", "expected"),

@@ -1,0 +1,40 @@
+"""``jailbreak``: the probability (0..1) that the user turns are a prompt injection.
+
+A linear model over the ``static`` encoder's vectors (see ``polyroute.signals.textmodel``;
+the shipped default is trained on the S-Labs prompt-injection data).  Used bare in a
+rule (``when: jailbreak``) it fires when the probability reaches ``threshold``
+(default: the model's, calibrated for a 3 % false-positive rate on benign prompts);
+``{signal: jailbreak, ge: 0.9}`` compares the probability itself.  All user messages
+are read (bounded by ``server.signal_text_max_chars``).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from polyroute.embed import Encoder
+from polyroute.signals.neural import ModelOptions, ModelSignal
+from polyroute.types import Request, SignalValue, bound_text
+
+
+class JailbreakOptions(ModelOptions):
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class JailbreakSignal(ModelSignal):
+    kind = "jailbreak"
+    Options = JailbreakOptions
+    options: JailbreakOptions
+
+    def setup(self) -> None:
+        super().setup()
+        chosen = self.options.threshold
+        self.threshold = self.model.threshold if chosen is None else chosen
+
+    def evaluate(self, encoder: Encoder, request: Request) -> SignalValue:
+        text = bound_text(request.user_text, self.text_max_chars)
+        score = self._finite(self.model.scores(encoder.encode([text]))[0])
+        return round(score, 6)
+
+    def fires(self, value: SignalValue) -> bool:
+        return isinstance(value, float) and value >= self.threshold

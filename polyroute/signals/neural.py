@@ -1,0 +1,78 @@
+"""The shared part of the model-backed signals (``jailbreak``, ``domain``).
+
+The model (``model: DIR`` from ``polyroute train-signal``, else the shipped default)
+loads when the config is built, so a missing or corrupt file is a ConfigError naming
+it.  The encoder loads at ``warmup`` (gateway start-up: a failure there stops it with
+the error) or on first use (a failure there is logged once; the signal stays unknown).
+Any failure while computing (an encoder error, a non-finite score, ...) is logged and
+gives ``None`` (unknown): a rule comparing it is false, and the request is still routed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, ClassVar
+
+from polyroute.embed import Encoder, make_encoder
+from polyroute.errors import ConfigError
+from polyroute.signals.base import BaseSignal, SignalOptions
+from polyroute.signals.textmodel import ModelType, TextModel, default_model_dir, load_model
+from polyroute.types import Request, SignalValue
+
+_LOG = logging.getLogger("polyroute.signals")
+
+
+class ModelOptions(SignalOptions):
+    model: str | None = None
+
+
+class ModelSignal(BaseSignal):
+    """Loads ``self.model`` in ``setup``; subclasses implement :meth:`evaluate`."""
+
+    kind: ClassVar[ModelType]
+    options: ModelOptions
+    encoder: Encoder | None = None
+    _broken = False
+
+    def setup(self) -> None:
+        path = self.options.model or default_model_dir(self.kind)
+        try:
+            self.model: TextModel = load_model(path, self.kind)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.where}.model: {exc.message}") from None
+
+    def warmup(self) -> None:
+        if self.encoder is None:
+            encoder = make_encoder(self.model.encoder, use_cache=False)
+            width = encoder.encode(["warm up"]).shape[1]
+            if width != self.model.coef.shape[1]:
+                raise ConfigError(
+                    f"{self.where}: the model expects {self.model.coef.shape[1]}-dim "
+                    f"vectors, encoder {self.model.encoder!r} gives {width}"
+                )
+            self.encoder = encoder
+
+    def compute(self, request: Request) -> SignalValue:
+        try:
+            if self.encoder is None:
+                if self._broken:  # the encoder failed to load once: do not retry per request
+                    return None
+                self._broken = True
+                self.warmup()
+                self._broken = False
+            assert self.encoder is not None
+            return self.evaluate(self.encoder, request)
+        except Exception as exc:  # a failing signal is unknown, never a failed request
+            _LOG.warning("signal %s failed: %s: %s", self.name, type(exc).__name__, exc)
+            return None
+
+    def evaluate(self, encoder: Encoder, request: Request) -> SignalValue:
+        raise NotImplementedError
+
+    @staticmethod
+    def _finite(value: Any) -> float:
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"the model gave {number}")
+        return number
