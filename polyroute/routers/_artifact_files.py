@@ -22,12 +22,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import stat
 import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
@@ -224,3 +226,12 @@ def _check_header(fh: IO[bytes], member_size: int) -> None:
             f"its header declares shape {tuple(shape)} of {dtype} ({declared:,} bytes) "
             f"but the member holds {holds:,} bytes"
         )
+
+
+def versions() -> dict[str, str]:
+    """What wrote an artifact (recorded in its manifest): polyroute, numpy and Python."""
+    try:
+        ours = metadata.version("polyroute")
+    except metadata.PackageNotFoundError:
+        ours = "unknown"
+    return {"polyroute": ours, "numpy": np.__version__, "python": platform.python_version()}

@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import reprlib
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from polyroute.errors import ConfigError
-from polyroute.routers._artifact_files import read_json, read_npz
+from polyroute.routers._artifact_files import read_json, read_npz, versions
 from polyroute.routers._artifact_state import SavedState
 from polyroute.routers.base import Arrays, CostModel, JSONDict, LearnedRouter, validate_params
 from polyroute.routers.shrink import Shrinkage
@@ -42,14 +40,6 @@ FORMAT = "polyroute.router"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
-
-
-def _versions() -> dict[str, str]:
-    try:
-        ours = metadata.version("polyroute")
-    except metadata.PackageNotFoundError:
-        ours = "unknown"
-    return {"polyroute": ours, "numpy": np.__version__, "python": platform.python_version()}
 
 
 def _registry_name(router: LearnedRouter) -> str:
@@ -84,7 +74,7 @@ def save_router(router: LearnedRouter, path: str | Path, info: JSONDict | None =
         "encoder": state.get("encoder_id"),
         "state": state,
         "info": info or {},
-        "versions": _versions(),
+        "versions": versions(),
     }
     all_arrays: Arrays = {
         "cost/intercept": router.cost_model_.intercept,

@@ -24,9 +24,8 @@ from the embedding cache (distilled from MiniLM once), as for every static user.
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import dataclass, field
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,16 +96,10 @@ def default_model_dir(kind: ModelType) -> Path:
     return Path(str(resources.files("polyroute") / "data" / "signals" / kind))
 
 
-def _versions() -> dict[str, str]:
-    try:
-        ours = metadata.version("polyroute")
-    except metadata.PackageNotFoundError:
-        ours = "unknown"
-    return {"polyroute": ours, "numpy": np.__version__, "python": platform.python_version()}
-
-
 def save_model(model: TextModel, out: str | Path, info: dict[str, Any] | None = None) -> Path:
     """Write ``model`` to the directory ``out`` (created); returns its path."""
+    from polyroute.routers._artifact_files import versions
+
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)
     manifest = {
@@ -119,7 +112,7 @@ def save_model(model: TextModel, out: str | Path, info: dict[str, Any] | None = 
         "labels": model.labels,
         "threshold": model.threshold,
         "metrics": model.metrics,
-        "versions": _versions(),
+        "versions": versions(),
         **(info or {}),
     }
     with open(path / ARRAYS, "wb") as fh:
