@@ -1,4 +1,4 @@
-"""The shared part of the model-backed signals (``jailbreak``, ``domain``).
+"""The shared part of the encoder-backed signals (``jailbreak``, ``domain``, ``similarity``).
 
 The model (``model: DIR`` from ``polyroute train-signal``, else the shipped default)
 loads when the config is built, so a missing or corrupt file is a ConfigError naming
@@ -27,31 +27,21 @@ class ModelOptions(SignalOptions):
     model: str | None = None
 
 
-class ModelSignal(BaseSignal):
-    """Loads ``self.model`` in ``setup``; subclasses implement :meth:`evaluate`."""
+class EncoderSignal(BaseSignal):
+    """A signal computed from an encoder's vectors: the encoder (and what depends on it)
+    loads in :meth:`load_encoder`, at ``warmup`` or on first use; subclasses implement
+    :meth:`evaluate`.  Every failure while computing gives ``None`` (see the module
+    docstring)."""
 
-    kind: ClassVar[ModelType]
-    options: ModelOptions
     encoder: Encoder | None = None
     _broken = False
 
-    def setup(self) -> None:
-        path = self.options.model or default_model_dir(self.kind)
-        try:
-            self.model: TextModel = load_model(path, self.kind)
-        except ConfigError as exc:
-            raise ConfigError(f"{self.where}.model: {exc.message}") from None
+    def load_encoder(self) -> Encoder:
+        raise NotImplementedError
 
     def warmup(self) -> None:
         if self.encoder is None:
-            encoder = make_encoder(self.model.encoder, use_cache=False)
-            width = encoder.encode(["warm up"]).shape[1]
-            if width != self.model.coef.shape[1]:
-                raise ConfigError(
-                    f"{self.where}: the model expects {self.model.coef.shape[1]}-dim "
-                    f"vectors, encoder {self.model.encoder!r} gives {width}"
-                )
-            self.encoder = encoder
+            self.encoder = self.load_encoder()
 
     def compute(self, request: Request) -> SignalValue:
         try:
@@ -76,3 +66,27 @@ class ModelSignal(BaseSignal):
         if not math.isfinite(number):
             raise ValueError(f"the model gave {number}")
         return number
+
+
+class ModelSignal(EncoderSignal):
+    """Loads ``self.model`` in ``setup`` (a ConfigError naming the file when it cannot)."""
+
+    kind: ClassVar[ModelType]
+    options: ModelOptions
+
+    def setup(self) -> None:
+        path = self.options.model or default_model_dir(self.kind)
+        try:
+            self.model: TextModel = load_model(path, self.kind)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.where}.model: {exc.message}") from None
+
+    def load_encoder(self) -> Encoder:
+        encoder = make_encoder(self.model.encoder, use_cache=False)
+        width = encoder.encode(["warm up"]).shape[1]
+        if width != self.model.coef.shape[1]:
+            raise ConfigError(
+                f"{self.where}: the model expects {self.model.coef.shape[1]}-dim "
+                f"vectors, encoder {self.model.encoder!r} gives {width}"
+            )
+        return encoder
