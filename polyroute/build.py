@@ -125,8 +125,11 @@ def build_decisions(
     backends: Mapping[str, Backend],
     where: str,
     *,
+    signals: Mapping[str, BaseSignal],
     with_selectors: bool = True,
 ) -> list[Decision]:
+    """``signals`` are the built signals (set-valued ones check ``contains`` at load)."""
+    sets = {n: m for n, sig in signals.items() if (m := sig.members()) is not None}
     built = []
     seen: set[str] = set()
     for i, d in enumerate(decisions):
@@ -134,7 +137,7 @@ def build_decisions(
         if d.name in seen:
             raise ConfigError(f"{at}.name: duplicate decision name {d.name!r}")
         seen.add(d.name)
-        predicate = compile_rule(d.when, f"{at}.when")
+        predicate = compile_rule(d.when, f"{at}.when", sets)
         used = signals_used(d.when)
         for name in sorted(used - set(config.signals)):
             raise ConfigError(
@@ -167,10 +170,12 @@ def build_decisions(
 
 def check_config(config: Config) -> None:
     """Cross-reference checks, run by ``load_config``: no network, no artifacts loaded."""
-    build_signals(config)
+    signals = build_signals(config)
     STORES.get(str(config.store.get("type", "memory")), f"{config.source}: store.type")
     backends = build_backends(config)
-    build_decisions(config, config.decisions, backends, "decisions", with_selectors=False)
+    build_decisions(
+        config, config.decisions, backends, "decisions", signals=signals, with_selectors=False
+    )
     for name, profile in config.profiles.items():
         if name == "auto" or name in config.models:
             raise ConfigError(
@@ -178,5 +183,10 @@ def check_config(config: Config) -> None:
                 "a profile may not be named 'auto' or like a model"
             )
         build_decisions(
-            config, profile.decisions, backends, f"profiles.{name}.decisions", with_selectors=False
+            config,
+            profile.decisions,
+            backends,
+            f"profiles.{name}.decisions",
+            signals=signals,
+            with_selectors=False,
         )

@@ -46,7 +46,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_route(args: argparse.Namespace) -> int:
     from polyroute.engine import Engine
     from polyroute.errors import ConfigError
-    from polyroute.types import Request
+    from polyroute.types import Request, signals_json
 
     if (args.prompt is None) == (args.input is None):
         raise ConfigError("route: give a PROMPT or --input FILE (not both)")
@@ -63,7 +63,8 @@ def _cmd_route(args: argparse.Namespace) -> int:
         return 0
     print(f"decision:   {trace.decision}")
     print(f"candidates: {' -> '.join(trace.candidates)}  (first is tried first)")
-    print(f"signals:    {', '.join(f'{k}={v!r}' for k, v in trace.signals.items()) or '-'}")
+    shown = signals_json(trace.signals).items()
+    print(f"signals:    {', '.join(f'{k}={v!r}' for k, v in shown) or '-'}")
     width = max((len(e.model) for e in trace.estimates), default=0)
     for e in trace.estimates:
         quality = f"  predicted quality {e.quality:.3f}" if e.quality is not None else ""

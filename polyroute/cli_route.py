@@ -7,8 +7,8 @@ bad one is an error naming the file, the line and what was expected.
 
 Output rows, one per input row and in its order: ``{"id", "decision",
 "candidates", "signals": {name: value}}`` with every configured signal (numbers
-as numbers, labels as strings, unknown as null).  A row the engine cannot route
-(no decision matches, say) is written as ``{"id", "error"}``, never dropped, and
+as numbers, labels as strings, sets as sorted lists, unknown as null).  A row the
+engine cannot route (no decision matches, say) is written as ``{"id", "error"}``, never dropped, and
 the command then exits 1.  Users tune a config on their own traffic with it.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from polyroute.errors import ConfigError, PolyrouteError
-from polyroute.types import JSON, Request
+from polyroute.types import JSON, Request, signals_json
 
 ID_TYPES = (str, int)
 
@@ -93,7 +93,7 @@ def route_rows(engine: Any, rows: list[RouteRow]) -> Iterator[JSON]:
             "id": row.id,
             "decision": trace.decision,
             "candidates": trace.candidates,
-            "signals": trace.signals,
+            "signals": signals_json(trace.signals),
         }
 
 

@@ -65,11 +65,17 @@ class Engine:
             DecisionConfig(name="default", models=list(config.models), select="cheapest")
         ]
         self.profiles: dict[str, list[Decision]] = {
-            "auto": build_decisions(config, decisions, self.backends, "decisions")
+            "auto": build_decisions(
+                config, decisions, self.backends, "decisions", signals=self.signals
+            )
         }
         for name, profile in config.profiles.items():
             self.profiles[name] = build_decisions(
-                config, profile.decisions, self.backends, f"profiles.{name}.decisions"
+                config,
+                profile.decisions,
+                self.backends,
+                f"profiles.{name}.decisions",
+                signals=self.signals,
             )
         self._direct = {
             name: Decision(f"direct:{name}", 0, lambda _s: True, (b,), StaticSelector())

@@ -17,9 +17,14 @@ if TYPE_CHECKING:
     from polyroute.backends.backend import Backend
 
 JSON = dict[str, Any]
-SignalValue = bool | int | float | str | None
+SignalValue = bool | int | float | str | frozenset[str] | None
 Endpoint = Literal["chat", "completions"]
 TextField = Literal["prompt", "text"]
+
+
+def signals_json(values: Mapping[str, SignalValue]) -> JSON:
+    """Signal values for JSON: a set (``pii``) as a sorted list, the rest as they are."""
+    return {k: sorted(v) if isinstance(v, frozenset) else v for k, v in values.items()}
 
 
 def _content_text(content: Any) -> str:
@@ -189,7 +194,7 @@ class Trace:
             "client": self.client,
             "requested_model": self.requested_model,
             "decision": self.decision,
-            "signals": self.signals,
+            "signals": signals_json(self.signals),
             "candidates": self.candidates,
             "estimates": [
                 {k: v for k, v in vars_slots(e).items() if v is not None} for e in self.estimates

@@ -247,7 +247,10 @@ SCHEMAS: dict[str, Schema] = {
             "decision": {"type": "string"},
             "signals": {
                 "type": "object",
-                "additionalProperties": {"type": ["boolean", "number", "string", "null"]},
+                "additionalProperties": {
+                    "type": ["boolean", "number", "string", "array", "null"],
+                    "items": {"type": "string"},
+                },
             },
             "candidates": {"type": "array", "items": {"type": "string"}},
             "estimates": {

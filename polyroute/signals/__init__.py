@@ -17,6 +17,7 @@ SIGNALS: Registry[type[BaseSignal]] = Registry(
         "metadata": "polyroute.signals.metadata:MetadataSignal",
         "jailbreak": "polyroute.signals.jailbreak:JailbreakSignal",
         "domain": "polyroute.signals.domain:DomainSignal",
+        "pii": "polyroute.signals.pii:PiiSignal",
         "similarity": "polyroute.signals.similarity:SimilaritySignal",
     },
 )

@@ -51,6 +51,11 @@ class BaseSignal:
         (``when: NAME``): truthiness by default; a score signal compares its threshold."""
         return bool(value)
 
+    def members(self) -> frozenset[str] | None:
+        """For a set-valued signal, the names its set may hold (what ``contains`` and
+        ``contains_any`` may test); ``None`` for a signal whose value is not a set."""
+        return None
+
     def read_text(self, request: Request, field: TextField) -> str:
         """``request.prompt`` or ``request.text``, bounded to ``text_max_chars`` characters
         (the first and last halves; see ``polyroute.types.bound_text``)."""

@@ -1,0 +1,65 @@
+"""PII signal: the set of PII entity types found in the request's user text.
+
+In-process regexes with checksums (see ``polyroute.signals.pii_recognizers``), no
+model.  The value is a ``frozenset`` of entity names (empty: none found); bare in a
+rule it fires when the set is not empty, and ``{signal: pii, contains: CREDIT_CARD}``
+/ ``contains_any: [...]`` test members.  Traces write it as a sorted JSON list.
+
+``scope``: ``user`` (every user message, the default), ``last_user`` (the last
+one; the completion prompt for completions) or ``all`` (every message, system and
+assistant too).  The text is bounded like the other text signals
+(``server.signal_text_max_chars``).  Any error while scanning is logged and gives
+``None`` (unknown), never a failed request.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from polyroute.signals.base import BaseSignal, SignalOptions
+from polyroute.signals.pii_recognizers import RECOGNIZERS, STRUCTURED, find
+from polyroute.types import Request, SignalValue, bound_text
+
+_LOG = logging.getLogger("polyroute.signals")
+
+
+class PiiOptions(SignalOptions):
+    entities: list[str] = Field(default_factory=lambda: list(STRUCTURED), min_length=1)
+    scope: Literal["user", "last_user", "all"] = "user"
+
+    @field_validator("entities")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = [e for e in value if e not in RECOGNIZERS]
+        if unknown:
+            raise ValueError(f"unknown entity {unknown}; expected some of {list(RECOGNIZERS)}")
+        return value
+
+
+class PiiSignal(BaseSignal):
+    Options = PiiOptions
+    options: PiiOptions
+
+    def setup(self) -> None:
+        self._entities = frozenset(self.options.entities)
+
+    def members(self) -> frozenset[str] | None:
+        return self._entities
+
+    def _text(self, request: Request) -> str:
+        scope = self.options.scope
+        if scope == "last_user":
+            return self.read_text(request, "prompt")
+        if scope == "all":
+            return self.read_text(request, "text")
+        return bound_text(request.user_text, self.text_max_chars)
+
+    def compute(self, request: Request) -> SignalValue:
+        try:
+            return find(self._text(request), self._entities)
+        except Exception as exc:  # a failing signal is unknown, never a failed request
+            _LOG.warning("signal %s failed: %s: %s", self.name, type(exc).__name__, exc)
+            return None
