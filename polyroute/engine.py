@@ -59,6 +59,9 @@ class Engine:
         for signal in self.signals.values():
             signal.text_max_chars = config.server.signal_text_max_chars
         self._route_in_thread_bytes = config.server.route_in_thread_bytes
+        # a signal that runs a transformer per request (MiniLM: ~12 ms) must not run on
+        # the event loop: with one configured, every decision is made in a worker thread
+        self._decide_in_thread = any(s.blocking for s in self.signals.values())
         self.instance_id = os.urandom(12).hex()
         self.backends: dict[str, Backend] = build_backends(config, {LOOP_HEADER: self.instance_id})
         decisions = config.decisions or [
@@ -111,10 +114,14 @@ class Engine:
         routed whole in a worker thread; a selector with an async ``aorder`` (the learned
         one: it batches concurrent requests) is awaited, and one marked ``blocking`` runs
         in a worker thread: none stalls other requests.  Small requests stay inline (the
-        hot path)."""
+        hot path).  With a ``blocking`` signal configured (one that runs MiniLM), the
+        decision is made in a worker thread too."""
         if request.size > self._route_in_thread_bytes:
             return await asyncio.to_thread(self.plan, request, trace)
-        decision = self.decide(request, trace)
+        if self._decide_in_thread:
+            decision = await asyncio.to_thread(self.decide, request, trace)
+        else:
+            decision = self.decide(request, trace)
         aorder = getattr(decision.selector, "aorder", None)
         if aorder is not None:
             ordered: list[Backend] = await aorder(decision.candidates, request, trace)

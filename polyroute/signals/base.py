@@ -27,6 +27,9 @@ class BaseSignal:
 
     Options: ClassVar[type[SignalOptions]] = SignalOptions
     text_max_chars: int = TEXT_MAX_CHARS
+    #: True when computing costs milliseconds of CPU (a transformer per request): the
+    #: engine then decides off the event loop
+    blocking: bool = False
 
     def __init__(self, name: str, options: Mapping[str, Any], where: str = "") -> None:
         self.name = name

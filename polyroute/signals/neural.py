@@ -27,6 +27,11 @@ class ModelOptions(SignalOptions):
     model: str | None = None
 
 
+def is_blocking_encoder(encoder_id: str) -> bool:
+    """Whether encoding one prompt costs milliseconds (a transformer), not microseconds."""
+    return encoder_id != "static"
+
+
 class EncoderSignal(BaseSignal):
     """A signal computed from an encoder's vectors: the encoder (and what depends on it)
     loads in :meth:`load_encoder`, at ``warmup`` or on first use; subclasses implement
@@ -80,6 +85,7 @@ class ModelSignal(EncoderSignal):
             self.model: TextModel = load_model(path, self.kind)
         except ConfigError as exc:
             raise ConfigError(f"{self.where}.model: {exc.message}") from None
+        self.blocking = is_blocking_encoder(self.model.encoder)
 
     def load_encoder(self) -> Encoder:
         encoder = make_encoder(self.model.encoder, use_cache=False)

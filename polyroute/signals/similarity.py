@@ -27,7 +27,7 @@ from pydantic import Field
 from polyroute.embed import Encoder, make_encoder
 from polyroute.errors import ConfigError
 from polyroute.signals.base import SignalOptions
-from polyroute.signals.neural import EncoderSignal
+from polyroute.signals.neural import EncoderSignal, is_blocking_encoder
 from polyroute.types import Request, SignalValue
 
 BACKGROUND_EVERY = 11
@@ -61,6 +61,7 @@ class SimilaritySignal(EncoderSignal):
                 raise ConfigError(f"{self.where}.examples[{i}]: expected a non-empty utterance")
         if self.options.threshold is not None:
             self.threshold = self.options.threshold
+        self.blocking = is_blocking_encoder(self.options.encoder)
 
     def load_encoder(self) -> Encoder:
         encoder = make_encoder(self.options.encoder, use_cache=False)

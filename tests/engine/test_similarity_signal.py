@@ -51,6 +51,7 @@ def test_paraphrases_fire_and_other_requests_do_not(tmp_path: Path) -> None:
     e = engine(tmp_path)
     e.warmup()
     signal = e.signals["billing"]
+    assert isinstance(signal, similarity.SimilaritySignal)
     assert 0.0 < signal.threshold < 1.0, "calibrated on the background prompts"
     for text in ("I need a refund, you billed me two times",
                  "my invoice looks wrong, can you check the charges?"):  # fmt: skip
@@ -77,7 +78,8 @@ def test_an_explicit_threshold_wins(tmp_path: Path) -> None:
     e = engine(tmp_path, threshold=0.99)
     trace = e.route(Request.chat("I need a refund, you billed me two times"))
     assert trace.decision == "default"
-    assert e.signals["billing"].threshold == 0.99
+    signal = e.signals["billing"]
+    assert isinstance(signal, similarity.SimilaritySignal) and signal.threshold == 0.99
 
 
 @pytest.mark.parametrize(
@@ -108,3 +110,27 @@ def test_a_failing_encoder_is_unknown_not_an_error(
     trace = e.route(Request.chat("I was charged twice for my subscription"))
     assert trace.signals["billing"] is None
     assert trace.decision == "default"
+
+
+@pytest.mark.parametrize(("encoder", "off_loop"), [("static", False), ("minilm", True)])
+def test_a_transformer_signal_is_computed_off_the_event_loop(
+    tmp_path: Path, encoder: str, off_loop: bool
+) -> None:
+    """MiniLM costs ~12 ms a prompt: with such a signal the engine decides in a worker
+    thread; the static encoder (~0.1 ms) stays on the loop (the hot path)."""
+    import asyncio
+    import threading
+
+    from polyroute.types import Trace
+
+    e = engine(tmp_path, encoder=encoder, threshold=0.5)
+    seen: list[threading.Thread] = []
+
+    def compute(request: Request) -> float:
+        seen.append(threading.current_thread())
+        return 0.9
+
+    e.signals["billing"].compute = compute  # type: ignore[method-assign]
+    plan = asyncio.run(e.aplan(Request.chat("refund me"), Trace("t")))
+    assert plan.decision.name == "billing"
+    assert (seen[0] is not threading.main_thread()) is off_loop
