@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from polyroute.errors import ConfigError, PolyrouteError
+from polyroute.jsonio import json_lines
 from polyroute.types import JSON, Request, signals_json
 
 ID_TYPES = (str, int)
@@ -36,34 +37,22 @@ class RouteRow:
 
 
 def read_rows(path: Path, model: str) -> list[RouteRow]:
-    """Every row of ``path``, checked (ConfigError naming ``path:line`` on the first bad one)."""
+    """Every row of ``path``, checked (an error naming ``path:line`` on the first bad one)."""
     from polyroute.server.validate import ParamError, check_body
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--input {path}: cannot read: {exc}") from None
     rows: list[RouteRow] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, row in json_lines(path):
         where = f"{path}:{number}"
-        body = _row_body(line, where, model)
+        body = _row_body(row, where, model)
         try:
             check_body(body, "chat")
         except ParamError as exc:
             raise ConfigError(f"{where}: {exc.message}") from None
-        rows.append(RouteRow(_row_id(body.pop("_id"), where), body))
+        rows.append(RouteRow(_row_id(row["id"], where), body))
     return rows
 
 
-def _row_body(line: str, where: str, model: str) -> JSON:
-    try:
-        row = json.loads(line)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: not a JSON object: {exc}") from None
-    if not isinstance(row, dict):
-        raise ConfigError(f"{where}: expected a JSON object, got {type(row).__name__}")
+def _row_body(row: JSON, where: str, model: str) -> JSON:
     if "id" not in row:
         raise ConfigError(f'{where}: missing "id" (a string or an integer)')
     has_prompt, has_messages = "prompt" in row, "messages" in row
@@ -72,7 +61,7 @@ def _row_body(line: str, where: str, model: str) -> JSON:
     if has_prompt and not isinstance(row["prompt"], str):
         raise ConfigError(f'{where}: "prompt" must be a string')
     messages = row["messages"] if has_messages else [{"role": "user", "content": row["prompt"]}]
-    return {"_id": row["id"], "model": row.get("model", model), "messages": messages}
+    return {"model": row.get("model", model), "messages": messages}
 
 
 def _row_id(value: Any, where: str) -> str | int:

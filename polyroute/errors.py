@@ -50,7 +50,8 @@ class ConfigError(PolyrouteError):
 
 
 class DatasetError(PolyrouteError):
-    """A routing dataset is malformed; the message names the file and line."""
+    """A data file (a routing dataset, a JSON-lines file of rows) is malformed; the message
+    names the file and line."""
 
     code = "invalid_dataset"
 

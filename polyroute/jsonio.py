@@ -1,4 +1,5 @@
-"""Request bodies to JSON bytes for an upstream, with integers of any size kept exact.
+"""JSON in and out: request bodies to JSON bytes for an upstream (integers of any size
+kept exact), and JSON-lines files read row by row with errors naming the line.
 
 orjson writes integers of at most 64 bits (``-2**63`` to ``2**64 - 1``) and raises
 ``orjson.JSONEncodeError`` for larger ones; a client's ``"seed": 123456789012345678901``
@@ -10,9 +11,13 @@ of the body, on the failure path only).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
+
+from polyroute.errors import DatasetError
 
 _MIN_INT = -(2**63)
 _MAX_INT = 2**64 - 1
@@ -43,3 +48,31 @@ def _has_big_int(value: Any) -> bool:
         elif isinstance(node, list | tuple):
             stack.extend(node)
     return False
+
+
+def json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for every non-blank line of a JSON-lines file; a line
+    that is not a JSON object, or a file that cannot be read, is a DatasetError naming
+    the file and the line (the one reader of datasets, prompt files, route inputs and
+    signal training data)."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DatasetError(
+                        f"{path}:{lineno}: not a JSON object (invalid JSON: {exc.msg}); "
+                        "expected one JSON object per line"
+                    ) from None
+                if not isinstance(obj, dict):
+                    raise DatasetError(
+                        f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}"
+                    )
+                yield lineno, obj
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not UTF-8 text; expected JSONL") from None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import numpy as np
 from polyroute.dataset import ModelPrice, RoutingDataset
 from polyroute.errors import DatasetError
 from polyroute.eval.convert import convert_routerbench
+from polyroute.jsonio import json_lines
 
 __all__ = [
     "PromptRow",
@@ -74,30 +75,6 @@ def resolve_data_path(path: str | Path) -> Path:
         f"{path}: no such dataset file; expected a JSONL file, a directory holding "
         f"{DATA_FILE}, or a built-in dataset name ({builtins})"
     )
-
-
-def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(
-                        f"{path}:{lineno}: invalid JSON ({exc.msg}); "
-                        "expected one JSON object per line"
-                    ) from None
-                if not isinstance(obj, dict):
-                    raise DatasetError(
-                        f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}"
-                    )
-                yield lineno, obj
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise DatasetError(f"{path}: not UTF-8 text; expected JSONL") from None
 
 
 def _text(obj: Mapping[str, Any], key: str, where: str, required: bool = True) -> str | None:
@@ -195,7 +172,7 @@ def load_dataset(path: str | Path, models_path: str | Path | None = None) -> Rou
     scores: list[list[float]] = []
     costs: list[list[float]] = []
     seen: dict[str, int] = {}
-    for lineno, obj in _json_lines(file):
+    for lineno, obj in json_lines(file):
         where = f"{file}:{lineno}"
         row_id = _row_id(obj, where, default=f"line-{lineno}")
         if row_id in seen:
@@ -259,7 +236,7 @@ def load_groups(path: str | Path, field: str) -> tuple[str, ...]:
             )
         return tasks
     values: list[str] = []
-    for lineno, obj in _json_lines(file):
+    for lineno, obj in json_lines(file):
         value = obj.get(field)
         if isinstance(value, str):
             values.append(value)
@@ -279,7 +256,7 @@ def load_prompts(path: str | Path) -> list[PromptRow]:
     """Read prompts to predict for; rows need ``prompt`` and may carry ``id`` (else line-N)."""
     file = resolve_data_path(path)
     rows: list[PromptRow] = []
-    for lineno, obj in _json_lines(file):
+    for lineno, obj in json_lines(file):
         where = f"{file}:{lineno}"
         prompt = _text(obj, "prompt", where)
         rows.append(PromptRow(id=_row_id(obj, where, f"line-{lineno}"), prompt=prompt or ""))

@@ -20,7 +20,6 @@ threshold stays cross-validated) and the reported metrics are the validation's.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy.typing as npt
 
 from polyroute.embed import Array, make_encoder
 from polyroute.errors import ConfigError
+from polyroute.jsonio import json_lines
 from polyroute.signals.textmodel import OUT_OF_SCOPE, ModelType, TextModel
 
 JAILBREAK_LABELS = ("benign", "injection")
@@ -46,23 +46,11 @@ class Rows:
 
 
 def read_rows(path: str | Path, kind: ModelType) -> Rows:
-    """The rows of a JSONL file; a bad row is a ConfigError naming the file and line."""
+    """The rows of a JSONL file; a bad row is an error naming the file and line."""
     file = Path(path)
-    try:
-        lines = file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read training data ({exc})") from None
     texts, labels, intents = [], [], []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for number, row in json_lines(file):
         where = f"{file}:{number}"
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: invalid JSON ({exc})") from None
-        if not isinstance(row, dict):
-            raise ConfigError(f"{where}: expected an object with 'text' and 'label'")
         text, label, intent = row.get("text"), row.get("label"), row.get("intent")
         if not isinstance(text, str) or not isinstance(label, str) or not label:
             raise ConfigError(f"{where}: expected string 'text' and non-empty string 'label'")
