@@ -10,27 +10,14 @@ used bare it fires for any in-scope domain.  Reads the last user message.
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from polyroute.embed import Encoder
-from polyroute.signals.neural import ModelOptions, ModelSignal
+from polyroute.signals.neural import ModelSignal
 from polyroute.signals.textmodel import OUT_OF_SCOPE
 from polyroute.types import Request, SignalValue
 
 
-class DomainOptions(ModelOptions):
-    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-
-
 class DomainSignal(ModelSignal):
     kind = "domain"
-    Options = DomainOptions
-    options: DomainOptions
-
-    def setup(self) -> None:
-        super().setup()
-        chosen = self.options.threshold
-        self.threshold = self.model.threshold if chosen is None else chosen
 
     def evaluate(self, encoder: Encoder, request: Request) -> SignalValue:
         text = self.read_text(request, "prompt")

@@ -10,26 +10,13 @@ are read (bounded by ``server.signal_text_max_chars``).
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from polyroute.embed import Encoder
-from polyroute.signals.neural import ModelOptions, ModelSignal
+from polyroute.signals.neural import ModelSignal
 from polyroute.types import Request, SignalValue, bound_text
-
-
-class JailbreakOptions(ModelOptions):
-    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class JailbreakSignal(ModelSignal):
     kind = "jailbreak"
-    Options = JailbreakOptions
-    options: JailbreakOptions
-
-    def setup(self) -> None:
-        super().setup()
-        chosen = self.options.threshold
-        self.threshold = self.model.threshold if chosen is None else chosen
 
     def evaluate(self, encoder: Encoder, request: Request) -> SignalValue:
         text = bound_text(request.user_text, self.text_max_chars)

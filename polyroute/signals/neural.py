@@ -14,6 +14,8 @@ import logging
 import math
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from polyroute.embed import Encoder, make_encoder
 from polyroute.errors import ConfigError
 from polyroute.signals.base import BaseSignal, SignalOptions
@@ -25,6 +27,8 @@ _LOG = logging.getLogger("polyroute.signals")
 
 class ModelOptions(SignalOptions):
     model: str | None = None
+    #: the model's decision threshold (default: the one calibrated when it was trained)
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 def is_blocking_encoder(encoder_id: str) -> bool:
@@ -77,6 +81,7 @@ class ModelSignal(EncoderSignal):
     """Loads ``self.model`` in ``setup`` (a ConfigError naming the file when it cannot)."""
 
     kind: ClassVar[ModelType]
+    Options = ModelOptions
     options: ModelOptions
 
     def setup(self) -> None:
@@ -86,6 +91,8 @@ class ModelSignal(EncoderSignal):
         except ConfigError as exc:
             raise ConfigError(f"{self.where}.model: {exc.message}") from None
         self.blocking = is_blocking_encoder(self.model.encoder)
+        chosen = self.options.threshold
+        self.threshold = self.model.threshold if chosen is None else chosen
 
     def load_encoder(self) -> Encoder:
         encoder = make_encoder(self.model.encoder, use_cache=False)
