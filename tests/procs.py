@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,16 @@ def start_gateway(
     port = port or free_port()
     argv = [*wrapper, *gateway_argv(path, port)]
     return start_process(name, argv, port, "/readyz", log_dir, GATEWAY_READY_TIMEOUT_S)
+
+
+@contextlib.contextmanager
+def gateway_running(name: str, config: dict[str, Any], log_dir: Path) -> Iterator[Proc]:
+    """:func:`start_gateway`, stopped when the block ends (however it ends)."""
+    proc = start_gateway(name, config, log_dir)
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 def find_trace(records: list[dict[str, Any]], trace_id: str) -> dict[str, Any] | None:

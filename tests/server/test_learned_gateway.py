@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 from fakes import FakeUpstream, running
-from procs import Proc, start_gateway
+from procs import Proc, gateway_running
 from routers.learned_fixtures import synthetic
 
 from polyroute.routers.artifact import save_router
@@ -54,11 +54,8 @@ def served(
                 {"name": "learned", "when": True, "models": ["small", "big"], "select": select}
             ],
         }  # fmt: skip
-        proc = start_gateway("gateway-learned", config, logs)
-        try:
+        with gateway_running("gateway-learned", config, logs) as proc:
             yield proc, small, big
-        finally:
-            proc.stop()
 
 
 def prompt(i: int) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 from fakes import FakeUpstream, running
-from procs import Proc, start_gateway
+from procs import Proc, gateway_running
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -45,11 +45,8 @@ def served(
                 {"name": "default", "when": True, "models": ["cloud"]},
             ],
         }  # fmt: skip
-        proc = start_gateway("gateway-pii", config, logs)
-        try:
+        with gateway_running("gateway-pii", config, logs) as proc:
             yield proc, local, cloud
-        finally:
-            proc.stop()
 
 
 def test_card_number_goes_local_plain_prompt_does_not(

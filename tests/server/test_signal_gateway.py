@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 from fakes import FakeUpstream, running
-from procs import Proc, start_gateway
+from procs import Proc, gateway_running
 
 TIMEOUT_S = 30.0
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -47,11 +47,8 @@ def served(
                 {"name": "default", "when": True, "models": ["general"]},
             ],
         }  # fmt: skip
-        proc = start_gateway("gateway-signals", config, logs)
-        try:
+        with gateway_running("gateway-signals", config, logs) as proc:
             yield proc, general, bank
-        finally:
-            proc.stop()
 
 
 def chat(url: str, text: str) -> tuple[int, dict[str, Any]]:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from fakes import FakeUpstream, running
-from procs import Proc, start_gateway
+from procs import Proc, gateway_running
 
 pytest.importorskip("onnxruntime")  # the static table is distilled from MiniLM once
 
@@ -42,11 +42,8 @@ def served(
                 {"name": "default", "when": True, "models": ["general"]},
             ],
         }  # fmt: skip
-        proc = start_gateway("gateway-similarity", config, logs)
-        try:
+        with gateway_running("gateway-similarity", config, logs) as proc:
             yield proc, general, support
-        finally:
-            proc.stop()
 
 
 def chat(url: str, text: str) -> tuple[int, str, str]:
