@@ -1,20 +1,21 @@
 """Turn a validated ``Config`` into runtime parts: signals, backends, compiled decisions.
 
-``check_config`` runs the cross-reference checks at load (unknown signal,
-model, selector, plugin or provider names are config errors, not runtime
-surprises).  Building selectors may load artifacts, so it happens once, in
-``Engine``.
+``Config`` (pydantic) checks each block's shape; building checks every
+cross-reference (unknown signal, model, selector, plugin or provider names,
+reroute targets) in the same pass that makes the runtime parts, so a config is
+validated and built once, by ``Engine``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from polyroute.backends import PROVIDERS, Backend, CircuitBreaker
 from polyroute.errors import ConfigError
-from polyroute.plugins import PLUGINS
+from polyroute.plugins import PLUGINS, BasePlugin
+from polyroute.plugins.base import PluginEnv
 from polyroute.rules import compile_rule, signals_used
 from polyroute.selectors import SELECTORS
 from polyroute.signals import SIGNALS, BaseSignal
@@ -100,23 +101,19 @@ def build_selector(select: str | Mapping[str, Any], where: str, base_dir: str) -
         raise ConfigError(f"{where}: {exc.message}") from None
 
 
-def _noop_handler(*_: Any) -> Any:
-    return None
-
-
-def check_plugins(
-    plugins: list[dict[str, Any]], where: str
-) -> tuple[tuple[type, dict[str, Any]], ...]:
-    chain = []
-    for i, block in enumerate(plugins):
+def build_plugins(
+    blocks: Sequence[Mapping[str, Any]], where: str, env: PluginEnv
+) -> tuple[BasePlugin, ...]:
+    """A ``plugins:`` list -> plugin instances, each validated against its ``Options``."""
+    built = []
+    for i, block in enumerate(blocks):
+        at = f"{where}[{i}]"
+        if not isinstance(block, Mapping):
+            raise ConfigError(f"{at}: expected a mapping with type: NAME")
+        cls = PLUGINS.get(str(block.get("type")), f"{at}.type")
         options = {k: v for k, v in block.items() if k != "type"}
-        cls = PLUGINS.get(str(block.get("type")), f"{where}[{i}].type")
-        try:
-            cls(_noop_handler, **options)
-        except TypeError as exc:
-            raise ConfigError(f"{where}[{i}]: invalid options for plugin ({exc})") from None
-        chain.append((cls, options))
-    return tuple(chain)
+        built.append(cls(options, at, env))
+    return tuple(built)
 
 
 def build_decisions(
@@ -125,11 +122,10 @@ def build_decisions(
     backends: Mapping[str, Backend],
     where: str,
     *,
-    signals: Mapping[str, BaseSignal],
-    with_selectors: bool = True,
+    env: PluginEnv,
 ) -> list[Decision]:
-    """``signals`` are the built signals (set-valued ones check ``contains`` at load)."""
-    sets = {n: m for n, sig in signals.items() if (m := sig.members()) is not None}
+    """Compile rules, build selectors and plugins; every cross-reference is checked here."""
+    sets = env.signal_sets
     built = []
     seen: set[str] = set()
     for i, d in enumerate(decisions):
@@ -139,6 +135,9 @@ def build_decisions(
         seen.add(d.name)
         predicate = compile_rule(d.when, f"{at}.when", sets)
         used = signals_used(d.when)
+        plugin_blocks = [{"type": "block"}, *d.plugins] if d.action == "block" else d.plugins
+        plugins = build_plugins(plugin_blocks, f"{at}.plugins", env)
+        used.update(name for plugin in plugins for name in plugin.signals)
         for name in sorted(used - set(config.signals)):
             raise ConfigError(
                 f"{at}.when: unknown signal {name!r}; defined: {sorted(config.signals)}"
@@ -148,11 +147,7 @@ def build_decisions(
                 raise ConfigError(
                     f"{at}.models: unknown model {name!r}; defined: {sorted(backends)}"
                 )
-        if with_selectors:
-            selector = build_selector(d.select, f"{at}.select", config.base_dir)
-        else:
-            SELECTORS.get(selector_spec(d.select, f"{at}.select")[0], f"{at}.select")
-            selector = SELECTORS.get("static")()
+        selector = build_selector(d.select, f"{at}.select", config.base_dir)
         built.append(
             Decision(
                 name=d.name,
@@ -160,33 +155,9 @@ def build_decisions(
                 predicate=predicate,
                 candidates=tuple(backends[n] for n in d.models),
                 selector=selector,
-                plugins=check_plugins(d.plugins, f"{at}.plugins"),
+                plugins=plugins,
                 signals=tuple(sorted(used)),
             )
         )
     # highest priority first; ties keep file order
     return sorted(built, key=lambda d: -d.priority)
-
-
-def check_config(config: Config) -> None:
-    """Cross-reference checks, run by ``load_config``: no network, no artifacts loaded."""
-    signals = build_signals(config)
-    STORES.get(str(config.store.get("type", "memory")), f"{config.source}: store.type")
-    backends = build_backends(config)
-    build_decisions(
-        config, config.decisions, backends, "decisions", signals=signals, with_selectors=False
-    )
-    for name, profile in config.profiles.items():
-        if name == "auto" or name in config.models:
-            raise ConfigError(
-                f"{config.source}: profiles.{name}: "
-                "a profile may not be named 'auto' or like a model"
-            )
-        build_decisions(
-            config,
-            profile.decisions,
-            backends,
-            f"profiles.{name}.decisions",
-            signals=signals,
-            with_selectors=False,
-        )

@@ -11,9 +11,17 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from polyroute.config_yaml import load_yaml_file
 from polyroute.errors import ConfigError
@@ -81,11 +89,19 @@ class DecisionConfig(_Frozen):
     name: str = Field(min_length=1)
     priority: int = 0
     when: Any = True
-    models: list[str] = Field(min_length=1)
+    # route: its models answer; block: refused (shorthand for a first plugin {type: block})
+    action: Literal["route", "block"] = "route"
+    models: list[str] = Field(default_factory=list)
     select: str | dict[str, Any] = "static"
     plugins: list[dict[str, Any]] = Field(default_factory=list)
 
     _name = field_validator("name")(_check_name)
+
+    @model_validator(mode="after")
+    def _models(self) -> DecisionConfig:
+        if self.action == "route" and not self.models:
+            raise ValueError("a decision that routes needs models: [NAME, ...]")
+        return self
 
 
 class ProfileConfig(_Frozen):
@@ -130,6 +146,8 @@ class ServerConfig(_Frozen):
     # text signals (keyword, regex) read at most this many characters of a prompt:
     # the first and last halves of it (routing cost is bounded whatever the prompt)
     signal_text_max_chars: int = Field(default=256 * 1024, ge=1024)
+    # the encoder signals of one request must be computed within this; else unknown
+    signal_timeout_s: float = Field(default=2.0, gt=0)
     deadline_s: float = Field(default=120.0, gt=0)
     stream_idle_timeout_s: float = Field(default=60.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
@@ -157,6 +175,8 @@ class Config(_Frozen):
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: dict[str, Any] = Field(default_factory=lambda: {"type": "memory"})
+    # request and response plugins run for every request, before the decision's own
+    plugins: list[dict[str, Any]] = Field(default_factory=list)
     source: str = "<config>"
     base_dir: str = "."
     warnings: tuple[str, ...] = ()
@@ -200,7 +220,9 @@ def _format_errors(exc: ValidationError, source: str) -> str:
 
 
 def parse_config(raw: Any, source: str = "<config>", base_dir: str = ".") -> Config:
-    """Validate a parsed YAML/JSON document; raises ConfigError with every problem found."""
+    """Validate a parsed YAML/JSON document's shape; raises ConfigError with every problem
+    found.  Cross-references (signal, model, selector and plugin names) are checked when
+    the engine is built from it (``Engine(config)``, ``polyroute validate``): one pass."""
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
@@ -213,14 +235,11 @@ def parse_config(raw: Any, source: str = "<config>", base_dir: str = ".") -> Con
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source)) from None
-    from polyroute.build import check_config  # cross-references need the registries
-
-    check_config(config)
     return config
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read, substitute, validate and cross-check a YAML config file."""
+    """Read, substitute and validate a YAML config file (see :func:`parse_config`)."""
     file = Path(path)
     raw = load_yaml_file(file)  # bounded: file size, alias expansion, depth
     return parse_config(raw, str(file), str(file.resolve().parent))

@@ -1,4 +1,21 @@
-"""The routing engine: signals -> decision -> selection -> plugins -> backends (with failover).
+"""The routing engine: one request through typed phases.
+
+    signals -> decision -> request plugins -> selection -> plan executor -> response plugins
+
+1. **signals**: the signals a profile's decisions and plugins read are known at load.
+   The ones that run an encoder per request are computed together, off the event
+   loop, in one worker-thread hop, from one embedding of the prompt shared through
+   the request's feature cache (``Request.memo``); one that fails or runs past
+   ``server.signal_timeout_s`` is unknown (``None``), never a failed request.  Cheap
+   signals are computed lazily, inline, when a rule reads them.
+2. **decision**: the first rule (by priority) that holds.
+3. **request plugins**: global ``plugins:`` then the decision's, in order; each may
+   pass, rewrite the request, answer it (a cache hit), refuse it, or reroute it to
+   another decision or model (whose plugins then run).
+4. **selection** orders the decision's candidates into a :class:`~polyroute.plans.Plan`;
+   its executor (one per plan kind) calls the models, with failover.
+5. **response plugins**: the plugins whose request phase ran, innermost first, over
+   the whole answer or every chunk of the stream.
 
 Usable without the server::
 
@@ -11,86 +28,115 @@ Usable without the server::
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from polyroute.backends.backend import Backend
-from polyroute.backends.failover import Dispatcher, LiveStream
-from polyroute.build import build_backends, build_decisions, build_signals, build_store
+from polyroute.backends.failover import Dispatcher
+from polyroute.build import (
+    build_backends,
+    build_decisions,
+    build_plugins,
+    build_signals,
+    build_store,
+)
 from polyroute.config import Config, DecisionConfig, load_config
-from polyroute.errors import ModelNotFound, RoutingError
+from polyroute.errors import ConfigError, ModelNotFound, RoutingError
+from polyroute.plans import PLANS, Plan, PlanExecutor, StreamStart
+from polyroute.plugins.base import BasePlugin, ChunkTap, Context, PluginEnv, Reroute, Respond
+from polyroute.plugins.stream import replay, tapped
 from polyroute.redact import SecretRedactor, secrets_of
 from polyroute.selectors.static import StaticSelector
 from polyroute.signals import BaseSignal, SignalSet
-from polyroute.types import JSON, Decision, Handler, Request, Trace
+from polyroute.types import JSON, Decision, Request, SignalValue, Trace
 
 # on every upstream request, with this engine's random id: a gateway refuses (508) a
 # request carrying its own id, i.e. one it sent itself through a config loop
 LOOP_HEADER = "x-polyroute-loop"
+# a request rerouted more often than this (guards pointing at each other) is refused
+MAX_REROUTES = 4
+
+_LOG = logging.getLogger("polyroute.engine")
 
 
 def new_trace_id() -> str:
     return os.urandom(8).hex()
 
 
-@dataclass(slots=True)
-class Plan:
-    """The outcome of routing one request: the decision and the ordered candidates."""
-
-    decision: Decision
-    candidates: list[Backend]
-
-
-@dataclass(slots=True)
-class StreamStart:
-    """An upstream stream that has produced its first chunk."""
-
-    backend: Backend
-    first: JSON
-    rest: LiveStream
-
-
 class Engine:
     def __init__(self, config: Config) -> None:
         self.config = config
+        server = config.server
         self.signals: dict[str, BaseSignal] = build_signals(config)
         for signal in self.signals.values():
-            signal.text_max_chars = config.server.signal_text_max_chars
-        self._route_in_thread_bytes = config.server.route_in_thread_bytes
-        # a signal that runs a transformer per request (MiniLM: ~12 ms) must not run on
-        # the event loop: with one configured, every decision is made in a worker thread
-        self._decide_in_thread = any(s.blocking for s in self.signals.values())
+            signal.text_max_chars = server.signal_text_max_chars
+        self._route_in_thread_bytes = server.route_in_thread_bytes
+        self._signal_timeout_s = server.signal_timeout_s
         self.instance_id = os.urandom(12).hex()
         self.backends: dict[str, Backend] = build_backends(config, {LOOP_HEADER: self.instance_id})
+        self.store = build_store(config)
+        sets = {n: m for n, sig in self.signals.items() if (m := sig.members()) is not None}
+        self.env = PluginEnv(config.base_dir, self.store, frozenset(self.signals), sets)
+        self.plugins: tuple[BasePlugin, ...] = build_plugins(
+            config.plugins, f"{config.source}: plugins", self.env
+        )
         decisions = config.decisions or [
             DecisionConfig(name="default", models=list(config.models), select="cheapest")
         ]
         self.profiles: dict[str, list[Decision]] = {
-            "auto": build_decisions(
-                config, decisions, self.backends, "decisions", signals=self.signals
-            )
+            "auto": build_decisions(config, decisions, self.backends, "decisions", env=self.env)
         }
         for name, profile in config.profiles.items():
+            if name == "auto" or name in config.models:
+                raise ConfigError(
+                    f"{config.source}: profiles.{name}: "
+                    "a profile may not be named 'auto' or like a model"
+                )
             self.profiles[name] = build_decisions(
-                config,
-                profile.decisions,
-                self.backends,
-                f"profiles.{name}.decisions",
-                signals=self.signals,
+                config, profile.decisions, self.backends, f"profiles.{name}.decisions", env=self.env
             )
         self._direct = {
             name: Decision(f"direct:{name}", 0, lambda _s: True, (b,), StaticSelector())
             for name, b in self.backends.items()
         }
+        self._check_reroutes()
+        # per profile: the signals that run an encoder, prefetched in one thread hop
+        global_signals = {n for p in self.plugins for n in p.signals}
+        self._prefetch: dict[str, tuple[str, ...]] = {
+            name: tuple(
+                sorted(
+                    n
+                    for n in global_signals.union(*(d.signals for d in profile))
+                    if self.signals[n].blocking
+                )
+            )
+            for name, profile in self.profiles.items()
+        }
         self.redactor = SecretRedactor(secrets_of(config))
-        self.dispatcher = Dispatcher(config.server, redactor=self.redactor)
-        self.store = build_store(config)
+        self.dispatcher = Dispatcher(server, redactor=self.redactor)
+        self.executors: dict[str, PlanExecutor] = {
+            kind: PLANS.get(kind)(self.dispatcher) for kind in PLANS.names()
+        }
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Engine:
         return cls(load_config(Path(path)))
+
+    def _check_reroutes(self) -> None:
+        """Every reroute target names a decision of each profile the plugin serves, or a model."""
+        for profile, decisions in self.profiles.items():
+            names = {d.name for d in decisions} | set(self.backends)
+            owners = [(p, "plugins") for p in self.plugins]
+            owners += [(p, f"decision {d.name!r}") for d in decisions for p in d.plugins]
+            for plugin, owner in owners:
+                for target in plugin.reroute_targets():
+                    if target not in names:
+                        raise ConfigError(
+                            f"{plugin.where}.to: {target!r} is neither a decision of profile "
+                            f"{profile!r} ({owner}) nor a model; expected one of {sorted(names)}"
+                        )
 
     def warmup(self) -> None:
         """Load lazy resources (language models, encoders) before serving."""
@@ -100,62 +146,68 @@ class Engine:
     async def aclose(self) -> None:
         for backend in self.backends.values():
             await backend.provider.aclose()
+        for plugin in plugins_of(self).values():
+            await plugin.aclose()
         await self.store.aclose()
 
-    # ------------------------------------------------------------------ routing
+    # ------------------------------------------------------------------ phases 1-2
 
-    def plan(self, request: Request, trace: Trace) -> Plan:
-        """Pick the decision and order its candidates; records signals and decision in ``trace``."""
-        decision = self.decide(request, trace)
-        return self._order(decision, request, trace)
-
-    async def aplan(self, request: Request, trace: Trace) -> Plan:
-        """``plan`` for the event loop.  A request over ``server.route_in_thread_bytes`` is
-        routed whole in a worker thread; a selector with an async ``aorder`` (the learned
-        one: it batches concurrent requests) is awaited, and one marked ``blocking`` runs
-        in a worker thread: none stalls other requests.  Small requests stay inline (the
-        hot path).  With a ``blocking`` signal configured (one that runs MiniLM), the
-        decision is made in a worker thread too."""
-        if request.size > self._route_in_thread_bytes:
-            return await asyncio.to_thread(self.plan, request, trace)
-        if self._decide_in_thread:
-            decision = await asyncio.to_thread(self.decide, request, trace)
-        else:
-            decision = self.decide(request, trace)
-        aorder = getattr(decision.selector, "aorder", None)
-        if aorder is not None:
-            ordered: list[Backend] = await aorder(decision.candidates, request, trace)
-            trace.candidates = [b.name for b in ordered]
-            return Plan(decision, ordered)
-        if getattr(decision.selector, "blocking", False):
-            return await asyncio.to_thread(self._order, decision, request, trace)
-        return self._order(decision, request, trace)
-
-    @staticmethod
-    def _order(decision: Decision, request: Request, trace: Trace) -> Plan:
-        ordered = decision.selector.order(decision.candidates, request, trace)
-        trace.candidates = [b.name for b in ordered]
-        return Plan(decision, ordered)
-
-    def decide(self, request: Request, trace: Trace) -> Decision:
-        """The decision for this request (direct model, or the first matching rule)."""
+    def _profile(self, request: Request) -> tuple[str, list[Decision] | None]:
         model = request.model
+        if model in self._direct:
+            return model, None
+        decisions = self.profiles.get(model)
+        if decisions is None:
+            raise ModelNotFound(
+                f"The model {model!r} does not exist; use 'auto', a profile or one of "
+                f"{sorted(self.backends)} (GET /v1/models lists them)"
+            )
+        return model, decisions
+
+    def decide(self, request: Request, trace: Trace) -> tuple[Decision, SignalSet]:
+        """The decision for this request (direct model, or the first matching rule),
+        signals computed inline as rules read them."""
+        model, decisions = self._profile(request)
         trace.requested_model = model
-        direct = self._direct.get(model)
-        if direct is not None:
-            decision = direct
-        else:
-            decisions = self.profiles.get(model)
-            if decisions is None:
-                raise ModelNotFound(
-                    f"The model {model!r} does not exist; use 'auto', a profile or one of "
-                    f"{sorted(self.backends)} (GET /v1/models lists them)"
-                )
-            signals = SignalSet(self.signals, request)
-            decision = self._match(decisions, signals)
-            trace.signals = signals.values
+        signals = SignalSet(self.signals, request)
+        decision = self._direct[model] if decisions is None else self._match(decisions, signals)
+        trace.signals = signals.values
         trace.decision = decision.name
-        return decision
+        return decision, signals
+
+    async def adecide(self, request: Request, trace: Trace) -> tuple[Decision, SignalSet]:
+        """``decide`` for the event loop: a request over ``server.route_in_thread_bytes`` is
+        decided whole in a worker thread; else the profile's encoder signals are prefetched
+        in one worker-thread hop (bounded by ``server.signal_timeout_s``) and the rules run
+        inline."""
+        if request.size > self._route_in_thread_bytes:
+            return await asyncio.to_thread(self.decide, request, trace)
+        model, decisions = self._profile(request)
+        signals = SignalSet(self.signals, request)
+        if decisions is not None:
+            names = self._prefetch[model]
+            if names:
+                signals.values.update(await self._compute(request, names))
+        trace.requested_model = model
+        decision = self._direct[model] if decisions is None else self._match(decisions, signals)
+        trace.signals = signals.values
+        trace.decision = decision.name
+        return decision, signals
+
+    async def _compute(self, request: Request, names: Sequence[str]) -> dict[str, SignalValue]:
+        def run() -> dict[str, SignalValue]:
+            return {name: self.signals[name].compute(request) for name in names}
+
+        try:
+            async with asyncio.timeout(self._signal_timeout_s):
+                return await asyncio.to_thread(run)
+        except TimeoutError:
+            _LOG.warning(
+                "signals %s took over %.3g s: unknown for this request",
+                ", ".join(names),
+                self._signal_timeout_s,
+            )
+            return dict.fromkeys(names)
 
     @staticmethod
     def _match(decisions: list[Decision], signals: SignalSet) -> Decision:
@@ -163,6 +215,70 @@ class Engine:
             if decision.predicate(signals):
                 return decision
         raise RoutingError("no decision matched this request and the config has no default")
+
+    # ------------------------------------------------------------------ phase 3
+
+    async def _request_phase(
+        self, ctx: Context, decision: Decision, ran: list[BasePlugin]
+    ) -> tuple[Decision, Respond | None]:
+        """Run the global plugins, then the decision's; follow reroutes."""
+        chain: tuple[BasePlugin, ...] = (*self.plugins, *decision.plugins)
+        for _ in range(MAX_REROUTES + 1):
+            for plugin in chain:
+                verdict = await plugin.on_request(ctx)
+                if verdict is None:
+                    ran.append(plugin)
+                    continue
+                if isinstance(verdict, Respond):
+                    return decision, verdict
+                decision = self._reroute(ctx, verdict)
+                chain = decision.plugins
+                break
+            else:
+                return decision, None
+        raise RoutingError(
+            f"the request was rerouted more than {MAX_REROUTES} times (plugins reroute in a loop)"
+        )
+
+    def _reroute(self, ctx: Context, verdict: Reroute) -> Decision:
+        _, decisions = self._profile(ctx.original)
+        target = next((d for d in decisions or () if d.name == verdict.to), None)
+        if target is None:
+            target = self._direct[verdict.to]  # checked at load: a decision or a model
+        ctx.trace.decision = ctx.decision = target.name
+        return target
+
+    # ------------------------------------------------------------------ phase 4
+
+    def _order(self, decision: Decision, request: Request, trace: Trace) -> Plan:
+        ordered = decision.selector.order(decision.candidates, request, trace)
+        trace.candidates = [b.name for b in ordered]
+        return Plan("single", decision, ordered)
+
+    async def aselect(self, decision: Decision, request: Request, trace: Trace) -> Plan:
+        """Selection on the event loop: a selector with an async ``aorder`` (the learned
+        one batches concurrent requests) is awaited; one marked ``blocking``, or any for a
+        request over ``server.route_in_thread_bytes``, runs in a worker thread."""
+        aorder = getattr(decision.selector, "aorder", None)
+        if aorder is not None and request.size <= self._route_in_thread_bytes:
+            ordered: list[Backend] = await aorder(decision.candidates, request, trace)
+            trace.candidates = [b.name for b in ordered]
+            return Plan("single", decision, ordered)
+        if request.size > self._route_in_thread_bytes or getattr(
+            decision.selector, "blocking", False
+        ):
+            return await asyncio.to_thread(self._order, decision, request, trace)
+        return self._order(decision, request, trace)
+
+    async def aplan(self, request: Request, trace: Trace) -> Plan:
+        """Decision and selection on the event loop (no plugins, no model called)."""
+        decision, _ = await self.adecide(request, trace)
+        return await self.aselect(decision, request, trace)
+
+    def plan(self, request: Request, trace: Trace) -> Plan:
+        """Decision and selection, synchronously (the dry run; no plugins)."""
+        decision, _ = self.decide(request, trace)
+        return self._order(decision, request, trace)
 
     def route(self, request: Request, trace_id: str | None = None) -> Trace:
         """Dry run: the decision trace, with every configured signal computed, no model called."""
@@ -176,43 +292,60 @@ class Engine:
             trace.estimated_cost_usd = plan.candidates[0].estimate_cost(request)
         return trace
 
-    # ------------------------------------------------------------------ calling
+    # ------------------------------------------------------------------ the whole request
 
-    def _chain(self, plan: Plan, final: Handler) -> Handler:
-        handler = final
-        for cls, options in reversed(plan.decision.plugins):
-            handler = cls(handler, **options)
-        return handler
+    async def _front(
+        self, request: Request, trace: Trace
+    ) -> tuple[Context, list[BasePlugin], Plan | Respond]:
+        """Phases 1-4: the context, the plugins whose request phase ran, and a plan (or a
+        plugin's answer)."""
+        decision, signals = await self.adecide(request, trace)
+        ctx = Context(request, trace, signals, decision.name)
+        ran: list[BasePlugin] = []
+        decision, answered = await self._request_phase(ctx, decision, ran)
+        if answered is not None:
+            trace.model = answered.model
+            trace.outcome = answered.outcome
+            return ctx, ran, answered
+        return ctx, ran, await self.aselect(decision, ctx.original, trace)
 
     async def complete(self, request: Request, trace: Trace | None = None) -> tuple[JSON, Trace]:
         """Route and call, non-streaming: the OpenAI-shaped answer (``model`` = answering model)."""
         trace = trace or Trace(new_trace_id())
-        plan = await self.aplan(request, trace)
-
-        async def call(req: Request, tr: Trace) -> Any:
-            answer = await self.dispatcher.complete(plan.candidates, req, tr)
-            answer["model"] = tr.model
-            tr.estimated_cost_usd = self.backends[tr.model].estimate_cost(req)
-            return answer
-
-        answer: JSON = await self._chain(plan, call)(request, trace)
+        ctx, ran, planned = await self._front(request, trace)
+        if isinstance(planned, Respond):
+            answer: JSON = {**planned.body, "model": planned.model}
+        else:
+            answer = await self.executors[planned.kind].complete(planned, ctx.request, trace)
+        for plugin in reversed(ran):
+            answer = await plugin.on_answer(ctx, answer)
         return answer, trace
 
     async def stream(
         self, request: Request, trace: Trace | None = None
     ) -> tuple[StreamStart, Trace]:
-        """Route and open a stream; fails over until a first chunk arrives."""
+        """Route and open a stream; fails over until a first chunk arrives.  The response
+        plugins watch every chunk; a plugin's answer is replayed as a stream."""
         trace = trace or Trace(new_trace_id())
-        plan = await self.aplan(request, trace)
+        ctx, ran, planned = await self._front(request, trace)
+        if isinstance(planned, Respond):
+            start = replay(planned.body, request.endpoint, planned.model)
+        else:
+            start = await self.executors[planned.kind].stream(planned, ctx.request, trace)
+        taps: list[ChunkTap] = [t for p in reversed(ran) if (t := p.on_stream(ctx)) is not None]
+        try:
+            return tapped(start, taps), trace
+        except BaseException:
+            await start.rest.aclose()
+            raise
 
-        async def call(req: Request, tr: Trace) -> Any:
-            backend, first, rest = await self.dispatcher.open_stream(plan.candidates, req, tr)
-            tr.estimated_cost_usd = backend.estimate_cost(req)
-            tr.outcome = "streaming"
-            return StreamStart(backend, first, rest)
 
-        start: StreamStart = await self._chain(plan, call)(request, trace)
-        return start, trace
+def plugins_of(engine: Engine) -> Mapping[int, BasePlugin]:
+    """Every plugin instance of ``engine`` (global and per decision), once each."""
+    found = {id(p): p for p in engine.plugins}
+    for decisions in engine.profiles.values():
+        found.update((id(p), p) for d in decisions for p in d.plugins)
+    return found
 
 
 __all__ = ["LOOP_HEADER", "Engine", "Plan", "StreamStart", "new_trace_id"]

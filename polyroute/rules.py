@@ -5,14 +5,17 @@ Grammar (YAML)::
     rule := true | false
           | SIGNAL_NAME                      # the signal fires (truthy, or a score >= threshold)
           | {all: [rule, ...]} | {any: [rule, ...]} | {not: rule}
-          | {signal: NAME, OP: VALUE}        # OP in gt, ge, lt, le, eq, ne, in
+          | {signal: NAME, OP: VALUE}        # OP in gt, ge, lt, le, eq, ne, in; + unknown: BOOL
           | {signal: NAME, contains: MEMBER} | {signal: NAME, contains_any: [MEMBER, ...]}
 
 ``in`` takes a list of labels.  ``contains``/``contains_any`` test a set-valued
 signal (``pii``) and are the only comparisons allowed on one; ``sets`` maps each
 set-valued signal to the members it may hold, so a typo is a load error.  A
-comparison on a missing (``None``) value is false.  Unknown signal names are
-reported by ``Config`` at load time using :func:`signals_used`.
+signal that failed or timed out is unknown (``None``): a comparison on it is false,
+unless the comparison says ``unknown: true`` (fail closed: ``{signal: jailbreak,
+ge: 0.5, unknown: true}`` also holds when the jailbreak model could not answer).  A
+bare ``SIGNAL_NAME`` never fires on unknown.  Unknown signal names are reported when
+the engine is built, using :func:`signals_used`.
 """
 
 from __future__ import annotations
@@ -94,7 +97,10 @@ def _compile_compare(raw: dict[str, Any], where: str, sets: Sets | None) -> Pred
     name = raw["signal"]
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}.signal: expected a signal name, got {name!r}")
-    ops = [k for k in raw if k != "signal"]
+    unknown = raw.get("unknown", False)
+    if not isinstance(unknown, bool):
+        raise ConfigError(f"{where}.unknown: expected true or false, got {unknown!r}")
+    ops = [k for k in raw if k not in ("signal", "unknown")]
     if len(ops) != 1 or ops[0] not in (*_COMPARE, *_SET_OPS):
         raise ConfigError(
             f"{where}: expected one comparison ({', '.join((*_COMPARE, *_SET_OPS))}) "
@@ -102,7 +108,7 @@ def _compile_compare(raw: dict[str, Any], where: str, sets: Sets | None) -> Pred
         )
     op = ops[0]
     if op in _SET_OPS:
-        return _compile_contains(name, op, raw[op], where, sets)
+        return _compile_contains(name, op, raw[op], where, sets, unknown)
     if sets is not None and name in sets:
         raise ConfigError(
             f"{where}.{op}: signal {name!r} is a set; compare it with contains or contains_any"
@@ -120,7 +126,7 @@ def _compile_compare(raw: dict[str, Any], where: str, sets: Sets | None) -> Pred
     def predicate(s: SignalSource) -> bool:
         value: SignalValue = s.get(name)
         if value is None:
-            return False
+            return unknown
         if numeric and (isinstance(value, str)):
             return False
         return bool(compare(value, target))
@@ -128,7 +134,9 @@ def _compile_compare(raw: dict[str, Any], where: str, sets: Sets | None) -> Pred
     return predicate
 
 
-def _compile_contains(name: str, op: str, target: Any, where: str, sets: Sets | None) -> Predicate:
+def _compile_contains(  # noqa: PLR0917 (private; one call site)
+    name: str, op: str, target: Any, where: str, sets: Sets | None, unknown: bool
+) -> Predicate:
     if sets is not None and name not in sets:
         raise ConfigError(
             f"{where}.{op}: signal {name!r} is not set-valued; "
@@ -154,6 +162,8 @@ def _compile_contains(name: str, op: str, target: Any, where: str, sets: Sets | 
 
     def predicate(s: SignalSource) -> bool:
         value = s.get(name)
+        if value is None:
+            return unknown
         return isinstance(value, frozenset) and not wanted.isdisjoint(value)
 
     return predicate

@@ -9,12 +9,13 @@ and cost).  Contracts: :class:`Signal`, :class:`Selector`, :class:`Provider`,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from polyroute.backends.backend import Backend
+    from polyroute.plugins.base import BasePlugin
 
 JSON = dict[str, Any]
 SignalValue = bool | int | float | str | frozenset[str] | None
@@ -60,7 +61,16 @@ class Request:
     body as received (the gateway sets it; 0 for a request built in code).
     """
 
-    __slots__ = ("_bounded", "_prompt", "_text", "body", "endpoint", "headers", "raw_bytes")
+    __slots__ = (
+        "_bounded",
+        "_prompt",
+        "_text",
+        "body",
+        "endpoint",
+        "headers",
+        "memo",
+        "raw_bytes",
+    )
 
     def __init__(
         self,
@@ -73,6 +83,9 @@ class Request:
         self.endpoint: Endpoint = endpoint
         self.headers: Mapping[str, str] = headers or {}
         self.raw_bytes = raw_bytes
+        #: the per-request feature cache: the prompt's vector under each encoder, computed
+        #: once and read by every neural signal and the semantic cache
+        self.memo: dict[Any, Any] | None = None
         self._prompt: str | None = None
         self._text: str | None = None
         self._bounded: dict[tuple[TextField, int], str] | None = None
@@ -187,6 +200,8 @@ class Trace:
     overhead_ms: float = 0.0
     upstream_ms: float = 0.0
     client: str = ""  # the name of the gateway key the request presented
+    #: what the plugins did: refused, rerouted, redacted, answered from the cache...
+    events: list[JSON] = field(default_factory=list)
 
     def as_dict(self) -> JSON:
         return {
@@ -202,6 +217,7 @@ class Trace:
             "attempts": [
                 {**vars_slots(a), "latency_ms": round(a.latency_ms, 3)} for a in self.attempts
             ],
+            "plugins": self.events,
             "model": self.model,
             "outcome": self.outcome,
             "estimated_cost_usd": self.estimated_cost_usd,
@@ -277,19 +293,6 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
-Handler = Callable[[Request, Trace], Awaitable[Any]]
-
-
-class Plugin(Protocol):
-    """Wraps the next stage of the pipeline (Starlette-middleware style).
-
-    Built as ``PluginClass(next_handler, **options)``; may change the request,
-    answer itself, refuse with ``Blocked``, or post-process the result.
-    """
-
-    async def __call__(self, request: Request, trace: Trace) -> Any: ...
-
-
 class Store(Protocol):
     """Shared state behind one interface (memory by default; Redis for replicas)."""
 
@@ -311,5 +314,6 @@ class Decision:
     predicate: Callable[[SignalSource], bool]
     candidates: tuple[Backend, ...]
     selector: Selector
-    plugins: tuple[tuple[type, dict[str, Any]], ...] = ()
+    plugins: tuple[BasePlugin, ...] = ()
+    #: the signals its rule and its plugins read
     signals: tuple[str, ...] = ()

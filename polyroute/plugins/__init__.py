@@ -1,17 +1,20 @@
-"""Plugins wrap the model call (Starlette-middleware style): one file each, one registry.
+"""Request and response plugins (see ``polyroute.plugins.base``): one file each, one registry.
 
-A decision's ``plugins: [{type: NAME, ...options}]`` becomes a chain built as
-``PluginClass(next_handler, **options)``, outermost first.
+A ``plugins: [{type: NAME, ...options}]`` list, at the top level (every request) or
+on a decision, becomes plugin instances built once at load as
+``cls(options, where, env)``.
 """
 
+from polyroute.plugins.base import BasePlugin
 from polyroute.registry import Registry
 
-PLUGINS: Registry[type] = Registry(
+PLUGINS: Registry[type[BasePlugin]] = Registry(
     "plugin",
     {
         "system_prompt": "polyroute.plugins.system_prompt:SystemPrompt",
         "block": "polyroute.plugins.block:Block",
+        "guard": "polyroute.plugins.guard:Guard",
     },
 )
 
-__all__ = ["PLUGINS"]
+__all__ = ["PLUGINS", "BasePlugin"]

@@ -1,18 +1,34 @@
-"""``block``: refuse the request explicitly (403 with a message) instead of calling a model."""
+"""``block``: refuse the request explicitly (an OpenAI-style error) instead of calling a model.
+
+A decision's ``action: block`` is the shorthand for ``plugins: [{type: block}]``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import Field
 
 from polyroute.errors import Blocked
-from polyroute.types import Handler, Request, Trace
+from polyroute.plugins.base import BasePlugin, Context, PluginOptions, Verdict
 
 
-class Block:
-    def __init__(self, next_handler: Handler, message: str = "request refused by policy") -> None:
-        self.next = next_handler
-        self.message = message
+class BlockOptions(PluginOptions):
+    message: str = Field(default="request refused by policy", min_length=1)
+    status: int = Field(default=403, ge=400, le=499)
+    code: str = Field(default="blocked", pattern=r"^[a-z0-9_]{1,64}$")
 
-    async def __call__(self, request: Request, trace: Trace) -> Any:
-        trace.outcome = "blocked"
-        raise Blocked(self.message)
+
+def refusal(options: BlockOptions) -> Blocked:
+    exc = Blocked(options.message)
+    exc.status = options.status
+    exc.code = options.code
+    return exc
+
+
+class Block(BasePlugin):
+    Options = BlockOptions
+    options: BlockOptions
+
+    async def on_request(self, ctx: Context) -> Verdict:
+        ctx.trace.outcome = "blocked"
+        ctx.trace.events.append({"plugin": "block", "action": "refused"})
+        raise refusal(self.options)

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from polyroute.types import Handler, Request, Trace
+from pydantic import Field
+
+from polyroute.plugins.base import BasePlugin, Context, PluginOptions, Verdict
 
 
-class SystemPrompt:
-    def __init__(
-        self, next_handler: Handler, text: str, mode: Literal["prepend", "replace"] = "prepend"
-    ) -> None:
-        self.next = next_handler
-        self.text = text
-        self.mode = mode
+class SystemPromptOptions(PluginOptions):
+    text: str = Field(min_length=1)
+    mode: Literal["prepend", "replace"] = "prepend"
 
-    async def __call__(self, request: Request, trace: Trace) -> Any:
+
+class SystemPrompt(BasePlugin):
+    Options = SystemPromptOptions
+    options: SystemPromptOptions
+
+    async def on_request(self, ctx: Context) -> Verdict:
+        request = ctx.request
         if request.endpoint == "chat":
             messages = request.messages
-            if self.mode == "replace":
+            if self.options.mode == "replace":
                 messages = [m for m in messages if m.get("role") != "system"]
-            system = {"role": "system", "content": self.text}
-            request.body = {**request.body, "messages": [system, *messages]}
-        return await self.next(request, trace)
+            system = {"role": "system", "content": self.options.text}
+            ctx.rewrite({**request.body, "messages": [system, *messages]})
+        return None

@@ -88,7 +88,7 @@ _STATUS = {"stream_cut": 502, "client_disconnected": 499}
 
 
 async def relay(start: StreamStart, trace: Trace) -> AsyncIterator[bytes]:
-    name = start.backend.name
+    name = start.model
     try:
         start.first["model"] = name
         yield sse(start.first)

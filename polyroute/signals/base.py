@@ -5,16 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
-from polyroute.errors import ConfigError
+from polyroute.options import Options, validate_options
 from polyroute.types import Request, SignalValue, TextField
 
 TEXT_MAX_CHARS = 256 * 1024  # the default of server.signal_text_max_chars
 
 
-class SignalOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class SignalOptions(Options):
+    pass
 
 
 class BaseSignal:
@@ -34,10 +32,7 @@ class BaseSignal:
     def __init__(self, name: str, options: Mapping[str, Any], where: str = "") -> None:
         self.name = name
         self.where = where or f"signals.{name}"
-        try:
-            self.options = self.Options.model_validate(dict(options))
-        except ValidationError as exc:
-            raise ConfigError(_options_message(exc, self.where)) from None
+        self.options = validate_options(self.Options, options, self.where)
         self.setup()
 
     def setup(self) -> None:
@@ -63,14 +58,6 @@ class BaseSignal:
         """``request.prompt`` or ``request.text``, bounded to ``text_max_chars`` characters
         (the first and last halves; see ``polyroute.types.bound_text``)."""
         return request.bounded(field, self.text_max_chars)
-
-
-def _options_message(exc: ValidationError, where: str) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{where}.{loc}: {err['msg']} (got {err.get('input')!r})")
-    return "; ".join(parts)
 
 
 class SignalSet:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import numpy.typing as npt
 from pydantic import Field
 
-from polyroute.embed import Encoder, make_encoder
+from polyroute.embed import Array, Encoder, make_encoder
 from polyroute.errors import ConfigError
 from polyroute.signals.base import BaseSignal, SignalOptions
 from polyroute.signals.textmodel import ModelType, TextModel, default_model_dir, load_model
@@ -61,7 +63,7 @@ class EncoderSignal(BaseSignal):
                 self.warmup()
                 self._broken = False
             assert self.encoder is not None
-            return self.evaluate(self.encoder, request)
+            return self.evaluate(RequestEncoder(self.encoder, request), request)
         except Exception as exc:  # a failing signal is unknown, never a failed request
             _LOG.warning("signal %s failed: %s: %s", self.name, type(exc).__name__, exc)
             return None
@@ -75,6 +77,40 @@ class EncoderSignal(BaseSignal):
         if not math.isfinite(number):
             raise ValueError(f"the model gave {number}")
         return number
+
+
+class RequestEncoder:
+    """An encoder seen through one request's feature cache (``request.memo``): a text
+    already encoded by this encoder for this request (by another signal, or the semantic
+    cache) is not encoded again."""
+
+    def __init__(self, encoder: Encoder, request: Request) -> None:
+        self.encoder = encoder
+        self.id = encoder.id
+        self.request = request
+
+    def encode(self, texts: Sequence[str]) -> Array:
+        if len(texts) != 1:
+            return self.encoder.encode(texts)
+        return embed_memo(self.request, self.encoder, texts[0])
+
+    def fit(self, texts: Sequence[str]) -> Encoder:
+        return self.encoder.fit(texts)
+
+    def state(self) -> dict[str, npt.NDArray[Any]]:
+        return self.encoder.state()
+
+
+def embed_memo(request: Request, encoder: Encoder, text: str) -> Array:
+    """``encoder.encode([text])``, computed once per request, encoder and text."""
+    memo = request.memo
+    if memo is None:
+        memo = request.memo = {}
+    key = ("embed", encoder.id, text)
+    vector: Array | None = memo.get(key)
+    if vector is None:
+        vector = memo[key] = encoder.encode([text])
+    return vector
 
 
 class ModelSignal(EncoderSignal):

@@ -25,7 +25,7 @@ async def test_complete_and_stream(upstreams: tuple[FakeUpstream, ...]) -> None:
         assert trace.outcome == "ok" and trace.attempts[0].model == "large"
         start, trace = await engine.stream(Request.chat("hi", stream=True))
         chunks = [start.first] + [c async for c in start.rest]
-        assert start.backend.name == "small" and len(chunks) == 3
+        assert start.model == "small" and len(chunks) == 3
         assert trace.outcome == "ok"
     finally:
         await engine.aclose()

@@ -76,13 +76,13 @@ def test_a_failing_scan_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*_: Any) -> frozenset[str]:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(module, "find", boom)
+    monkeypatch.setattr(module, "span_finder", lambda _: boom)
     assert PiiSignal("p", {}).compute(Request.chat("4111 1111 1111 1111")) is None
 
 
 def test_unknown_entity_option_names_the_field() -> None:
-    with pytest.raises(ConfigError, match=r"signals\.p\.entities: .*unknown entity \['PERSON'\]"):
-        PiiSignal("p", {"entities": ["PERSON"]}, "signals.p")
+    with pytest.raises(ConfigError, match=r"signals\.p\.entities: .*unknown entity \['ZIP_CODE'\]"):
+        PiiSignal("p", {"entities": ["ZIP_CODE"]}, "signals.p")
 
 
 CONFIG = """
@@ -156,7 +156,7 @@ def test_bad_contains_is_a_load_error_naming_file_and_field(
     )
     path.write_text(text)
     with pytest.raises(ConfigError, match=message) as info:
-        load_config(path)
+        Engine.from_file(path)
     assert "bad.yaml" in str(info.value)
 
 

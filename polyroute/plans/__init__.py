@@ -1,0 +1,11 @@
+"""Plan executors, one per plan kind, in one registry (see ``polyroute.plans.base``)."""
+
+from polyroute.plans.base import Plan, PlanExecutor, StreamStart
+from polyroute.registry import Registry
+
+PLANS: Registry[type[PlanExecutor]] = Registry(
+    "plan",
+    {"single": "polyroute.plans.single:SingleExecutor"},
+)
+
+__all__ = ["PLANS", "Plan", "PlanExecutor", "StreamStart"]
