@@ -30,7 +30,7 @@ def build_store(config: Config) -> Store:
     options = dict(config.store)
     cls = STORES.get(str(options.pop("type", "memory")), f"{config.source}: store.type")
     try:
-        return cls(**options)  # type: ignore[no-any-return]
+        return cls(**options)
     except TypeError as exc:
         raise ConfigError(f"{config.source}: store: invalid options ({exc})") from None
 
@@ -94,7 +94,7 @@ def build_selector(select: str | Mapping[str, Any], where: str, base_dir: str) -
     if name == "router":
         options["router"] = str((Path(base_dir) / str(options["router"])).resolve())
     try:
-        return cls(**options)  # type: ignore[no-any-return]
+        return cls(**options)
     except TypeError as exc:
         raise ConfigError(f"{where}: invalid options for selector {name!r} ({exc})") from None
     except ConfigError as exc:

@@ -282,7 +282,18 @@ class UpstreamStream(Protocol):
 
 
 class Provider(Protocol):
-    """Talks one wire protocol to one upstream; all bodies in and out are OpenAI-shaped."""
+    """Talks one wire protocol to one upstream; all bodies in and out are OpenAI-shaped.
+
+    Built as ``cls(base_url, api_key=..., headers=..., **options)`` (a model's
+    ``options:`` are its extra keyword arguments)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = ...,
+        headers: Mapping[str, str] | None = ...,
+        **options: Any,
+    ) -> None: ...
 
     async def complete(self, request: Request, upstream_model: str, timeout_s: float) -> JSON: ...
 

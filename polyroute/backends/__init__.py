@@ -3,8 +3,9 @@
 from polyroute.backends.backend import Backend
 from polyroute.backends.health import CircuitBreaker, LiveStats
 from polyroute.registry import Registry
+from polyroute.types import Provider
 
-PROVIDERS: Registry[type] = Registry(
+PROVIDERS: Registry[type[Provider]] = Registry(
     "provider",
     {
         "openai": "polyroute.backends.openai:OpenAIProvider",

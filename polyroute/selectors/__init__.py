@@ -7,8 +7,9 @@ themselves live in :mod:`polyroute.routers`.
 """
 
 from polyroute.registry import Registry
+from polyroute.types import Selector
 
-SELECTORS: Registry[type] = Registry(
+SELECTORS: Registry[type[Selector]] = Registry(
     "selector",
     {
         "static": "polyroute.selectors.static:StaticSelector",

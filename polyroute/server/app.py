@@ -80,6 +80,13 @@ class Gateway:
         self.redactor = engine.redactor
         self.ready = False
 
+    def _error(
+        self, exc: BaseException, trace_id: str, headers: dict[str, str] | None = None
+    ) -> Response:
+        """The one way an endpoint answers an error: OpenAI-style JSON, secrets scrubbed,
+        the trace id in a header (and in the message of a 5xx)."""
+        return error_response(exc, headers, trace_id=trace_id, redactor=self.redactor)
+
     def _check_loop(self, http: HttpRequest) -> None:
         """A request this gateway sent itself (a model's base_url pointing back here)."""
         if http.headers.get(LOOP_HEADER) == self.engine.instance_id:
@@ -153,14 +160,11 @@ class Gateway:
                 trace.outcome = f"refused:{exc.code}"
             headers = _headers(trace, started)
             log_request(trace, exc.status, endpoint, stream, started)
-            if exc.status >= 500:
-                exc.message = f"{exc.message} (trace {trace.trace_id})"
-            exc.message = self.redactor.scrub(exc.message)
-            return error_response(exc, headers)
+            return self._error(exc, trace.trace_id, headers)
         except Exception as exc:  # a bug: still one JSON 500 and one log line per request
             trace.outcome = "internal_error"
             log_request(trace, 500, endpoint, stream, started)
-            return error_response(exc, {"x-polyroute-trace-id": trace.trace_id})
+            return self._error(exc, trace.trace_id)
         log_request(trace, 200, endpoint, False, started)
         return response
 
@@ -181,6 +185,7 @@ class Gateway:
             raise
 
     async def route(self, http: HttpRequest) -> Response:
+        trace_id = new_trace_id()
         try:
             self._authorize(http)
             body = parse_body(await self._body(http), self.limit)
@@ -189,16 +194,16 @@ class Gateway:
                 body.pop("prompt")
             check_body(body, "chat")
             request = Request(body, "chat", http.headers)
-            trace = await asyncio.to_thread(self.engine.route, request)  # may run an encoder
+            trace = await asyncio.to_thread(self.engine.route, request, trace_id)
         except PolyrouteError as exc:
-            return error_response(exc)
+            return self._error(exc, trace_id)
         return Response(orjson.dumps(trace.as_dict()), media_type=JSON_TYPE)
 
     async def models(self, http: HttpRequest) -> Response:
         try:
             self._authorize(http)
         except PolyrouteError as exc:
-            return error_response(exc)
+            return self._error(exc, new_trace_id())
         names = ["auto", *(p for p in self.engine.profiles if p != "auto"), *self.engine.backends]
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "polyroute"} for n in names]
         return Response(orjson.dumps({"object": "list", "data": data}), media_type=JSON_TYPE)

@@ -6,8 +6,9 @@ budgets, rate limits) keep their state here.
 """
 
 from polyroute.registry import Registry
+from polyroute.types import Store
 
-STORES: Registry[type] = Registry(
+STORES: Registry[type[Store]] = Registry(
     "store",
     {
         "memory": "polyroute.store.memory:MemoryStore",
