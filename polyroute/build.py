@@ -35,6 +35,10 @@ def build_store(config: Config) -> Store:
         raise ConfigError(f"{config.source}: store: invalid options ({exc})") from None
 
 
+# signal options that name a file or directory
+_PATH_OPTIONS = ("model", "router")
+
+
 def build_signals(config: Config) -> dict[str, BaseSignal]:
     signals: dict[str, BaseSignal] = {}
     for name, block in config.signals.items():
@@ -44,6 +48,9 @@ def build_signals(config: Config) -> dict[str, BaseSignal]:
             raise ConfigError(f"{where}.type: expected one of {', '.join(SIGNALS.names())}")
         cls = SIGNALS.get(kind, f"{where}.type")
         options = {k: v for k, v in block.items() if k != "type"}
+        for key in _PATH_OPTIONS:  # files a signal loads are relative to the config
+            if isinstance(options.get(key), str):
+                options[key] = str(Path(config.base_dir) / options[key])
         signals[name] = cls(name, options, where)
     return signals
 

@@ -19,6 +19,7 @@ SIGNALS: Registry[type[BaseSignal]] = Registry(
         "domain": "polyroute.signals.domain:DomainSignal",
         "pii": "polyroute.signals.pii:PiiSignal",
         "similarity": "polyroute.signals.similarity:SimilaritySignal",
+        "difficulty": "polyroute.signals.difficulty:DifficultySignal",
     },
 )
 
