@@ -19,7 +19,8 @@ from aiohttp import web
 
 @dataclass
 class Behaviour:
-    """What the next requests get: ``mode`` is ok, status, hang, cut_stream, malformed."""
+    """What the next requests get: ``mode`` is ok, status, hang, cut_stream, malformed, or
+    echo (the answer is the last user message, streamed ``chunks`` characters a chunk)."""
 
     mode: str = "ok"
     status: int = 200
@@ -66,6 +67,8 @@ class FakeUpstream:
         if b.mode == "malformed":
             return web.Response(text="{not json", content_type="application/json")
         completion = request.path.endswith("/completions") and "chat" not in request.path
+        if b.mode == "echo":
+            return await self._echo(request, body, b)
         if body.get("stream"):
             return await self._stream(request, body, b)
         if completion:
@@ -94,6 +97,30 @@ class FakeUpstream:
             },
             headers=b.headers,
         )
+
+    async def _echo(
+        self, request: web.Request, body: dict[str, Any], b: Behaviour
+    ) -> web.StreamResponse:
+        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+        text = str(users[-1]["content"]) if users else str(body.get("prompt", ""))
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": text}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            answer = {"id": "e", "object": "chat.completion", "created": 1, "choices": [choice]}
+            return web.json_response({**answer, "model": body["model"]})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        pieces = [text[i : i + b.chunks] for i in range(0, len(text), b.chunks)]
+        for i, piece in enumerate([*pieces, None]):
+            last = piece is None
+            delta = {} if last else {"content": piece}
+            choice = {"index": 0, "delta": delta, "finish_reason": "stop" if last else None}
+            chunk = {"id": f"e{i}", "object": "chat.completion.chunk", "model": body["model"]}
+            await resp.write(
+                b"data: " + json.dumps({**chunk, "choices": [choice]}).encode() + b"\n\n"
+            )
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
 
     async def _stream(
         self, request: web.Request, body: dict[str, Any], b: Behaviour

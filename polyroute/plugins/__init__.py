@@ -14,6 +14,7 @@ PLUGINS: Registry[type[BasePlugin]] = Registry(
         "system_prompt": "polyroute.plugins.system_prompt:SystemPrompt",
         "block": "polyroute.plugins.block:Block",
         "guard": "polyroute.plugins.guard:Guard",
+        "pii": "polyroute.plugins.pii:PiiPlugin",
     },
 )
 

@@ -100,20 +100,21 @@ def replay(answer: JSON, endpoint: Endpoint, model: str) -> StreamStart:
     return StreamStart(model, chunks[0], ReplayStream(chunks[1:]))
 
 
-def chunk_texts(chunk: JSON) -> list[tuple[JSON, str]]:
-    """The text-bearing parts of a chunk: (the dict holding it, its key) per choice.
-
-    ``delta.content`` for chat, ``text`` for completions; a plugin edits the text in
-    place through ``part[key]``."""
-    found: list[tuple[JSON, str]] = []
-    for choice in chunk.get("choices") or ():
+def chunk_texts(chunk: JSON) -> list[tuple[int, JSON, str]]:
+    """The text-bearing parts of a chunk: (choice index, the dict holding the text, its
+    key) per choice: ``delta.content`` for chat, ``text`` for completions.  A plugin
+    edits the text in place through ``holder[key]``."""
+    found: list[tuple[int, JSON, str]] = []
+    for i, choice in enumerate(chunk.get("choices") or ()):
         if not isinstance(choice, dict):
             continue
+        index = choice.get("index", i)
+        index = index if isinstance(index, int) else i
         delta = choice.get("delta")
         if isinstance(delta, dict) and isinstance(delta.get("content"), str):
-            found.append((delta, "content"))
+            found.append((index, delta, "content"))
         elif isinstance(choice.get("text"), str):
-            found.append((choice, "text"))
+            found.append((index, choice, "text"))
     return found
 
 

@@ -1,9 +1,13 @@
 """PII signal: the set of PII entity types found in the request's user text.
 
-In-process regexes with checksums (see ``polyroute.signals.pii_recognizers``), no
-model.  The value is a ``frozenset`` of entity names (empty: none found); bare in a
-rule it fires when the set is not empty, and ``{signal: pii, contains: CREDIT_CARD}``
-/ ``contains_any: [...]`` test members.  Traces write it as a sorted JSON list.
+In-process regexes with checksums (see ``polyroute.signals.pii_recognizers``) for
+the structured types, the default; PERSON, LOCATION and DATE_TIME
+(``polyroute.signals.pii_person``: presidio and spaCy's small English model, the
+``pii`` extra) only when ``entities`` names them, which makes the signal blocking
+(milliseconds per prompt) and loads the model at warm-up.  The value is a
+``frozenset`` of entity names (empty: none found); bare in a rule it fires when the
+set is not empty, and ``{signal: pii, contains: CREDIT_CARD}`` / ``contains_any:
+[...]`` test members.  Traces write it as a sorted JSON list.
 
 ``scope``: ``user`` (every user message, the default), ``last_user`` (the last
 one; the completion prompt for completions) or ``all`` (every message, system and
@@ -20,7 +24,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from polyroute.signals.base import BaseSignal, SignalOptions
-from polyroute.signals.pii_recognizers import RECOGNIZERS, STRUCTURED, find
+from polyroute.signals.pii_person import NER_ENTITIES, check_installed, load
+from polyroute.signals.pii_recognizers import RECOGNIZERS, STRUCTURED, span_finder
 from polyroute.types import Request, SignalValue, bound_text
 
 _LOG = logging.getLogger("polyroute.signals")
@@ -33,9 +38,10 @@ class PiiOptions(SignalOptions):
     @field_validator("entities")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
-        unknown = [e for e in value if e not in RECOGNIZERS]
+        known = [*RECOGNIZERS, *NER_ENTITIES]
+        unknown = [e for e in value if e not in known]
         if unknown:
-            raise ValueError(f"unknown entity {unknown}; expected some of {list(RECOGNIZERS)}")
+            raise ValueError(f"unknown entity {unknown}; expected some of {known}")
         return value
 
 
@@ -45,6 +51,15 @@ class PiiSignal(BaseSignal):
 
     def setup(self) -> None:
         self._entities = frozenset(self.options.entities)
+        self._model = bool(self._entities & set(NER_ENTITIES))
+        if self._model:
+            check_installed()  # a missing package fails the config load, not a request
+            self.blocking = True
+        self._find = span_finder(self._entities)
+
+    def warmup(self) -> None:
+        if self._model:
+            load()
 
     def members(self) -> frozenset[str] | None:
         return self._entities
@@ -59,7 +74,7 @@ class PiiSignal(BaseSignal):
 
     def compute(self, request: Request) -> SignalValue:
         try:
-            return find(self._text(request), self._entities)
+            return frozenset(s.entity for s in self._find(self._text(request)))
         except Exception as exc:  # a failing signal is unknown, never a failed request
             _LOG.warning("signal %s failed: %s: %s", self.name, type(exc).__name__, exc)
             return None

@@ -1,7 +1,11 @@
 """Recognizers of structured PII: one regex per entity type, plus a checksum where one exists.
 
-``find(text, entities)`` returns the entity types found.  The recognizers, in the
-order they claim text (a later one never matches inside an earlier one's span):
+``spans(text, entities)`` returns the values found (``Span``: start, end, entity,
+value; sorted, never overlapping), ``find(text, entities)`` their types, and
+``span_finder(entities)`` a function of the text that adds the model types
+(PERSON, ...: ``polyroute.signals.pii_person``, loaded only when asked for).  The
+recognizers, in the order they claim text (a later one never matches inside an
+earlier one's span):
 
 - ``EMAIL_ADDRESS``: ``local@domain.tld``.
 - ``IBAN_CODE``: a country code, two check digits and 11-30 letters/digits (spaces
@@ -18,9 +22,14 @@ order they claim text (a later one never matches inside an earlier one's span):
   with ``::``, at least three groups.
 - ``PHONE_NUMBER``: 7-15 digits in at least two groups separated by spaces, dots,
   dashes or parentheses, optionally ``+CC``, ``(0)`` and an ``x123`` extension; a
-  single run of 10-11 digits also counts.  Dates (``2024-01-31``) and times are
-  not phones.  Phones are the least precise type: numbers written like phones are
-  phones here.
+  single run of 10-11 digits, or ``+CC`` and 6-14 digits, also counts, and one of
+  7-9 digits after a word naming a phone (``call``, ``mobile``...).  Two groups
+  of at most 9 digits, or two groups with one longer than five (``1234 5678901``),
+  need a phone word before them (``phone``, ``call``, ``mobile``...) or a label
+  after them (``office``, ``fax``...), unless the first is an area code in
+  parentheses or with a trunk 0 (``(0114) 4960318``, ``0393 1144137``).  Dates
+  (``2024-01-31``) and times are not phones.  Phones are the least precise type:
+  numbers written like phones are phones here.
 """
 
 from __future__ import annotations
@@ -29,7 +38,8 @@ import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-Validator = Callable[[re.Match[str]], bool]
+# a validator gives the end of the accepted text (``match.end()`` or before), None to refuse
+Validator = Callable[[re.Match[str]], int | None]
 
 
 def luhn_ok(number: str) -> bool:
@@ -43,10 +53,14 @@ def luhn_ok(number: str) -> bool:
     return total % 10 == 0
 
 
-def _iban_match(match: re.Match[str]) -> bool:
+def _iban_match(match: re.Match[str]) -> int | None:
     """The match, or the match without its last space-separated groups (a following word)."""
     parts = match.group().split(" ")
-    return any(iban_ok(" ".join(parts[:n])) for n in range(len(parts), 0, -1))
+    for n in range(len(parts), 0, -1):
+        value = " ".join(parts[:n])
+        if iban_ok(value):
+            return match.start() + len(value)
+    return None
 
 
 def iban_ok(iban: str) -> bool:
@@ -56,6 +70,15 @@ def iban_ok(iban: str) -> bool:
         return False
     moved = compact[4:] + compact[:4]
     return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def _whole(check: Callable[[re.Match[str]], bool]) -> Validator:
+    """A yes/no check as a validator accepting the whole match."""
+
+    def valid(match: re.Match[str]) -> int | None:
+        return match.end() if check(match) else None
+
+    return valid
 
 
 def _luhn_match(match: re.Match[str]) -> bool:
@@ -72,28 +95,44 @@ _PHONE_BEFORE = re.compile(
     r"\W*(?:\w+\W+){0,3}$",
     re.IGNORECASE,
 )
+# a bare run of digits needs a word that names a phone ("number" is not enough)
+_PHONE_NAMED = re.compile(
+    r"(?:phone|call|mobile|tel|fax|cell|dial|whatsapp|sms)\w*\W*(?:\w+\W+){0,3}$",
+    re.IGNORECASE,
+)
 _PHONE_AFTER = re.compile(r"\W{0,3}(?:office|fax|mobile|cell|home|work|desk)\b", re.IGNORECASE)
 
 
 def _phone_ok(match: re.Match[str]) -> bool:
-    """7-15 digits; a short one in at most two groups (``370 3911``, a street number and
-    a house number?) needs a phone word just before it or a label just after it."""
+    """7-15 digits, in a shape that reads as a phone or with a phone word around it."""
     phone = match.group()
-    digits = sum(c.isdigit() for c in phone.split("x")[0])
+    groups = [len(g) for g in re.findall(r"\d+", phone.split("x")[0])]
+    digits = sum(groups)
     if not 7 <= digits <= 15:
         return False
-    groups = len(re.findall(r"\d+", phone.split("x")[0]))
-    if phone.startswith("+") or groups > 2 or digits > 9:
-        return True
     text, start, end = match.string, match.start(), match.end()
-    return bool(
-        _PHONE_BEFORE.search(text[max(0, start - 40) : start])
-        or _PHONE_AFTER.match(text, end, end + 12)
-    )
+    before = text[max(0, start - 40) : start]
+    if len(groups) == 1 and digits < 10 and not phone.startswith("+"):
+        return bool(_PHONE_NAMED.search(before))
+    if not _ambiguous(phone, groups, digits):
+        return True
+    return bool(_PHONE_BEFORE.search(before) or _PHONE_AFTER.match(text, end, end + 12))
 
 
-def _always(_: re.Match[str]) -> bool:
-    return True
+def _ambiguous(phone: str, groups: list[int], digits: int) -> bool:
+    """Two groups that may be something else: short ones (``370 3911``, a street number
+    and a house number?) or one long one (``1234 5678901``, an amount and a reference?),
+    unless the first is an area code: in parentheses or with a trunk 0 (``(0114)
+    4960318``, ``0393 1144137``)."""
+    if phone.startswith("+") or len(groups) != 2:
+        return False
+    if phone.startswith("(") or (phone.startswith("0") and digits >= 10):
+        return False
+    return digits <= 9 or max(groups) > 5
+
+
+def _always(match: re.Match[str]) -> int | None:
+    return match.end()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +155,8 @@ _IPV6 = (
 
 _PHONE_GROUPED = (
     r"(?:\+\d{1,3}[ .-]?)?(?:\(0\)[ ]?)?"  # +CC and the UK/CH/SE (0)
-    r"(?:\(\d{1,4}\)[ .-]?|\d{1,5}[ .-])"  # the first group, maybe in parentheses
-    r"(?:\d{1,5}[ .-]){0,4}\d{2,5}"  # more groups
+    r"(?:\(\d{1,5}\)[ .-]?|\d{1,5}[ .-])"  # the first group, maybe in parentheses
+    r"(?:\d{1,5}[ .-]){0,4}\d{2,8}"  # more groups
     r"(?:[ ]?x\d{1,5})?"  # extension
 )
 
@@ -134,18 +173,18 @@ RECOGNIZERS: dict[str, Recognizer] = {
     "CREDIT_CARD": Recognizer(
         "CREDIT_CARD",
         re.compile(rf"{_B}\d(?:[ -]?\d){{11,18}}{_E}"),
-        _luhn_match,
+        _whole(_luhn_match),
     ),
     "US_SSN": Recognizer(
         "US_SSN",
         re.compile(rf"{_B}\d{{3}}([-. ])\d{{2}}\1\d{{4}}{_E}"),
-        _ssn_ok,
+        _whole(_ssn_ok),
     ),
     "IP_ADDRESS": Recognizer("IP_ADDRESS", re.compile(f"{_IPV4}|{_IPV6}")),
     "PHONE_NUMBER": Recognizer(
         "PHONE_NUMBER",
-        re.compile(rf"{_B}(?:{_PHONE_GROUPED}|\d{{10,11}}){_E}"),
-        _phone_ok,
+        re.compile(rf"{_B}(?:{_PHONE_GROUPED}|\d{{7,11}}|\+\d{{1,3}} ?(?:\(0\) ?)?\d{{6,14}}){_E}"),
+        _whole(_phone_ok),
     ),
 }
 STRUCTURED: tuple[str, ...] = tuple(RECOGNIZERS)
@@ -157,22 +196,71 @@ _DATE = re.compile(
 )
 
 
-def find(text: str, entities: Collection[str] = STRUCTURED) -> frozenset[str]:
-    """The entity types (among ``entities``) found in ``text``.
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One value found in a text: ``text[start:end] == value``."""
+
+    start: int
+    end: int
+    entity: str
+    value: str
+
+
+def spans(text: str, entities: Collection[str] = STRUCTURED) -> list[Span]:
+    """The values of the types in ``entities`` found in ``text``, sorted by start.
 
     Recognizers run in ``RECOGNIZERS`` order; a span claimed by one (a card number)
-    is not searched again by a later one (as a phone).
+    is not searched again by a later one (as a phone), and dates claim their text
+    before all of them.  Each regex scans left to right and takes the longest match
+    at each position, so the spans never overlap and the result depends only on
+    ``text``.  Types not in ``entities`` still claim their text: asking for phones
+    alone never reports the digits of a card as a phone.
     """
-    found: set[str] = set()
+    found: list[Span] = []
     claimed = [m.span() for m in _DATE.finditer(text)]
     for name, rec in RECOGNIZERS.items():
         for match in rec.pattern.finditer(text):
             start, end = match.span()
             if any(s < end and start < e for s, e in claimed):
                 continue
-            if not rec.valid(match):
+            valid_end = rec.valid(match)
+            if valid_end is None:
                 continue
-            claimed.append((start, end))
+            claimed.append((start, valid_end))
             if name in entities:
-                found.add(name)
-    return frozenset(found)
+                found.append(Span(start, valid_end, name, text[start:valid_end]))
+    found.sort(key=lambda s: s.start)
+    return found
+
+
+SpanFinder = Callable[[str], list[Span]]
+
+
+def span_finder(entities: Collection[str] = STRUCTURED) -> SpanFinder:
+    """A function giving the spans of ``entities`` in a text.
+
+    Structured types use the recognizers above; PERSON and the other model types
+    (``polyroute.signals.pii_person.NER_ENTITIES``) load presidio and spaCy, only
+    when asked for (a ``ConfigError`` names the package to install when missing).
+    A model span that overlaps a structured one is dropped: the structured one wins.
+    """
+    wanted = frozenset(entities)
+    structured = wanted & RECOGNIZERS.keys()
+    model_types = wanted - structured
+    if not model_types:
+        return lambda text: spans(text, structured)
+    from polyroute.signals.pii_person import ner_finder
+
+    ner = ner_finder(sorted(model_types))
+
+    def find_all(text: str) -> list[Span]:
+        found = spans(text, structured)
+        kept = [n for n in ner(text) if not any(s.start < n.end and n.start < s.end for s in found)]
+        return sorted(found + kept, key=lambda s: s.start)
+
+    return find_all
+
+
+def find(text: str, entities: Collection[str] = STRUCTURED) -> frozenset[str]:
+    """The entity types (among ``entities``) found in ``text`` (see ``spans``)."""
+    return frozenset(s.entity for s in spans(text, entities))
