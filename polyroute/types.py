@@ -202,6 +202,8 @@ class Trace:
     client: str = ""  # the name of the gateway key the request presented
     #: what the plugins did: refused, rerouted, redacted, answered from the cache...
     events: list[JSON] = field(default_factory=list)
+    #: "hit" or "miss" when a semantic cache looked this request up ("" otherwise)
+    cache: str = ""
 
     def as_dict(self) -> JSON:
         return {
@@ -218,6 +220,7 @@ class Trace:
                 {**vars_slots(a), "latency_ms": round(a.latency_ms, 3)} for a in self.attempts
             ],
             "plugins": self.events,
+            "cache": self.cache,
             "model": self.model,
             "outcome": self.outcome,
             "estimated_cost_usd": self.estimated_cost_usd,

@@ -3,7 +3,7 @@
 Built by ``create_app(engine)``; no module-level state.  Every response of the
 model endpoints carries ``x-polyroute-model``, ``x-polyroute-decision``,
 ``x-polyroute-trace-id`` and ``x-polyroute-overhead-ms`` (time in polyroute,
-upstream excluded).
+upstream excluded); with a semantic cache, ``x-polyroute-cache: hit|miss``.
 """
 
 from __future__ import annotations
@@ -61,12 +61,15 @@ def header_value(text: str) -> str:
 def _headers(trace: Trace, started: float) -> dict[str, str]:
     overhead = (time.perf_counter() - started) * 1000 - trace.upstream_ms
     trace.overhead_ms = max(overhead, 0.0)
-    return {
+    headers = {
         "x-polyroute-model": header_value(trace.model),
         "x-polyroute-decision": header_value(trace.decision),
         "x-polyroute-trace-id": trace.trace_id,
         "x-polyroute-overhead-ms": f"{trace.overhead_ms:.3f}",
     }
+    if trace.cache:
+        headers["x-polyroute-cache"] = trace.cache
+    return headers
 
 
 class Gateway:
