@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from openai import OpenAI, PermissionDeniedError
-from procs import LOOPBACK, Gateway, Proc, free_port, start_process
+from procs import Gateway, Proc, free_port, start_process
 
 from tests.e2e.conftest import GatewayFactory, model_entry
 
