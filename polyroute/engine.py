@@ -142,6 +142,8 @@ class Engine:
         """Load lazy resources (language models, encoders) before serving."""
         for signal in self.signals.values():
             signal.warmup()
+        for plugin in plugins_of(self).values():
+            plugin.warmup()
 
     async def aclose(self) -> None:
         for backend in self.backends.values():

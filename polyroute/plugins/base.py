@@ -113,6 +113,9 @@ class BasePlugin:
     def setup(self, env: PluginEnv) -> None:
         """Check references and prepare state from ``self.options``."""
 
+    def warmup(self) -> None:
+        """Load heavy resources now (called once at server start-up, before ready)."""
+
     def reroute_targets(self) -> tuple[str, ...]:
         """Decisions or models this plugin may reroute to (checked at load)."""
         return ()

@@ -15,6 +15,7 @@ then keys and stores redacted text, and a hit is restored with this request's va
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -23,11 +24,13 @@ from polyroute.pii_redact import Redaction, StreamRestorer, redact_body, restore
 from polyroute.plugins.base import BasePlugin, ChunkTap, Context, PluginEnv, PluginOptions, Verdict
 from polyroute.plugins.block import BlockOptions, refusal
 from polyroute.plugins.stream import chunk_texts
-from polyroute.signals.pii_person import NER_ENTITIES, check_installed
+from polyroute.signals.pii_person import NER_ENTITIES, check_installed, load
 from polyroute.signals.pii_recognizers import RECOGNIZERS, STRUCTURED, span_finder
 from polyroute.types import JSON
 
 _STATE = "pii.mapping"
+# bodies larger than this (or any, with a spaCy model) are scanned in a worker thread
+INLINE_MAX_BYTES = 64 * 1024
 
 
 class PiiPluginOptions(PluginOptions):
@@ -53,15 +56,25 @@ class PiiPlugin(BasePlugin):
     options: PiiPluginOptions
 
     def setup(self, env: PluginEnv) -> None:
-        if set(self.options.entities) & set(NER_ENTITIES):
+        self._model = bool(set(self.options.entities) & set(NER_ENTITIES))
+        if self._model:
             check_installed()  # a missing package fails the config load, not a request
         self.finder = span_finder(self.options.entities)
         o = self.options
         self.refusal = BlockOptions(message=o.message, status=o.status, code=o.code)
 
+    def warmup(self) -> None:
+        if self._model:
+            load()
+
     async def on_request(self, ctx: Context) -> Verdict:
         redaction = Redaction(finder=self.finder)
-        body = redact_body(ctx.request.body, ctx.request.endpoint, redaction)
+        if self._model or ctx.request.size > INLINE_MAX_BYTES:  # off the event loop
+            body = await asyncio.to_thread(
+                redact_body, ctx.request.body, ctx.request.endpoint, redaction
+            )
+        else:
+            body = redact_body(ctx.request.body, ctx.request.endpoint, redaction)
         found = sorted(redaction.found)
         if not found:
             return None
