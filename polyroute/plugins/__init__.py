@@ -15,6 +15,7 @@ PLUGINS: Registry[type[BasePlugin]] = Registry(
         "block": "polyroute.plugins.block:Block",
         "guard": "polyroute.plugins.guard:Guard",
         "pii": "polyroute.plugins.pii:PiiPlugin",
+        "semantic_cache": "polyroute.plugins.semantic_cache:SemanticCache",
     },
 )
 

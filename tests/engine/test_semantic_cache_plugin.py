@@ -1,0 +1,157 @@
+"""The ``semantic_cache`` plugin in the pipeline: hits cost no upstream call and no
+selection, replay as streams, never cross tenants or change what was asked."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import pytest
+from fakes import Behaviour, FakeUpstream, gateway_config
+
+from polyroute import Engine, Request, parse_config
+from polyroute.errors import ConfigError
+from polyroute.types import Trace
+
+ASK = "How do I reset my password?"
+REWORDED = "how can i reset my password"
+OTHER = "What is the capital of France?"
+
+
+def engine_for(upstreams: tuple[FakeUpstream, ...], **options: Any) -> Engine:
+    config = gateway_config(upstreams[0].base_url, upstreams[1].base_url)
+    config["plugins"] = [{"type": "semantic_cache", **options}]
+    return Engine(parse_config(config))
+
+
+def chat(prompt: str, **fields: Any) -> Request:
+    return Request.chat(prompt, **{"temperature": 0, **fields})
+
+
+async def test_a_repeat_and_a_rewording_are_answered_from_the_cache(
+    upstreams: tuple[FakeUpstream, ...],
+) -> None:
+    upstreams[0].behaviour = Behaviour(mode="echo")
+    engine = engine_for(upstreams)
+    try:
+        first, t1 = await engine.complete(chat(ASK))
+        again, t2 = await engine.complete(chat(ASK))
+        reworded, t3 = await engine.complete(chat(REWORDED))
+        other, t4 = await engine.complete(chat(OTHER))
+    finally:
+        await engine.aclose()
+    assert (t1.cache, t2.cache, t3.cache, t4.cache) == ("miss", "hit", "hit", "miss")
+    assert again["choices"] == first["choices"] == reworded["choices"]
+    assert other["choices"][0]["message"]["content"] == OTHER
+    assert len(upstreams[0].requests) == 2  # the first question and the other one
+    assert t2.outcome == "cache_hit" and t2.model == "small" and not t2.candidates
+    assert t2.events[-1]["action"] == "hit" and t2.events[-1]["similarity"] > 0.99
+
+
+async def test_a_hit_replays_as_a_stream_and_a_streamed_answer_is_stored(
+    upstreams: tuple[FakeUpstream, ...],
+) -> None:
+    upstreams[0].behaviour = Behaviour(mode="echo", chunks=4)
+    engine = engine_for(upstreams)
+    try:
+        start, t1 = await engine.stream(chat(ASK, stream=True))
+        streamed = [start.first] + [c async for c in start.rest]
+        answer, t2 = await engine.complete(chat(ASK))
+        start, t3 = await engine.stream(chat(ASK, stream=True))
+        replayed = [start.first] + [c async for c in start.rest]
+    finally:
+        await engine.aclose()
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in streamed)
+    assert text == ASK and (t1.cache, t2.cache, t3.cache) == ("miss", "hit", "hit")
+    assert answer["choices"][0]["message"]["content"] == ASK
+    again = "".join(c["choices"][0]["delta"].get("content") or "" for c in replayed)
+    assert again == ASK and replayed[-1]["choices"][0]["finish_reason"] == "stop"
+    assert len(upstreams[0].requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"tenant": "b"}, "another tenant"),
+        ({"system": "Answer in French."}, "another system prompt"),
+        ({"max_tokens": 5}, "other sampling parameters"),
+        ({"response_format": {"type": "json_object"}}, "another response format"),
+    ],
+)
+async def test_a_hit_never_crosses_tenants_or_changes_what_was_asked(
+    upstreams: tuple[FakeUpstream, ...], change: dict[str, Any], why: str
+) -> None:
+    engine = engine_for(upstreams)
+
+    def request(tenant: str, system: str | None, **fields: Any) -> tuple[Request, Trace]:
+        req = chat(ASK, **fields)
+        if system is not None:
+            req.body["messages"].insert(0, {"role": "system", "content": system})
+        trace = Trace("t")
+        trace.client = tenant
+        return req, trace
+
+    fields = {k: v for k, v in change.items() if k not in ("tenant", "system")}
+    try:
+        await engine.complete(*request("a", None))
+        _, trace = await engine.complete(
+            *request(change.get("tenant", "a"), change.get("system"), **fields)
+        )
+    finally:
+        await engine.aclose()
+    assert trace.cache == "miss", why
+    assert len(upstreams[0].requests) == 2
+
+
+async def test_sampled_requests_bypass_the_cache_unless_configured(
+    upstreams: tuple[FakeUpstream, ...],
+) -> None:
+    engine = engine_for(upstreams)
+    try:
+        for _ in range(2):
+            _, trace = await engine.complete(Request.chat(ASK))  # no temperature: samples
+    finally:
+        await engine.aclose()
+    assert trace.cache == "" and trace.events[-1]["action"] == "skipped"
+    engine = engine_for(upstreams, cache_sampled=True)
+    try:
+        for _ in range(2):
+            _, trace = await engine.complete(Request.chat(ASK, temperature=0.7))
+    finally:
+        await engine.aclose()
+    assert trace.cache == "hit" and len(upstreams[0].requests) == 3
+
+
+def test_options_are_checked_at_load(upstreams: tuple[FakeUpstream, ...]) -> None:
+    with pytest.raises(ConfigError, match=r"plugins\[0\]\.backend"):
+        engine_for(upstreams, backend="memcached")
+    with pytest.raises(ConfigError, match=r"plugins\[0\]: .*threshold <= accept"):
+        engine_for(upstreams, threshold=0.9, accept=0.5)
+
+
+def _redis_up() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
+async def test_replicas_share_the_redis_cache(upstreams: tuple[FakeUpstream, ...]) -> None:
+    prefix = f"polyroute-test:{os.urandom(4).hex()}:"
+    one = engine_for(upstreams, backend="redis", prefix=prefix)
+    two = engine_for(upstreams, backend="redis", prefix=prefix)
+    try:
+        await one.complete(chat(ASK))
+        answer, trace = await two.complete(chat(REWORDED))
+        other = Trace("t")
+        other.client = "someone-else"
+        _, crossed = await two.complete(chat(ASK), other)
+    finally:
+        await one.aclose()
+        await two.aclose()
+    assert trace.cache == "hit" and answer["model"] == "small"
+    assert crossed.cache == "miss"
+    assert len(upstreams[0].requests) == 2
