@@ -1,0 +1,42 @@
+"""The cache's contracts: :class:`CacheHit` and the :class:`SemanticIndex` protocol.
+
+An index maps ``(scope, prompt)`` to an answer.  The scope (:func:`polyroute.cache.scope_key`)
+must match exactly; the prompt is matched by meaning: the caller passes the prompt's
+embedding (computed once by the request pipeline with the encoder the index's
+:class:`~polyroute.cache.Similarity` names) and its text, and the index never embeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Vector = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheHit:
+    """A cached answer, with what matched (for the trace)."""
+
+    answer: bytes
+    similarity: float
+    matched_text: str
+
+
+class SemanticIndex(Protocol):
+    """Semantic cache storage: the memory and Redis backends implement it."""
+
+    async def lookup(self, scope: str, vector: Vector, text: str) -> CacheHit | None:
+        """The answer stored for the most similar prompt of ``scope``, if similar enough."""
+        ...
+
+    async def add(self, scope: str, vector: Vector, text: str, answer: bytes) -> None:
+        """Store ``answer`` for the prompt ``text`` (embedded as ``vector``) in ``scope``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections (a no-op for the memory index)."""
+        ...

@@ -1,0 +1,141 @@
+"""In-process semantic index: per-scope matrices, a TTL and a global LRU bound.
+
+Each scope keeps its entries' vectors as rows of one float32 matrix, so a lookup
+is one matrix-vector product over the scope.  ``max_entries`` bounds all scopes
+together; the least recently *used* entry (added or hit) is evicted first.
+Expired entries never hit and are swept from a scope when a lookup meets them.
+Time comes from ``clock`` (``time.monotonic`` by default) so tests can inject one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from polyroute.cache.index import CacheHit, Vector
+from polyroute.cache.similarity import Similarity
+from polyroute.errors import ConfigError
+
+
+@dataclass(slots=True)
+class _Entry:
+    key: int
+    text: str
+    answer: bytes
+
+
+class _Scope:
+    """The entries of one scope; row ``i`` of ``vectors`` belongs to ``entries[i]``."""
+
+    def __init__(self, dim: int) -> None:
+        self.vectors = np.zeros((4, dim), dtype=np.float32)
+        self.expires = np.zeros(4, dtype=np.float64)
+        self.entries: list[_Entry] = []
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def append(self, entry: _Entry, vector: Vector, expires: float) -> None:
+        n = len(self.entries)
+        if n == len(self.vectors):
+            self.vectors = np.concatenate([self.vectors, np.zeros_like(self.vectors)])
+            self.expires = np.concatenate([self.expires, np.zeros_like(self.expires)])
+        self.vectors[n] = vector
+        self.expires[n] = expires
+        self.entries.append(entry)
+
+    def remove(self, row: int) -> None:
+        """Drop row ``row`` by moving the last row into it (order does not matter)."""
+        last = len(self.entries) - 1
+        if row != last:
+            self.vectors[row] = self.vectors[last]
+            self.expires[row] = self.expires[last]
+            self.entries[row] = self.entries[last]
+        self.entries.pop()
+
+    def row_of(self, key: int) -> int:
+        return next(i for i, e in enumerate(self.entries) if e.key == key)
+
+
+class MemoryIndex:
+    """A :class:`~polyroute.cache.SemanticIndex` in this process's memory."""
+
+    def __init__(
+        self,
+        similarity: Similarity,
+        *,
+        max_entries: int = 10_000,
+        ttl_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1 or ttl_s <= 0:
+            raise ConfigError("semantic_cache: expected max_entries >= 1 and ttl_s > 0")
+        self.similarity = similarity
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._scopes: dict[str, _Scope] = {}
+        self._lru: OrderedDict[int, str] = OrderedDict()  # entry key -> scope, oldest first
+        self._next_key = 0
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    def _sweep(self, scope: str, bucket: _Scope, now: float) -> None:
+        dead = np.flatnonzero(bucket.expires[: len(bucket)] <= now)
+        for row in sorted(dead.tolist(), reverse=True):  # high rows first: swaps stay valid
+            self._lru.pop(bucket.entries[row].key, None)
+            bucket.remove(row)
+        if not bucket:
+            del self._scopes[scope]
+
+    async def lookup(self, scope: str, vector: Vector, text: str) -> CacheHit | None:
+        """The best entry of ``scope`` if :meth:`Similarity.hits` accepts it."""
+        v = self.similarity.unit(vector)
+        bucket = self._scopes.get(scope)
+        if bucket is None:
+            return None
+        now = self._clock()
+        n = len(bucket)
+        if float(bucket.expires[:n].min()) <= now:
+            self._sweep(scope, bucket, now)
+            if scope not in self._scopes:
+                return None
+            n = len(bucket)
+        sims = bucket.vectors[:n] @ v
+        best = int(np.argmax(sims))
+        top = float(sims[best])
+        if n > 1:
+            sims[best] = -np.inf
+            runner_up = float(sims.max())
+        else:
+            runner_up = -1.0
+        if not self.similarity.hits(top, runner_up):
+            return None
+        entry = bucket.entries[best]
+        self._lru.move_to_end(entry.key)
+        return CacheHit(answer=entry.answer, similarity=top, matched_text=entry.text)
+
+    async def add(self, scope: str, vector: Vector, text: str, answer: bytes) -> None:
+        """Store an entry; evicts the least recently used entries beyond ``max_entries``."""
+        v = self.similarity.unit(vector)
+        bucket = self._scopes.get(scope)
+        if bucket is None:
+            bucket = self._scopes[scope] = _Scope(self.similarity.dim)
+        key = self._next_key
+        self._next_key += 1
+        bucket.append(_Entry(key, text, answer), v, self._clock() + self.ttl_s)
+        self._lru[key] = scope
+        while len(self._lru) > self.max_entries:
+            old, old_scope = self._lru.popitem(last=False)
+            victim = self._scopes[old_scope]
+            victim.remove(victim.row_of(old))
+            if not victim:
+                del self._scopes[old_scope]
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,171 @@
+"""Semantic index in Redis (``redis.asyncio``), shared by several gateway replicas.
+
+Keys of one scope share the hash tag ``{<scope>}`` (one cluster slot):
+
+- ``<prefix>{<scope>}:z``  sorted set: entry id -> expiry time (epoch seconds from ``clock``)
+- ``<prefix>{<scope>}:v``  hash: entry id -> float32 unit vector bytes
+- ``<prefix>{<scope>}:e:<id>``  hash ``t`` (prompt text), ``a`` (answer), with a Redis TTL
+
+An add is one Lua script (atomic across replicas): it drops expired ids, stores the
+entry, evicts the oldest entries beyond ``max_entries`` (per scope) and refreshes
+the TTL of the scope's keys.  A lookup reads the scope's live ids (one
+``ZRANGEBYSCORE``; at most ``max_entries``), fetches only the vectors this process
+has not seen yet (one ``HMGET``: each process mirrors the vectors of its
+``max_scopes`` most recently used scopes; a stored vector never changes), scores
+locally with the same rule as the memory index, and reads the entry of a hit
+(one ``HMGET``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from polyroute.cache.index import CacheHit, Vector
+from polyroute.cache.similarity import Similarity
+from polyroute.errors import ConfigError
+
+_ADD = """
+local z, v, eprefix = KEYS[1], KEYS[2], KEYS[3]
+local id, vec, text, answer = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local now, expires, ttl_ms, cap = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local stale = redis.call('ZRANGEBYSCORE', z, '-inf', now)
+for _, old in ipairs(stale) do
+  redis.call('HDEL', v, old)
+  redis.call('DEL', eprefix .. old)
+end
+redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
+redis.call('ZADD', z, expires, id)
+redis.call('HSET', v, id, vec)
+redis.call('HSET', eprefix .. id, 't', text, 'a', answer)
+redis.call('PEXPIRE', eprefix .. id, ttl_ms)
+local extra = redis.call('ZCARD', z) - cap
+if extra > 0 then
+  local victims = redis.call('ZPOPMIN', z, extra)
+  for i = 1, #victims, 2 do
+    redis.call('HDEL', v, victims[i])
+    redis.call('DEL', eprefix .. victims[i])
+  end
+end
+redis.call('PEXPIRE', z, ttl_ms)
+redis.call('PEXPIRE', v, ttl_ms)
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Mirror:
+    """This process's copy of a scope's vectors (vectors never change once stored)."""
+
+    ids: list[bytes]
+    matrix: npt.NDArray[np.float32]
+
+
+class RedisIndex:
+    """A :class:`~polyroute.cache.SemanticIndex` in Redis; ``max_entries`` bounds each scope."""
+
+    def __init__(
+        self,
+        similarity: Similarity,
+        *,
+        url: str = "redis://127.0.0.1:6379/0",
+        prefix: str = "polyroute:cache:",
+        max_entries: int = 2_000,
+        ttl_s: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+        max_scopes: int = 256,
+    ) -> None:
+        if max_entries < 1 or ttl_s <= 0:
+            raise ConfigError("semantic_cache: expected max_entries >= 1 and ttl_s > 0")
+        import redis.asyncio as aioredis
+
+        self.similarity = similarity
+        self.prefix = prefix
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._client: Any = aioredis.Redis.from_url(url)
+        self._add_script: Any = self._client.register_script(_ADD)
+        self.max_scopes = max_scopes
+        self._mirrors: OrderedDict[str, _Mirror] = OrderedDict()
+
+    def _keys(self, scope: str) -> tuple[str, str, str]:
+        base = f"{self.prefix}{{{scope}}}"
+        return f"{base}:z", f"{base}:v", f"{base}:e:"
+
+    async def _matrix(self, scope: str) -> tuple[list[bytes], np.ndarray]:
+        """The live ids of ``scope`` and their vectors; only vectors not mirrored are fetched."""
+        z, vecs, _ = self._keys(scope)
+        live: list[bytes] = await self._client.zrangebyscore(z, f"({self._clock()!r}", "+inf")
+        live = live[-self.max_entries :]
+        mirror = self._mirrors.pop(scope, None) or _Mirror(
+            [], np.zeros((0, self.similarity.dim), np.float32)
+        )
+        if live == mirror.ids:
+            self._mirrors[scope] = mirror
+            return mirror.ids, mirror.matrix
+        known = {i: row for row, i in enumerate(mirror.ids)}
+        missing = [i for i in live if i not in known]
+        fetched = (
+            dict(zip(missing, await self._client.hmget(vecs, missing), strict=True))
+            if missing
+            else {}
+        )
+        ids = [i for i in live if i in known or fetched.get(i) is not None]
+        rows = [
+            mirror.matrix[known[i]] if i in known else np.frombuffer(fetched[i], dtype=np.float32)
+            for i in ids
+        ]
+        matrix = np.stack(rows) if rows else np.zeros((0, self.similarity.dim), np.float32)
+        self._mirrors[scope] = _Mirror(ids, matrix)
+        while len(self._mirrors) > self.max_scopes:
+            self._mirrors.popitem(last=False)
+        return ids, matrix
+
+    async def lookup(self, scope: str, vector: Vector, text: str) -> CacheHit | None:
+        """The best live entry of ``scope`` if :meth:`Similarity.hits` accepts it."""
+        v = self.similarity.unit(vector)
+        ids, matrix = await self._matrix(scope)
+        if not ids:
+            return None
+        sims = matrix @ v
+        best = int(np.argmax(sims))
+        top = float(sims[best])
+        runner_up = float(np.partition(sims, -2)[-2]) if len(ids) > 1 else -1.0
+        if not self.similarity.hits(top, runner_up):
+            return None
+        found = await self._client.hmget(self._keys(scope)[2] + ids[best].decode(), ["t", "a"])
+        if found[0] is None or found[1] is None:  # expired between the two round trips
+            return None
+        return CacheHit(
+            answer=bytes(found[1]), similarity=top, matched_text=bytes(found[0]).decode()
+        )
+
+    async def add(self, scope: str, vector: Vector, text: str, answer: bytes) -> None:
+        """Store an entry (one atomic script); the oldest beyond ``max_entries`` go."""
+        v = self.similarity.unit(vector)
+        now = self._clock()
+        await self._add_script(
+            keys=list(self._keys(scope)),
+            args=[
+                uuid.uuid4().hex[:24],
+                v.tobytes(),
+                text.encode(),
+                answer,
+                repr(now),
+                repr(now + self.ttl_s),
+                max(1, int(self.ttl_s * 1000)),
+                self.max_entries,
+            ],
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()

@@ -1,0 +1,99 @@
+"""MemoryIndex: hits, misses, the margin rule, scopes (tenants), LRU eviction and TTL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from polyroute.cache import MemoryIndex, Similarity, default_similarity, scope_key
+from polyroute.errors import ConfigError
+
+SIM = Similarity("test", 3, threshold=0.8, accept=0.95, margin=0.05)
+
+
+def vec(*xs: float) -> np.ndarray:
+    v = np.asarray(xs, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_hit_and_miss_on_tiny_vectors() -> None:
+    index = MemoryIndex(SIM)
+    await index.add("s", vec(1, 0, 0), "what is my balance", b"42")
+    hit = await index.lookup("s", vec(1, 0.1, 0), "what's my balance")
+    assert hit is not None
+    assert hit.answer == b"42" and hit.matched_text == "what is my balance"
+    assert hit.similarity == pytest.approx(float(vec(1, 0.1, 0)[0]), abs=1e-6)
+    assert await index.lookup("s", vec(0, 1, 0), "book a flight") is None  # cosine 0
+    assert await index.lookup("s", vec(1, 0.9, 0), "half way") is None  # cosine 0.74 < 0.8
+
+
+async def test_margin_rule_rejects_an_ambiguous_prompt() -> None:
+    index = MemoryIndex(SIM)
+    await index.add("s", vec(1, 0.3, 0), "a", b"A")
+    await index.add("s", vec(1, -0.3, 0), "b", b"B")
+    # equidistant from both (cosine 0.958 >= accept): accepted whatever the runner-up
+    assert await index.lookup("s", vec(1, 0, 0), "q") is not None
+    # between threshold and accept, and ambiguous (runner-up as close): a miss
+    assert await index.lookup("s", vec(1, 0, 0.4), "q") is None
+    # between threshold and accept but clearly nearer one entry: a hit on it
+    hit = await index.lookup("s", vec(1, 0.45, 0.3), "q")
+    assert hit is not None and hit.answer == b"A"
+
+
+async def test_no_hit_across_tenants() -> None:
+    index = MemoryIndex(SIM)
+    body = {"temperature": 0, "messages": [{"role": "user", "content": "What is 2+2?"}]}
+    mine = scope_key(body, "/v1/chat/completions", "general", "tenant-a")
+    theirs = scope_key(body, "/v1/chat/completions", "general", "tenant-b")
+    await index.add(mine, vec(1, 0, 0), "What is 2+2?", b"4")
+    assert await index.lookup(theirs, vec(1, 0, 0), "What is 2+2?") is None
+    assert await index.lookup(mine, vec(1, 0, 0), "What is 2+2?") is not None
+
+
+async def test_lru_eviction_over_max_entries() -> None:
+    index = MemoryIndex(SIM, max_entries=2)
+    await index.add("s", vec(1, 0, 0), "x", b"X")
+    await index.add("t", vec(0, 1, 0), "y", b"Y")
+    assert await index.lookup("s", vec(1, 0, 0), "x") is not None  # x is now the most recent
+    await index.add("s", vec(0, 0, 1), "z", b"Z")  # evicts y, the least recently used
+    assert len(index) == 2
+    assert await index.lookup("t", vec(0, 1, 0), "y") is None
+    assert await index.lookup("s", vec(1, 0, 0), "x") is not None
+    assert await index.lookup("s", vec(0, 0, 1), "z") is not None
+
+
+async def test_ttl_expires_entries() -> None:
+    clock = Clock()
+    index = MemoryIndex(SIM, ttl_s=10, clock=clock)
+    await index.add("s", vec(1, 0, 0), "x", b"X")
+    clock.now += 5
+    await index.add("s", vec(0, 1, 0), "y", b"Y")
+    clock.now += 6  # x is 11 s old, y 6 s
+    assert await index.lookup("s", vec(1, 0, 0), "x") is None
+    assert await index.lookup("s", vec(0, 1, 0), "y") is not None
+    assert len(index) == 1
+    clock.now += 10
+    assert await index.lookup("s", vec(0, 1, 0), "y") is None
+    assert len(index) == 0
+
+
+async def test_wrong_dimension_and_bad_config_are_errors() -> None:
+    index = MemoryIndex(SIM)
+    with pytest.raises(ValueError, match="3 dims"):
+        await index.add("s", np.ones(4, dtype=np.float32), "x", b"X")
+    with pytest.raises(ConfigError):
+        MemoryIndex(SIM, max_entries=0)
+    with pytest.raises(ConfigError):
+        Similarity("x", 3, threshold=0.9, accept=0.8)
+    with pytest.raises(ConfigError, match="minilm"):
+        default_similarity("nope")
+    assert default_similarity("minilm").dim == 384
+    assert default_similarity("static").dim == 256

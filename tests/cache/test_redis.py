@@ -1,0 +1,95 @@
+"""RedisIndex against the real local Redis (skipped when it is not reachable)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from polyroute.cache import Similarity
+
+REDIS_URL = os.environ.get("POLYROUTE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+SIM = Similarity("test", 3, threshold=0.8, accept=0.95, margin=0.05)
+
+
+def vec(*xs: float) -> np.ndarray:
+    v = np.asarray(xs, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _redis_up() -> bool:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        return bool(await client.ping())
+    except Exception:
+        return False
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    pytest.importorskip("redis")
+    if not await _redis_up():
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {REDIS_URL} (CI must start it)")
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    name = f"test:cache:{uuid.uuid4().hex}:"
+    yield name
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    keys = [k async for k in client.scan_iter(match=name + "*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def test_hit_miss_and_tenants(prefix: str) -> None:
+    from polyroute.cache import RedisIndex
+
+    index = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
+    try:
+        await index.add("tenant-a", vec(1, 0, 0), "what is my balance", b"42")
+        hit = await index.lookup("tenant-a", vec(1, 0.1, 0), "what's my balance")
+        assert hit is not None and hit.answer == b"42"
+        assert hit.matched_text == "what is my balance"
+        assert await index.lookup("tenant-a", vec(0, 1, 0), "other") is None
+        assert await index.lookup("tenant-b", vec(1, 0, 0), "what is my balance") is None
+    finally:
+        await index.aclose()
+
+
+async def test_bounded_per_scope_and_ttl(prefix: str) -> None:
+    from polyroute.cache import RedisIndex
+
+    clock = Clock()
+    index = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=2, ttl_s=10, clock=clock)
+    try:
+        await index.add("s", vec(1, 0, 0), "x", b"X")
+        clock.now += 1
+        await index.add("s", vec(0, 1, 0), "y", b"Y")
+        clock.now += 1
+        await index.add("s", vec(0, 0, 1), "z", b"Z")  # evicts x, the oldest
+        assert await index.lookup("s", vec(1, 0, 0), "x") is None
+        assert await index.lookup("s", vec(0, 1, 0), "y") is not None
+        clock.now += 8.5  # y is 9.5 s old, z 8.5 s
+        assert await index.lookup("s", vec(0, 1, 0), "y") is not None
+        clock.now += 1  # y 10.5 s: expired; z 9.5 s: alive
+        assert await index.lookup("s", vec(0, 1, 0), "y") is None
+        assert await index.lookup("s", vec(0, 0, 1), "z") is not None
+    finally:
+        await index.aclose()
