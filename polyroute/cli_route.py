@@ -7,9 +7,12 @@ bad one is an error naming the file, the line and what was expected.
 
 Output rows, one per input row and in its order: ``{"id", "decision",
 "candidates", "signals": {name: value}}`` with every configured signal (numbers
-as numbers, labels as strings, sets as sorted lists, unknown as null).  A row the
-engine cannot route (no decision matches, say) is written as ``{"id", "error"}``, never dropped, and
-the command then exits 1.  Users tune a config on their own traffic with it.
+as numbers, labels as strings, sets as sorted lists, unknown as null), plus
+``"refused": CODE`` when a guard (or ``action: block``) would refuse it and
+``"plugins": [...]`` when a guard fired (its signals, a reroute's target; the
+``decision`` is then the one rerouted to).  A row the engine cannot route (no
+decision matches, say) is written as ``{"id", "error"}``, never dropped, and the
+command then exits 1.  Users tune a config on their own traffic with it.
 """
 
 from __future__ import annotations
@@ -78,12 +81,17 @@ def route_rows(engine: Any, rows: list[RouteRow]) -> Iterator[JSON]:
         except PolyrouteError as exc:
             yield {"id": row.id, "error": exc.message}
             continue
-        yield {
+        out: JSON = {
             "id": row.id,
             "decision": trace.decision,
             "candidates": trace.candidates,
             "signals": signals_json(trace.signals),
         }
+        if trace.outcome.startswith("refused:"):
+            out["refused"] = trace.outcome.removeprefix("refused:")
+        if trace.events:
+            out["plugins"] = trace.events
+        yield out
 
 
 def run(engine: Any, input_path: Path, output: str, model: str) -> int:

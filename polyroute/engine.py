@@ -43,7 +43,7 @@ from polyroute.build import (
     build_store,
 )
 from polyroute.config import Config, DecisionConfig, load_config
-from polyroute.errors import ConfigError, ModelNotFound, RoutingError
+from polyroute.errors import ConfigError, ModelNotFound, RequestError, RoutingError
 from polyroute.plans import PLANS, Plan, PlanExecutor, StreamStart
 from polyroute.plugins.base import BasePlugin, ChunkTap, Context, PluginEnv, Reroute, Respond
 from polyroute.plugins.stream import replay, tapped
@@ -283,16 +283,41 @@ class Engine:
         return self._order(decision, request, trace)
 
     def route(self, request: Request, trace_id: str | None = None) -> Trace:
-        """Dry run: the decision trace, with every configured signal computed, no model called."""
+        """Dry run: the decision trace, with every configured signal computed, no model called.
+
+        Guards are previewed: a refusal sets ``trace.outcome`` to ``refused:CODE`` (no
+        candidates), a reroute moves ``trace.decision``; ``trace.events`` says which
+        signals fired.  Plugins that rewrite or answer (pii, cache) are not run."""
         trace = Trace(trace_id or new_trace_id())
-        plan = self.plan(request, trace)
-        if not plan.decision.name.startswith("direct:"):
-            signals = SignalSet(self.signals, request)
+        matched, signals = self.decide(request, trace)
+        decision: Decision | None = None
+        try:
+            decision = self._preview(Context(request, trace, signals, matched.name), matched)
+        except RequestError as exc:
+            trace.outcome = f"refused:{exc.code}"
+        if decision is not None:
+            plan = self._order(decision, request, trace)
+            if plan.candidates:
+                trace.estimated_cost_usd = plan.candidates[0].estimate_cost(request)
+        if not trace.decision.startswith("direct:"):
             signals.values.update(trace.signals)
             trace.signals = {name: signals.get(name) for name in self.signals}
-        if plan.candidates:
-            trace.estimated_cost_usd = plan.candidates[0].estimate_cost(request)
         return trace
+
+    def _preview(self, ctx: Context, decision: Decision) -> Decision:
+        chain: tuple[BasePlugin, ...] = (*self.plugins, *decision.plugins)
+        for _ in range(MAX_REROUTES + 1):
+            for plugin in chain:
+                verdict = plugin.preview(ctx)
+                if isinstance(verdict, Reroute):
+                    decision = self._reroute(ctx, verdict)
+                    chain = decision.plugins
+                    break
+            else:
+                return decision
+        raise RoutingError(
+            f"the request was rerouted more than {MAX_REROUTES} times (plugins reroute in a loop)"
+        )
 
     # ------------------------------------------------------------------ the whole request
 

@@ -123,6 +123,12 @@ class BasePlugin:
     async def on_request(self, ctx: Context) -> Verdict:
         return None
 
+    def preview(self, ctx: Context) -> Verdict:
+        """What the request phase would decide, with no side effect (the dry run:
+        ``polyroute route``, ``/v1/route``): a guard refuses or reroutes here too; a
+        plugin that rewrites or answers (pii, cache) previews as a pass."""
+        return None
+
     async def on_answer(self, ctx: Context, answer: JSON) -> JSON:
         return answer
 

@@ -29,6 +29,9 @@ class Block(BasePlugin):
     options: BlockOptions
 
     async def on_request(self, ctx: Context) -> Verdict:
+        return self.preview(ctx)
+
+    def preview(self, ctx: Context) -> Verdict:
         ctx.trace.outcome = "blocked"
         ctx.trace.events.append({"plugin": "block", "action": "refused"})
         raise refusal(self.options)

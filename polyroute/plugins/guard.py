@@ -65,6 +65,9 @@ class Guard(BasePlugin):
         return (self.options.to,) if self.options.to else ()
 
     async def on_request(self, ctx: Context) -> Verdict:
+        return self.preview(ctx)
+
+    def preview(self, ctx: Context) -> Verdict:
         if not self.rule(ctx.signals):
             return None
         fired = signals_json({name: ctx.signals.get(name) for name in self.signals})

@@ -291,3 +291,30 @@ async def test_a_signal_past_its_timeout_is_unknown_and_rules_say_what_that_mean
         await engine.aclose()
     assert trace.decision == expected and trace.signals["slow"] is None
     assert waited < 0.4  # the request did not wait for the slow signal
+
+
+def test_the_dry_run_previews_guards(upstreams: tuple[FakeUpstream, ...]) -> None:
+    """``route`` (the CLI's ``route --input``, ``/v1/route``) shows what guards would do."""
+    decisions = [
+        {
+            "name": "main",
+            "models": ["small"],
+            "plugins": [{"type": "guard", "signal": "math", "action": "reroute", "to": "big"}],
+        },
+        {"name": "big", "when": False, "models": ["large"]},
+    ]
+    refuse_size = {"type": "guard", "when": {"signal": "size", "gt": 50}}
+    engine = engine_for(
+        upstreams,
+        decisions=decisions,
+        plugins=[refuse_size],
+        signals={"math": {"type": "keyword", "any": ["prove"]}, "size": {"type": "tokens"}},
+    )
+    rerouted = engine.route(Request.chat("prove it"))
+    refused = engine.route(Request.chat("x" * 400))
+    plain = engine.route(Request.chat("hello"))
+    assert rerouted.decision == "big" and rerouted.candidates == ["large"]
+    assert rerouted.events[0]["to"] == "big" and rerouted.outcome == "pending"
+    assert refused.outcome == "refused:blocked" and refused.candidates == []
+    assert plain.decision == "main" and plain.candidates == ["small"] and not plain.events
+    assert not upstreams[0].requests and not upstreams[1].requests
