@@ -14,8 +14,9 @@
    another decision or model (whose plugins then run).
 4. **selection** orders the decision's candidates into a :class:`~polyroute.plans.Plan`;
    its executor (one per plan kind) calls the models, with failover.
-5. **response plugins**: the plugins whose request phase ran, innermost first, over
-   the whole answer or every chunk of the stream.
+5. **response phase**: usage accounting (``polyroute.accounting``: the cost from the
+   upstream's token counts), then the plugins whose request phase ran, innermost
+   first, over the whole answer or every chunk of the stream.
 
 Usable without the server::
 
@@ -33,6 +34,13 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from polyroute.accounting import (
+    UsageTap,
+    account,
+    account_plugin_answer,
+    usage_of,
+    with_stream_usage,
+)
 from polyroute.backends.backend import Backend
 from polyroute.backends.failover import Dispatcher
 from polyroute.build import (
@@ -342,8 +350,10 @@ class Engine:
         ctx, ran, planned = await self._front(request, trace)
         if isinstance(planned, Respond):
             answer: JSON = {**planned.body, "model": planned.model}
+            account_plugin_answer(trace)
         else:
             answer = await self.executors[planned.kind].complete(planned, ctx.request, trace)
+            account(trace, self.backends[trace.model], usage_of(answer))
         for plugin in reversed(ran):
             answer = await plugin.on_answer(ctx, answer)
         return answer, trace
@@ -355,11 +365,16 @@ class Engine:
         plugins watch every chunk; a plugin's answer is replayed as a stream."""
         trace = trace or Trace(new_trace_id())
         ctx, ran, planned = await self._front(request, trace)
+        taps: list[ChunkTap] = []
         if isinstance(planned, Respond):
             start = replay(planned.body, request.endpoint, planned.model)
+            account_plugin_answer(trace)
         else:
-            start = await self.executors[planned.kind].stream(planned, ctx.request, trace)
-        taps: list[ChunkTap] = [t for p in reversed(ran) if (t := p.on_stream(ctx)) is not None]
+            upstream, strip = with_stream_usage(ctx.request)
+            start = await self.executors[planned.kind].stream(planned, upstream, trace)
+            account(trace, self.backends[trace.model], None)  # until the usage arrives
+            taps.append(UsageTap(trace, self.backends[trace.model], strip))
+        taps += [t for p in reversed(ran) if (t := p.on_stream(ctx)) is not None]
         try:
             return tapped(start, taps), trace
         except BaseException:

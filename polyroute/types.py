@@ -204,6 +204,12 @@ class Trace:
     events: list[JSON] = field(default_factory=list)
     #: "hit" or "miss" when a semantic cache looked this request up ("" otherwise)
     cache: str = ""
+    #: what the request cost (``polyroute.accounting``): tokens the upstream reported,
+    #: the cost in USD, and where it came from: usage, estimate or cache
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float = 0.0
+    cost_source: str = ""
 
     def as_dict(self) -> JSON:
         return {
@@ -224,6 +230,9 @@ class Trace:
             "model": self.model,
             "outcome": self.outcome,
             "estimated_cost_usd": self.estimated_cost_usd,
+            "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens},
+            "cost_usd": self.cost_usd,
+            "cost_source": self.cost_source,
             "overhead_ms": round(self.overhead_ms, 3),
             "upstream_ms": round(self.upstream_ms, 3),
         }

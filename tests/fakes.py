@@ -138,6 +138,17 @@ class FakeUpstream:
             if b.mode == "cut_stream" and i == 1:
                 request.transport.close()  # type: ignore[union-attr]
                 return resp
+        options = body.get("stream_options") or {}
+        if options.get("include_usage"):  # as OpenAI does: a last chunk with no choices
+            usage = {
+                "prompt_tokens": 11,
+                "completion_tokens": b.chunks,
+                "total_tokens": 11 + b.chunks,
+            }
+            last = {"id": "c", "object": "chat.completion.chunk", "model": body["model"]}
+            await resp.write(
+                b"data: " + json.dumps({**last, "choices": [], "usage": usage}).encode() + b"\n\n"
+            )
         await resp.write(b"data: [DONE]\n\n")
         return resp
 

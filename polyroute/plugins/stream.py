@@ -15,8 +15,9 @@ from polyroute.types import JSON, Endpoint, UpstreamStream
 
 
 class TappedStream:
-    """``rest`` with every chunk shown to ``taps`` in order; after the last chunk each
-    tap's ``end`` may add chunks, which the taps after it see too.  A cut stream raises
+    """``rest`` with every chunk shown to ``taps`` in order (a tap drops a chunk by
+    clearing it: the taps after it do not see it); after the last chunk each tap's
+    ``end`` may add chunks, which the taps after it see too.  A cut stream raises
     as it would have, and no tap's ``end`` runs (nothing half-done is cached)."""
 
     def __init__(self, rest: UpstreamStream, taps: Sequence[ChunkTap]) -> None:
@@ -31,12 +32,16 @@ class TappedStream:
         async for chunk in self._rest:
             for tap in taps:
                 tap.chunk(chunk)
-            yield chunk
+                if not chunk:
+                    break  # a tap cleared it: dropped
+            else:
+                yield chunk
         for i, tap in enumerate(taps):
             for extra in await tap.end():
                 for later in taps[i + 1 :]:
                     later.chunk(extra)
-                yield extra
+                if extra:
+                    yield extra
 
     async def aclose(self) -> None:
         await self._rest.aclose()

@@ -46,6 +46,7 @@ async def test_a_repeat_and_a_rewording_are_answered_from_the_cache(
     assert other["choices"][0]["message"]["content"] == OTHER
     assert len(upstreams[0].requests) == 2  # the first question and the other one
     assert t2.outcome == "cache_hit" and t2.model == "small" and not t2.candidates
+    assert (t1.cost_source, t2.cost_source, t2.cost_usd) == ("estimate", "cache", 0.0)
     assert t2.events[-1]["action"] == "hit" and t2.events[-1]["similarity"] > 0.99
 
 
