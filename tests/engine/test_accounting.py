@@ -17,7 +17,9 @@ def engine_for(upstreams: tuple[FakeUpstream, ...]) -> Engine:
     return Engine(parse_config(gateway_config(upstreams[0].base_url, upstreams[1].base_url)))
 
 
-async def test_a_plain_answer_costs_its_reported_tokens(upstreams: tuple[FakeUpstream, ...]) -> None:
+async def test_a_plain_answer_costs_its_reported_tokens(
+    upstreams: tuple[FakeUpstream, ...],
+) -> None:
     engine = engine_for(upstreams)
     try:
         _, trace = await engine.complete(Request.chat("prove it", max_tokens=2000))
