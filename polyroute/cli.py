@@ -106,27 +106,49 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    """The installed distribution's version (the package's own if not installed)."""
+    from importlib import metadata
+
+    from polyroute import __version__
+
+    try:
+        return metadata.version("polyroute")
+    except metadata.PackageNotFoundError:
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyroute", description="An LLM router.")
+    parser.add_argument(
+        "--version", action="version", version=f"polyroute {_version()}", help="print the version"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     config = sub.add_parser("config", help="work with config files")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     validate = config_sub.add_parser("validate", help="check a config file and report every error")
-    validate.add_argument("file")
+    validate.add_argument("file", help="the YAML config to check (and build: artifacts load)")
     validate.set_defaults(func=_cmd_validate)
 
     serve = sub.add_parser("serve", help="run the OpenAI-compatible gateway")
-    serve.add_argument("--config", required=True)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--config", required=True, help="the YAML config file")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (beyond loopback: set keys)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="least severe log level written (the access log is at info)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     route = sub.add_parser(
         "route", help="explain where a prompt (or a file of them) would go; no model is called"
     )
-    route.add_argument("--config", required=True)
+    route.add_argument("--config", required=True, help="the YAML config file")
     route.add_argument("--model", default="auto", help="auto, a profile, or a model name")
     route.add_argument("--json", action="store_true", help="print the full decision trace")
     route.add_argument(
@@ -140,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         help='with --input: one {"id", "decision", "candidates", "signals"} line per row '
         "(default: standard output)",
     )
-    route.add_argument("prompt", nargs="?")
+    route.add_argument("prompt", nargs="?", help="one prompt to route (or give --input)")
     route.set_defaults(func=_cmd_route)
 
     for module, adder in _WORKBENCH:
@@ -148,7 +170,34 @@ def build_parser() -> argparse.ArgumentParser:
             getattr(importlib.import_module(module), adder)(sub)
         except (ImportError, AttributeError):
             continue
+    for each in _parsers(parser):
+        each.formatter_class = DefaultsFormatter
     return parser
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            default not in (None, False, argparse.SUPPRESS)
+            and "default" not in text
+            and action.option_strings
+        ):
+            text += f" (default: {default})"
+        return text
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and every subcommand's parser, recursively."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _parsers(sub)
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

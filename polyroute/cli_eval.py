@@ -68,8 +68,10 @@ def add_eval_parser(subparsers: Any) -> None:
         help="comma-separated routers, each NAME[:KEY=VALUE...] (e.g. knn:k=20:encoder=tfidf); "
         "default: every learned router but auto and the baselines",
     )
-    p.add_argument("--json", dest="json_out", default=None, metavar="OUT.json")
-    p.add_argument("--plot", default=None, metavar="OUT.png")
+    p.add_argument(
+        "--json", dest="json_out", default=None, metavar="OUT.json", help="write the report as JSON"
+    )
+    p.add_argument("--plot", default=None, metavar="OUT.png", help="draw the cost-quality curves")
     p.add_argument(
         "--markdown",
         default=None,

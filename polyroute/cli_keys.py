@@ -57,5 +57,5 @@ def add_keys_parser(sub: Any) -> None:
     new.add_argument("--name", default="client", help="the key's name in traces and logs")
     new.set_defaults(func=_cmd_new)
     hashed = keys_sub.add_parser("hash", help="print the config entry for a key read from stdin")
-    hashed.add_argument("--name", default="client")
+    hashed.add_argument("--name", default="client", help="the key's name in the printed entry")
     hashed.set_defaults(func=_cmd_hash)

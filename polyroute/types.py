@@ -200,6 +200,9 @@ class Trace:
     overhead_ms: float = 0.0
     upstream_ms: float = 0.0
     client: str = ""  # the name of the gateway key the request presented
+    #: the client's ``x-request-id`` (when it is 1-128 visible ASCII characters), else
+    #: the trace id; echoed back in ``x-request-id``
+    request_id: str = ""
     #: what the plugins did: refused, rerouted, redacted, answered from the cache...
     events: list[JSON] = field(default_factory=list)
     #: "hit" or "miss" when a semantic cache looked this request up ("" otherwise)

@@ -6,6 +6,7 @@ handler, before any formatting.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sys
 import time
@@ -49,10 +50,26 @@ def configure_logging(level: str) -> None:
 
 
 def log_request(trace: Trace, status: int, endpoint: str, stream: bool, started: float) -> None:
-    """One JSON line: status, total latency and the whole trace (``started`` is perf_counter)."""
+    """One JSON line per request, every endpoint, errors included: ``ts`` (RFC 3339, UTC),
+    ``request_id``, the endpoint, status, total latency and the whole trace (tokens,
+    ``cost_usd`` and ``cost_source`` among it).  ``started`` is a perf_counter value."""
     if access.isEnabledFor(logging.INFO):
+        now = time.time()
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        line = {"event": "request", "endpoint": endpoint, "stream": stream, "status": status}
-        line["latency_ms"] = latency_ms
+        line = {
+            "event": "request",
+            "ts": rfc3339(now - latency_ms / 1000),
+            "request_id": trace.request_id,
+            "endpoint": endpoint,
+            "stream": stream,
+            "status": status,
+            "latency_ms": latency_ms,
+        }
         line.update(trace.as_dict())
         access.info(orjson.dumps(line, default=str).decode())
+
+
+def rfc3339(epoch_s: float) -> str:
+    """``2026-11-30T09:30:20.123Z``: the time a request arrived, UTC, milliseconds."""
+    stamp = datetime.datetime.fromtimestamp(epoch_s, tz=datetime.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
