@@ -24,7 +24,9 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import warnings
+from collections import OrderedDict
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -124,6 +126,10 @@ class MiniLMRuntime:
     def __init__(self, session: Any, tokenizer: Any) -> None:
         self.session = session
         self.tokenizer = tokenizer
+        # the vectors of the last RECENT texts: a prompt encoded for a signal is not encoded
+        # again by the learned selector or the semantic cache (another thread, same text)
+        self._recent: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: Path, threads: int = 1) -> MiniLMRuntime:
@@ -146,6 +152,28 @@ class MiniLMRuntime:
         return cls(session, tokenizer)
 
     def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        """Unit vectors of ``texts``; recently encoded texts come from memory."""
+        out = np.zeros((len(texts), 384), dtype=np.float32)
+        missing: list[int] = []
+        with self._lock:
+            for i, text in enumerate(texts):
+                vector = self._recent.get(text)
+                if vector is None:
+                    missing.append(i)
+                else:
+                    self._recent.move_to_end(text)
+                    out[i] = vector
+        if missing:
+            fresh = self._encode([texts[i] for i in missing])
+            out[missing] = fresh
+            with self._lock:
+                for i, vector in zip(missing, fresh, strict=True):
+                    self._recent[texts[i]] = vector.copy()  # not a view of the batch
+                while len(self._recent) > RECENT:
+                    self._recent.popitem(last=False)
+        return out
+
+    def _encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
         out = np.zeros((len(texts), 384), dtype=np.float32)
         if not texts:
             return out
@@ -165,6 +193,10 @@ class MiniLMRuntime:
             }
             out[rows] = self.session.run(None, feed)[0]
         return out
+
+
+#: how many recent texts' vectors a runtime keeps (384 floats each: 1.5 KiB)
+RECENT = 2048
 
 
 @lru_cache(maxsize=2)

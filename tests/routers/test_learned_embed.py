@@ -89,8 +89,30 @@ def test_onnx_runtime_matches_sentence_transformers(cache_root: Path) -> None:
     reference = _minilm_model().encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     np.testing.assert_allclose(runtime.encode(texts), reference, atol=2e-5)
     for text, ref in zip(TEXTS, reference, strict=False):  # alone: no padding at all
-        np.testing.assert_allclose(runtime.encode([text])[0], ref, atol=2e-5)
+        np.testing.assert_allclose(runtime._encode([text])[0], ref, atol=2e-5)
     assert runtime.encode([]).shape == (0, 384)
+
+
+def test_recently_encoded_texts_are_not_encoded_again(
+    cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prompt a signal encoded is free for the learned selector and the cache."""
+    from polyroute.embed_onnx import minilm_runtime
+
+    runtime = minilm_runtime(cache_root / "embeddings", "subprocess")
+    assert runtime is not None
+    first = runtime.encode(["a prompt seen once", "another"])
+    encoded: list[list[str]] = []
+    real = runtime._encode
+
+    def spy(texts: list[str]) -> np.ndarray:
+        encoded.append(list(texts))
+        return real(texts)
+
+    monkeypatch.setattr(runtime, "_encode", spy)
+    again = runtime.encode(["new text", "another", "a prompt seen once"])
+    assert encoded == [["new text"]]
+    np.testing.assert_array_equal(again[1:], first[::-1])
 
 
 def test_torch_free_encoder_matches_and_never_imports_torch(
