@@ -32,6 +32,7 @@ from polyroute.errors import (
     ClientGone,
     InvalidRequest,
     LoopDetected,
+    ModelNotFound,
     PayloadTooLarge,
     PolyrouteError,
 )
@@ -39,6 +40,7 @@ from polyroute.server.errors import error_body, error_response
 from polyroute.server.fastpath import FastPath
 from polyroute.server.limits import ConcurrencyLimit
 from polyroute.server.logs import log_request
+from polyroute.server.metrics import Metrics, metrics_route
 from polyroute.server.openapi import openapi_endpoint
 from polyroute.server.security import KeyRing, reject_steering
 from polyroute.server.streaming import RelayResponse
@@ -46,6 +48,7 @@ from polyroute.server.validate import check_body, parse_body
 from polyroute.types import Endpoint, Request, Trace
 
 JSON_TYPE = "application/json"
+MAX_REQUEST_ID = 128
 # visible ASCII that stays as it is in a percent-encoded header value
 _HEADER_SAFE = " !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~"
 
@@ -58,6 +61,10 @@ def header_value(text: str) -> str:
     return quote(text, safe=_HEADER_SAFE)
 
 
+def _model_entry(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "polyroute"}
+
+
 def _headers(trace: Trace, started: float) -> dict[str, str]:
     overhead = (time.perf_counter() - started) * 1000 - trace.upstream_ms
     trace.overhead_ms = max(overhead, 0.0)
@@ -66,6 +73,7 @@ def _headers(trace: Trace, started: float) -> dict[str, str]:
         "x-polyroute-decision": header_value(trace.decision),
         "x-polyroute-trace-id": trace.trace_id,
         "x-polyroute-overhead-ms": f"{trace.overhead_ms:.3f}",
+        "x-request-id": trace.request_id or trace.trace_id,
     }
     if trace.cache:
         headers["x-polyroute-cache"] = trace.cache
@@ -82,6 +90,7 @@ class Gateway:
         self.keys = KeyRing(engine.config.server.api_keys)
         self.redactor = engine.redactor
         self.ready = False
+        self.metrics = Metrics.for_engine(engine)
 
     def _error(
         self, exc: BaseException, trace_id: str, headers: dict[str, str] | None = None
@@ -89,6 +98,24 @@ class Gateway:
         """The one way an endpoint answers an error: OpenAI-style JSON, secrets scrubbed,
         the trace id in a header (and in the message of a 5xx)."""
         return error_response(exc, headers, trace_id=trace_id, redactor=self.redactor)
+
+    def _done(
+        self, trace: Trace, status: int, endpoint: str, stream: bool, started: float
+    ) -> None:
+        """One finished request (any endpoint, errors included): its access log line and
+        its metrics."""
+        log_request(trace, status, endpoint, stream, started)
+        self.metrics.observe(trace, status, endpoint, stream, time.perf_counter() - started)
+
+    @staticmethod
+    def _trace(http: HttpRequest) -> Trace:
+        """A new trace; its request id is the client's ``x-request-id`` when that is 1 to
+        128 visible ASCII characters, else the trace id."""
+        trace = Trace(new_trace_id())
+        given = http.headers.get("x-request-id", "")
+        ok = 0 < len(given) <= MAX_REQUEST_ID and given.isascii() and given.isprintable()
+        trace.request_id = given if ok else trace.trace_id
+        return trace
 
     def _check_loop(self, http: HttpRequest) -> None:
         """A request this gateway sent itself (a model's base_url pointing back here)."""
@@ -146,7 +173,7 @@ class Gateway:
 
     async def _model_call(self, http: HttpRequest, endpoint: Endpoint) -> Response | RelayResponse:
         started = time.perf_counter()
-        trace = Trace(new_trace_id())
+        trace = self._trace(http)
         stream = False
         try:
             self._check_loop(http)
@@ -162,13 +189,13 @@ class Gateway:
             if trace.outcome == "pending":
                 trace.outcome = f"refused:{exc.code}"
             headers = _headers(trace, started)
-            log_request(trace, exc.status, endpoint, stream, started)
+            self._done(trace, exc.status, endpoint, stream, started)
             return self._error(exc, trace.trace_id, headers)
         except Exception as exc:  # a bug: still one JSON 500 and one log line per request
             trace.outcome = "internal_error"
-            log_request(trace, 500, endpoint, stream, started)
-            return self._error(exc, trace.trace_id)
-        log_request(trace, 200, endpoint, False, started)
+            self._done(trace, 500, endpoint, stream, started)
+            return self._error(exc, trace.trace_id, {"x-request-id": trace.request_id})
+        self._done(trace, 200, endpoint, False, started)
         return response
 
     async def _stream(
@@ -180,7 +207,7 @@ class Gateway:
             headers["cache-control"] = "no-cache"
 
             def on_end(status: int) -> None:
-                log_request(trace, status, endpoint, True, started)
+                self._done(trace, status, endpoint, True, started)
 
             return RelayResponse(start, trace, on_end, headers)
         except BaseException:
@@ -188,28 +215,64 @@ class Gateway:
             raise
 
     async def route(self, http: HttpRequest) -> Response:
-        trace_id = new_trace_id()
+        started = time.perf_counter()
+        trace = self._trace(http)
         try:
-            self._authorize(http)
+            self._authorize(http, trace)
             body = parse_body(await self._body(http), self.limit)
             if "messages" not in body and isinstance(body.get("prompt"), str):
                 body = {**body, "messages": [{"role": "user", "content": body["prompt"]}]}
                 body.pop("prompt")
             check_body(body, "chat")
             request = Request(body, "chat", http.headers)
-            trace = await asyncio.to_thread(self.engine.route, request, trace_id)
+            routed = await asyncio.to_thread(self.engine.route, request, trace.trace_id)
         except PolyrouteError as exc:
-            return self._error(exc, trace_id)
-        return Response(orjson.dumps(trace.as_dict()), media_type=JSON_TYPE)
+            trace.outcome = f"refused:{exc.code}"
+            self._done(trace, exc.status, "route", False, started)
+            return self._error(exc, trace.trace_id, {"x-request-id": trace.request_id})
+        routed.client, routed.request_id = trace.client, trace.request_id
+        if routed.outcome == "pending":
+            routed.outcome = "routed"
+        self._done(routed, 200, "route", False, started)
+        headers = {"x-polyroute-trace-id": routed.trace_id, "x-request-id": routed.request_id}
+        return Response(orjson.dumps(routed.as_dict()), media_type=JSON_TYPE, headers=headers)
+
+    def _model_ids(self) -> list[str]:
+        engine = self.engine
+        return ["auto", *(p for p in engine.profiles if p != "auto"), *engine.backends]
 
     async def models(self, http: HttpRequest) -> Response:
+        started = time.perf_counter()
+        trace = self._trace(http)
         try:
-            self._authorize(http)
+            self._authorize(http, trace)
         except PolyrouteError as exc:
-            return self._error(exc, new_trace_id())
-        names = ["auto", *(p for p in self.engine.profiles if p != "auto"), *self.engine.backends]
-        data = [{"id": n, "object": "model", "created": 0, "owned_by": "polyroute"} for n in names]
-        return Response(orjson.dumps({"object": "list", "data": data}), media_type=JSON_TYPE)
+            self._done(trace, exc.status, "models", False, started)
+            return self._error(exc, trace.trace_id, {"x-request-id": trace.request_id})
+        data = [_model_entry(n) for n in self._model_ids()]
+        trace.outcome = "ok"
+        self._done(trace, 200, "models", False, started)
+        body = orjson.dumps({"object": "list", "data": data})
+        return Response(body, media_type=JSON_TYPE, headers={"x-request-id": trace.request_id})
+
+    async def model(self, http: HttpRequest) -> Response:
+        """``GET /v1/models/{id}``: one of the listed ids, else an OpenAI-style 404."""
+        started = time.perf_counter()
+        trace = self._trace(http)
+        name = http.path_params["model"]
+        try:
+            self._authorize(http, trace)
+            if name not in self._model_ids():
+                raise ModelNotFound(
+                    f"The model {name!r} does not exist; GET /v1/models lists the models"
+                )
+        except PolyrouteError as exc:
+            self._done(trace, exc.status, "models", False, started)
+            return self._error(exc, trace.trace_id, {"x-request-id": trace.request_id})
+        trace.outcome = "ok"
+        self._done(trace, 200, "models", False, started)
+        headers = {"x-request-id": trace.request_id}
+        return Response(orjson.dumps(_model_entry(name)), media_type=JSON_TYPE, headers=headers)
 
     async def healthz(self, http: HttpRequest) -> Response:
         return Response(b'{"status":"ok"}', media_type=JSON_TYPE)
@@ -269,10 +332,12 @@ def create_app(engine: Engine) -> Starlette:
         Route("/v1/chat/completions", gateway.chat, methods=["POST"]),
         Route("/v1/completions", gateway.completions, methods=["POST"]),
         Route("/v1/models", gateway.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", gateway.model, methods=["GET"]),
         Route("/v1/route", gateway.route, methods=["POST"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+        metrics_route(gateway.metrics),
     ]
     handlers: dict[Any, Any] = {HTTPException: _http_error, Exception: _http_error}
     app = Starlette(

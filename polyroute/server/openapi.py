@@ -274,6 +274,16 @@ SCHEMAS: dict[str, Schema] = {
             "upstream_ms": {"type": "number"},
         },
     },
+    "Model": {
+        "type": "object",
+        "required": ["id", "object", "created", "owned_by"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "model"},
+            "created": {"type": "integer"},
+            "owned_by": {"type": "string"},
+        },
+    },
     "ModelList": {
         "type": "object",
         "required": ["object", "data"],
@@ -398,6 +408,27 @@ def build_spec() -> Schema:
                     },
                 }
             },
+            "/v1/models/{model}": {
+                "get": {
+                    "summary": "One model id of the list (`auto`, a profile or a backend).",
+                    "operationId": "retrieveModel",
+                    "parameters": [
+                        {
+                            "name": "model",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json("The model.", _ref("Model")),
+                        "401": _UNAUTHORIZED,
+                        "404": _error("No such model (`model_not_found`)."),
+                        "405": _NOT_ALLOWED,
+                        "429": _OVERLOADED,
+                    },
+                }
+            },
             "/v1/route": {
                 "post": {
                     "summary": "Explain where a request would go (no model is called).",
@@ -431,6 +462,16 @@ def build_spec() -> Schema:
                 {
                     "200": _json("Ready.", _ref("Readiness")),
                     "503": _json("Not ready.", _ref("Readiness")),
+                },
+            ),
+            "/metrics": _probe(
+                "Prometheus metrics, text exposition format 0.0.4 (see polyroute.server.metrics).",
+                "metrics",
+                {
+                    "200": {
+                        "description": "The metrics.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
                 },
             ),
             "/openapi.json": _probe(
