@@ -376,6 +376,15 @@ def make_encoder(encoder_id: str, use_cache: bool = True) -> Encoder:
     raise ConfigError(f"unknown encoder {encoder_id!r}; expected one of: {', '.join(ENCODERS)}")
 
 
+def serving_encoder(encoder_id: str) -> Encoder:
+    """An encoder for the request path: no disk cache, and MiniLM on ONNX Runtime only
+    (``torch_free``: the serving process never imports torch, whatever the batch size)."""
+    encoder = make_encoder(encoder_id, use_cache=False)
+    if isinstance(encoder, MiniLMEncoder):
+        encoder.torch_free = True
+    return encoder
+
+
 def encoder_from_state(
     encoder_id: str,
     arrays: dict[str, npt.NDArray[Any]],

@@ -36,7 +36,7 @@ from polyroute.cache import (
     prompt_text,
     scope_key,
 )
-from polyroute.embed import Array, Encoder, make_encoder
+from polyroute.embed import Array, Encoder, serving_encoder
 from polyroute.errors import ConfigError
 from polyroute.plugins.base import (
     BasePlugin,
@@ -104,7 +104,7 @@ class SemanticCache(BasePlugin):
 
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            encoder = make_encoder(self.options.encoder, use_cache=False)
+            encoder = serving_encoder(self.options.encoder)
             encoder.encode(["warm up"])
             self._encoder = encoder
         return self._encoder

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy.typing as npt
 from pydantic import Field
 
-from polyroute.embed import Array, Encoder, make_encoder
+from polyroute.embed import Array, Encoder, serving_encoder
 from polyroute.errors import ConfigError
 from polyroute.signals.base import BaseSignal, SignalOptions
 from polyroute.signals.textmodel import ModelType, TextModel, default_model_dir, load_model
@@ -131,7 +131,7 @@ class ModelSignal(EncoderSignal):
         self.threshold = self.model.threshold if chosen is None else chosen
 
     def load_encoder(self) -> Encoder:
-        encoder = make_encoder(self.model.encoder, use_cache=False)
+        encoder = serving_encoder(self.model.encoder)
         width = encoder.encode(["warm up"]).shape[1]
         if width != self.model.coef.shape[1]:
             raise ConfigError(

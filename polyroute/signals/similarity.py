@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from polyroute.embed import Encoder, make_encoder
+from polyroute.embed import Encoder, serving_encoder
 from polyroute.errors import ConfigError
 from polyroute.signals.base import SignalOptions
 from polyroute.signals.neural import EncoderSignal, is_blocking_encoder
@@ -64,7 +64,7 @@ class SimilaritySignal(EncoderSignal):
         self.blocking = is_blocking_encoder(self.options.encoder)
 
     def load_encoder(self) -> Encoder:
-        encoder = make_encoder(self.options.encoder, use_cache=False)
+        encoder = serving_encoder(self.options.encoder)
         self.vectors = _unit(encoder.encode(self.options.examples))
         if self.options.threshold is None:
             background = _unit(encoder.encode(list(background_prompts())))

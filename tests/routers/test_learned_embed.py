@@ -173,3 +173,36 @@ def test_a_served_minilm_artifact_never_imports_torch(
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_minilm_signals_and_the_cache_never_import_torch(cache_root: Path, tmp_path: Path) -> None:
+    """A gateway with MiniLM similarity (many examples and a background of 500 prompts to
+    calibrate) and a MiniLM semantic cache warms up and routes without torch."""
+    config = tmp_path / "c.yaml"
+    examples = [f"how do I get a refund for order {i}" for i in range(8)]
+    config.write_text(
+        "models: {m: {base_url: 'http://127.0.0.1:9'}}\n"
+        f"signals: {{refund: {{type: similarity, encoder: minilm, examples: {examples!r}}}}}\n"
+        "plugins: [{type: semantic_cache, encoder: minilm}]\n"
+        "decisions: [{name: r, when: refund, models: [m]}, {name: d, models: [m]}]\n"
+    )
+    code = (
+        "import sys\n"
+        "from polyroute import Engine, Request\n"
+        f"engine = Engine.from_file({str(config)!r})\n"
+        "engine.warmup()\n"
+        "assert engine.route(Request.chat('I want a refund for my order')).decision == 'r'\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'sentence_transformers')"
+        " if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {**os.environ, "POLYROUTE_CACHE_DIR": str(cache_root)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
