@@ -32,9 +32,9 @@ import numpy as np
 import numpy.typing as npt
 
 from polyroute import curves
+from polyroute.batching import MicroBatcher
 from polyroute.errors import ConfigError
 from polyroute.routers.artifact import load_router, read_manifest
-from polyroute.selectors._batch import MicroBatcher
 from polyroute.types import Estimate, Request, Trace
 
 if TYPE_CHECKING:

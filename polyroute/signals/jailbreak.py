@@ -18,8 +18,11 @@ from polyroute.types import Request, SignalValue, bound_text
 class JailbreakSignal(ModelSignal):
     kind = "jailbreak"
 
+    def encoder_texts(self, request: Request) -> tuple[str, ...]:
+        return (bound_text(request.user_text, self.text_max_chars),)
+
     def evaluate(self, encoder: Encoder, request: Request) -> SignalValue:
-        text = bound_text(request.user_text, self.text_max_chars)
+        text = self.encoder_texts(request)[0]
         score = self._finite(self.model.scores(encoder.encode([text]))[0])
         return round(score, 6)
 

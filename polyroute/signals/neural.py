@@ -71,6 +71,11 @@ class EncoderSignal(BaseSignal):
     def evaluate(self, encoder: Encoder, request: Request) -> SignalValue:
         raise NotImplementedError
 
+    def encoder_texts(self, request: Request) -> tuple[str, ...]:
+        """The texts :meth:`evaluate` will encode for ``request`` (the engine encodes them
+        beforehand, batched with concurrent requests); ``()``: not known in advance."""
+        return (self.read_text(request, "prompt"),)
+
     @staticmethod
     def _finite(value: Any) -> float:
         number = float(value)

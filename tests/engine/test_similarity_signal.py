@@ -105,7 +105,7 @@ def test_a_failing_encoder_is_unknown_not_an_error(
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("no encoder here")
 
-    monkeypatch.setattr(similarity, "make_encoder", broken)
+    monkeypatch.setattr(similarity, "serving_encoder", broken)
     e = engine(tmp_path)
     trace = e.route(Request.chat("I was charged twice for my subscription"))
     assert trace.signals["billing"] is None

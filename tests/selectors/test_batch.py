@@ -8,8 +8,8 @@ import threading
 import numpy as np
 import pytest
 
+from polyroute.batching import MicroBatcher
 from polyroute.errors import RoutingError
-from polyroute.selectors._batch import MicroBatcher
 
 GUARD_S = 30.0  # a hang fails the test instead of stalling the run (not a speed check)
 

@@ -1,5 +1,9 @@
 """Micro-batching: concurrent requests share one ``predict(prompts)`` call in a worker thread.
 
+Used by the learned selector (``predict`` = the router's quality predictions) and by the
+engine's encoder signals (``predict`` = the encoder: one batched MiniLM call for the
+prompts of every request in flight costs little more than one prompt alone).
+
 A request's prompt joins the pending queue and the request awaits its own row.
 When the batcher has a free worker, it waits ``window_s`` for company, then
 takes up to ``max_batch`` pending prompts and runs ``predict`` on them in a
@@ -45,6 +49,7 @@ class MicroBatcher:
         window_s: float = 0.0,
         workers: int = 1,
         name: str = "predict",
+        dtype: type[np.floating[Any]] = np.float64,
     ) -> None:
         if max_batch < 1 or workers < 1 or window_s < 0:
             raise ValueError("max_batch and workers must be >= 1 and window_s >= 0")
@@ -53,6 +58,7 @@ class MicroBatcher:
         self.window_s = window_s
         self.workers = workers
         self.name = name
+        self.dtype = dtype
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: deque[tuple[str, asyncio.Future[Row]]] = deque()
         self._running = 0
@@ -100,7 +106,7 @@ class MicroBatcher:
                 raise ValueError(f"{len(rows)} rows for {len(batch)} prompts")
             for (_, future), row in zip(batch, rows, strict=True):
                 if not future.done():
-                    future.set_result(np.asarray(row, dtype=np.float64))
+                    future.set_result(np.asarray(row, dtype=self.dtype))
         except BaseException as exc:  # cancelled too (shutdown): no waiter may hang
             cause = exc
             if not isinstance(exc, Exception):

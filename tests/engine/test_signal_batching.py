@@ -1,0 +1,68 @@
+"""Encoder signals of concurrent requests share batched encoder calls, and give the same
+values as computed one by one."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from polyroute import Engine, Request, parse_config
+from polyroute.types import Trace
+
+PROMPTS = [f"how do I get a refund for order number {i}?" for i in range(12)] + [
+    f"what is the weather like in city {i} today" for i in range(12)
+]
+
+
+def engine() -> Engine:
+    config: dict[str, Any] = {
+        "models": {"m": {"base_url": "http://127.0.0.1:9"}},
+        "signals": {
+            "refund": {
+                "type": "similarity",
+                "encoder": "minilm",
+                "examples": ["I want my money back", "refund my order please"],
+                "threshold": 0.5,
+            },
+            "weather": {
+                "type": "similarity",
+                "encoder": "minilm",
+                "examples": ["what is the weather like today"],
+                "threshold": 0.5,
+            },
+        },
+        "decisions": [
+            {"name": "refunds", "when": "refund", "models": ["m"]},
+            {"name": "weather", "when": "weather", "models": ["m"]},
+            {"name": "other", "models": ["m"]},
+        ],
+    }
+    e = Engine(parse_config(config))
+    e.warmup()
+    return e
+
+
+async def test_concurrent_requests_share_encoder_batches() -> None:
+    e = engine()
+    encoder = e.signals["refund"].encoder  # type: ignore[attr-defined]
+    calls: list[int] = []
+    real = encoder.encode
+
+    def spy(texts: list[str]) -> Any:
+        calls.append(len(texts))
+        return real(texts)
+
+    encoder.encode = spy
+    traces = [Trace(str(i)) for i in range(len(PROMPTS))]
+    await asyncio.gather(
+        *(e.aplan(Request.chat(p), t) for p, t in zip(PROMPTS, traces, strict=True))
+    )
+    alone = [e.route(Request.chat(p)) for p in PROMPTS]
+    assert [t.decision for t in traces] == [a.decision for a in alone]
+    assert traces[0].decision == "refunds" and traces[-1].decision == "weather"
+    for batched, single in zip(traces, alone, strict=True):
+        for name in ("refund", "weather"):
+            assert abs(float(batched.signals[name]) - float(single.signals[name])) < 1e-5
+    # both signals of a request read one vector; 24 requests took far fewer encoder calls
+    batched_calls = calls[: len(calls) - len(PROMPTS)] if len(calls) > len(PROMPTS) else calls
+    assert sum(batched_calls) == len(PROMPTS) and len(batched_calls) < len(PROMPTS) / 2
