@@ -16,6 +16,9 @@ Requests (:func:`to_anthropic`):
   ``user`` -> ``metadata.user_id``.  Other OpenAI fields have no counterpart and
   are dropped.
 
+The stop-reason, tool-choice and image tables are shared with the inbound codec and
+live in :mod:`polyroute.codecs.anthropic_tables`.
+
 A legacy text-completion prompt is sent as one user message.  Input that cannot
 be expressed in the Messages API raises ``InvalidRequest`` before any network I/O.
 Responses (:func:`from_anthropic`) become ``chat.completion`` or ``text_completion``.
@@ -28,20 +31,11 @@ from typing import Any
 
 import orjson
 
+from polyroute.codecs.anthropic_tables import FINISH_REASONS, TOOL_CHOICE_TYPES, image_block
 from polyroute.errors import InvalidRequest, UpstreamError
 from polyroute.types import JSON, Endpoint, Request
 
 DEFAULT_MAX_TOKENS = 1024
-
-FINISH_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
 
 
 def to_anthropic(request: Request, upstream_model: str, stream: bool) -> JSON:
@@ -153,20 +147,6 @@ def _content_blocks(content: Any) -> list[JSON]:
     return blocks
 
 
-def image_block(image_url: Any) -> JSON:
-    """An OpenAI ``image_url`` (object or bare string) -> an Anthropic image block."""
-    url = image_url.get("url") if isinstance(image_url, dict) else image_url
-    if not isinstance(url, str) or not url:
-        raise InvalidRequest("`image_url.url` must be a non-empty string")
-    if not url.startswith("data:"):
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    header, sep, data = url[5:].partition(",")
-    media_type, _, encoding = header.partition(";")
-    if not sep or encoding != "base64" or not media_type:
-        raise InvalidRequest("image data URLs must look like data:<media type>;base64,<data>")
-    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
-
-
 def _tool_use_blocks(msg: JSON) -> list[JSON]:
     calls = msg.get("tool_calls") or []
     if not isinstance(calls, list):
@@ -228,9 +208,8 @@ def tool_choice(choice: Any) -> JSON | None:
     """OpenAI ``tool_choice`` -> Anthropic's (None when absent)."""
     if choice is None:
         return None
-    simple = {"auto": "auto", "none": "none", "required": "any"}
-    if isinstance(choice, str) and choice in simple:
-        return {"type": simple[choice]}
+    if isinstance(choice, str) and choice in TOOL_CHOICE_TYPES:
+        return {"type": TOOL_CHOICE_TYPES[choice]}
     fn = choice.get("function") if isinstance(choice, dict) else None
     if isinstance(fn, dict) and isinstance(fn.get("name"), str):
         return {"type": "tool", "name": fn["name"]}

@@ -14,7 +14,7 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import orjson
@@ -26,6 +26,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
+from polyroute.codecs import anthropic_messages as am
 from polyroute.engine import LOOP_HEADER, Engine, new_trace_id
 from polyroute.errors import (
     BodyTimeout,
@@ -45,7 +46,8 @@ from polyroute.server.openapi import openapi_endpoint
 from polyroute.server.security import KeyRing, reject_steering
 from polyroute.server.streaming import RelayResponse
 from polyroute.server.validate import check_body, parse_body
-from polyroute.types import Endpoint, Request, Trace
+from polyroute.server.wires import CHAT, COMPLETIONS, MESSAGES, Wire
+from polyroute.types import JSON, Request, Trace
 
 JSON_TYPE = "application/json"
 MAX_REQUEST_ID = 128
@@ -93,15 +95,18 @@ class Gateway:
         self.metrics = Metrics.for_engine(engine)
 
     def _error(
-        self, exc: BaseException, trace_id: str, headers: dict[str, str] | None = None
+        self,
+        exc: BaseException,
+        trace_id: str,
+        headers: dict[str, str] | None = None,
+        shape: Literal["openai", "anthropic"] = "openai",
     ) -> Response:
-        """The one way an endpoint answers an error: OpenAI-style JSON, secrets scrubbed,
-        the trace id in a header (and in the message of a 5xx)."""
-        return error_response(exc, headers, trace_id=trace_id, redactor=self.redactor)
+        """The one way an endpoint answers an error: OpenAI-style JSON (Anthropic's on
+        ``/v1/messages``), secrets scrubbed, the trace id in a header (and in the message
+        of a 5xx)."""
+        return error_response(exc, headers, trace_id=trace_id, redactor=self.redactor, wire=shape)
 
-    def _done(
-        self, trace: Trace, status: int, endpoint: str, stream: bool, started: float
-    ) -> None:
+    def _done(self, trace: Trace, status: int, endpoint: str, stream: bool, started: float) -> None:
         """One finished request (any endpoint, errors included): its access log line and
         its metrics."""
         log_request(trace, status, endpoint, stream, started)
@@ -158,58 +163,80 @@ class Gateway:
             ) from None
         return b"".join(chunks)
 
-    async def _parse(self, http: HttpRequest, endpoint: Endpoint) -> Request:
+    async def _parse(self, http: HttpRequest, wire: Wire) -> tuple[Request, JSON]:
+        """The pipeline's request, and the body as the client sent it (parsed)."""
         raw = await self._body(http)
         body = parse_body(raw, self.limit)
-        check_body(body, endpoint)
-        reject_steering(body)
-        return Request(body, endpoint, http.headers, len(raw))
+        reject_steering(body)  # before decoding: a codec may drop unknown fields
+        decoded = wire.decode(body)
+        return Request(decoded, wire.endpoint, http.headers, len(raw)), body
 
     async def chat(self, http: HttpRequest) -> Response | RelayResponse:
-        return await self._model_call(http, "chat")
+        return await self._model_call(http, CHAT)
 
     async def completions(self, http: HttpRequest) -> Response | RelayResponse:
-        return await self._model_call(http, "completions")
+        return await self._model_call(http, COMPLETIONS)
 
-    async def _model_call(self, http: HttpRequest, endpoint: Endpoint) -> Response | RelayResponse:
+    async def messages(self, http: HttpRequest) -> Response | RelayResponse:
+        """``POST /v1/messages``: the Anthropic Messages API over the same pipeline."""
+        return await self._model_call(http, MESSAGES)
+
+    async def count_tokens(self, http: HttpRequest) -> Response:
+        """``POST /v1/messages/count_tokens``: an estimate, answered locally."""
+        started = time.perf_counter()
+        trace = self._trace(http)
+        try:
+            self._authorize(http, trace)
+            counted = am.count_tokens(parse_body(await self._body(http), self.limit))
+        except PolyrouteError as exc:
+            self._done(trace, exc.status, "count_tokens", False, started)
+            return self._error(exc, trace.trace_id, {"x-request-id": trace.request_id}, "anthropic")
+        trace.outcome = "ok"
+        self._done(trace, 200, "count_tokens", False, started)
+        headers = {"x-request-id": trace.request_id}
+        return Response(orjson.dumps(counted), media_type=JSON_TYPE, headers=headers)
+
+    async def _model_call(self, http: HttpRequest, wire: Wire) -> Response | RelayResponse:
         started = time.perf_counter()
         trace = self._trace(http)
         stream = False
         try:
             self._check_loop(http)
             self._authorize(http, trace)
-            request = await self._parse(http, endpoint)
+            request, body = await self._parse(http, wire)
             stream = request.stream
             if stream:
-                return await self._stream(request, trace, started, endpoint)
+                return await self._stream(request, trace, started, wire, body)
             answer, _ = await self.engine.complete(request, trace)
+            answer = wire.encode(answer, trace)
             headers = _headers(trace, started)  # the overhead excludes serialising the answer
             response = Response(orjson.dumps(answer), media_type=JSON_TYPE, headers=headers)
         except PolyrouteError as exc:
             if trace.outcome == "pending":
                 trace.outcome = f"refused:{exc.code}"
             headers = _headers(trace, started)
-            self._done(trace, exc.status, endpoint, stream, started)
-            return self._error(exc, trace.trace_id, headers)
+            self._done(trace, exc.status, wire.name, stream, started)
+            return self._error(exc, trace.trace_id, headers, wire.errors)
         except Exception as exc:  # a bug: still one JSON 500 and one log line per request
             trace.outcome = "internal_error"
-            self._done(trace, 500, endpoint, stream, started)
-            return self._error(exc, trace.trace_id, {"x-request-id": trace.request_id})
-        self._done(trace, 200, endpoint, False, started)
+            self._done(trace, 500, wire.name, stream, started)
+            return self._error(exc, trace.trace_id, {"x-request-id": trace.request_id}, wire.errors)
+        self._done(trace, 200, wire.name, False, started)
         return response
 
     async def _stream(
-        self, request: Request, trace: Trace, started: float, endpoint: Endpoint
+        self, request: Request, trace: Trace, started: float, wire: Wire, body: JSON
     ) -> RelayResponse:
+        pieces = wire.stream(body)
         start, _ = await self.engine.stream(request, trace)
         try:
             headers = _headers(trace, started)
             headers["cache-control"] = "no-cache"
 
             def on_end(status: int) -> None:
-                self._done(trace, status, endpoint, True, started)
+                self._done(trace, status, wire.name, True, started)
 
-            return RelayResponse(start, trace, on_end, headers)
+            return RelayResponse(start, trace, on_end, headers, pieces)
         except BaseException:
             await start.rest.aclose()  # the upstream stream is released whatever failed
             raise
@@ -331,6 +358,8 @@ def create_app(engine: Engine) -> Starlette:
     routes = [
         Route("/v1/chat/completions", gateway.chat, methods=["POST"]),
         Route("/v1/completions", gateway.completions, methods=["POST"]),
+        Route("/v1/messages", gateway.messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", gateway.count_tokens, methods=["POST"]),
         Route("/v1/models", gateway.models, methods=["GET"]),
         Route("/v1/models/{model:path}", gateway.model, methods=["GET"]),
         Route("/v1/route", gateway.route, methods=["POST"]),

@@ -284,6 +284,18 @@ SCHEMAS: dict[str, Schema] = {
             "owned_by": {"type": "string"},
         },
     },
+    "AnthropicError": {
+        "type": "object",
+        "required": ["type", "error"],
+        "properties": {
+            "type": {"const": "error"},
+            "error": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
     "ModelList": {
         "type": "object",
         "required": ["object", "data"],
@@ -363,6 +375,64 @@ def _model_operation(summary: str, request: str, answer: str) -> Schema:
     }
 
 
+def _anthropic_request(required: list[str], routed: bool) -> Schema:
+    """The part of a Messages request this document describes (the codec takes more:
+    content blocks, tools, images; see ``polyroute.codecs.anthropic_request``)."""
+    return {
+        "type": "object",
+        "required": required,
+        "properties": {
+            "model": {"type": "string", "minLength": 1, **({"maxLength": 128} if routed else {})},
+            **({"max_tokens": {"type": "integer", "minimum": 1}} if routed else {}),
+            "system": {"type": ["string", "null"]},
+            **({"stream": {"type": "boolean"}} if routed else {}),
+            "messages": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["role", "content"],
+                    "properties": {
+                        "role": {"enum": ["user", "assistant"]},
+                        "content": {"type": "string"},
+                    },
+                },
+            },
+        },
+    }
+
+
+def _anthropic_operation(
+    summary: str, operation_id: str, answer: Schema, required: list[str], routed: bool = True
+) -> Schema:
+    """An Anthropic-shaped endpoint: its own errors use Anthropic's error body; 405 and
+    429 (answered before the endpoint runs) stay OpenAI-shaped.  ``routed``: a model
+    answers (the routing headers are set; a stream is possible)."""
+    success: Schema = {
+        "description": "The answer, or Anthropic's event stream when `stream` is true.",
+        "headers": _trace_headers(required=routed),
+        "content": {JSON_TYPE: {"schema": answer}, **(_EVENT_STREAM if routed else {})},
+    }
+    responses = {}
+    for status, response in _model_responses(success).items():
+        if status in ("200", "405", "429"):
+            responses[status] = response
+            continue
+        shaped = {**response, "content": {JSON_TYPE: {"schema": _ref("AnthropicError")}}}
+        responses[status] = shaped
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": operation_id,
+            "requestBody": {
+                "required": True,
+                "content": {JSON_TYPE: {"schema": _anthropic_request(required, routed)}},
+            },
+            "responses": responses,
+        }
+    }
+
+
 def _probe(summary: str, operation_id: str, responses: Schema) -> Schema:
     return {
         "get": {
@@ -395,6 +465,19 @@ def build_spec() -> Schema:
             ),
             "/v1/completions": _model_operation(
                 "Route and answer a text completion.", "CompletionRequest", "Completion"
+            ),
+            "/v1/messages": _anthropic_operation(
+                "Route and answer an Anthropic Messages request.",
+                "createMessage",
+                {"type": "object", "required": ["type", "role", "content"]},
+                ["messages", "max_tokens"],
+            ),
+            "/v1/messages/count_tokens": _anthropic_operation(
+                "Estimate a Messages request's input tokens (locally, no model called).",
+                "countTokens",
+                {"type": "object", "required": ["input_tokens"]},
+                ["messages"],
+                routed=False,
             ),
             "/v1/models": {
                 "get": {

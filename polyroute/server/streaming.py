@@ -19,6 +19,8 @@ from polyroute.server.errors import error_body
 from polyroute.types import JSON, Trace
 
 DONE = b"data: [DONE]\n\n"
+#: a wire format's framing of a stream: ``relay`` (OpenAI SSE) or a codec's
+Pieces = Callable[[StreamStart, Trace], AsyncIterator[bytes]]
 
 
 def sse(chunk: JSON) -> bytes:
@@ -41,10 +43,12 @@ class RelayResponse:
         trace: Trace,
         on_end: Callable[[int], None],
         headers: dict[str, str],
+        pieces: Pieces | None = None,
     ) -> None:
         self._start = start
         self._trace = trace
         self._on_end = on_end
+        self._pieces = pieces or relay
         self._headers = [(b"content-type", b"text/event-stream; charset=utf-8")] + [
             (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
         ]
@@ -64,7 +68,7 @@ class RelayResponse:
         watcher.add_done_callback(on_disconnect)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self._headers})
-            async for piece in relay(self._start, self._trace):
+            async for piece in self._pieces(self._start, self._trace):
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
