@@ -1,0 +1,68 @@
+"""``POST /v1/messages`` end to end: the unmodified ``anthropic`` SDK against the gateway in
+front of the real llama.cpp model (an OpenAI-compatible backend), routed by the config's
+rules, with the ``x-polyroute-*`` headers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from procs import Gateway
+
+pytestmark = pytest.mark.e2e
+anthropic = pytest.importorskip("anthropic")
+
+
+@pytest.fixture
+def claude(gateway: Gateway) -> Iterator[Any]:
+    client = anthropic.Anthropic(
+        base_url=gateway.proc.url, api_key="e2e-no-key", max_retries=0, timeout=60
+    )
+    yield client
+    client.close()
+
+
+def test_a_message_is_routed_and_answered(claude: Any) -> None:
+    raw = claude.messages.with_raw_response.create(
+        model="auto",
+        max_tokens=16,
+        system="You are terse.",
+        messages=[{"role": "user", "content": "Prove that the derivative of x squared is 2x."}],
+    )
+    message = raw.parse()
+    assert raw.headers["x-polyroute-decision"] == "hard-math"
+    assert raw.headers["x-polyroute-model"] == "large"
+    assert message.type == "message" and message.role == "assistant"
+    assert message.content[0].type == "text" and message.content[0].text
+    assert message.stop_reason in ("end_turn", "max_tokens")
+    assert message.usage.output_tokens > 0
+
+
+def test_a_streamed_message_arrives_as_anthropic_events(claude: Any) -> None:
+    with claude.messages.stream(
+        model="auto",
+        max_tokens=16,
+        messages=[{"role": "user", "content": "Hi there! How are you today?"}],
+    ) as stream:
+        pieces = list(stream.text_stream)
+        final = stream.get_final_message()
+    assert "".join(pieces) == final.content[0].text and pieces
+    assert final.stop_reason in ("end_turn", "max_tokens")
+
+
+def test_errors_come_in_anthropic_shape(claude: Any) -> None:
+    with pytest.raises(anthropic.NotFoundError) as info:
+        claude.messages.create(
+            model="no-such-model", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert info.value.body["type"] == "error"
+    assert info.value.body["error"]["type"] == "not_found_error"
+    with pytest.raises(anthropic.BadRequestError):
+        claude.messages.create(
+            model="auto", max_tokens=8, messages=[{"role": "robot", "content": "hi"}]
+        )
+    counted = claude.messages.count_tokens(
+        model="auto", messages=[{"role": "user", "content": "How many tokens is this?"}]
+    )
+    assert counted.input_tokens > 0
