@@ -4,8 +4,11 @@
 
     polyroute train-signal jailbreak --data TRAIN.jsonl [--validation VAL.jsonl] --out DIR
     polyroute train-signal domain --data TRAIN.jsonl --out DIR [--encoder static|minilm]
+        [--min-oos-recall 0.9]
 
-Rows are ``{"text", "label"}`` (see ``polyroute.signals.textmodel_train``).  ``DIR``
+Rows are ``{"text", "label"}``, for ``domain`` optionally with a finer ``"intent"``
+(see ``polyroute.signals.textmodel_train``); label ``out_of_scope`` rows calibrate the
+out-of-scope cut.  ``DIR``
 gets ``manifest.json`` and ``arrays.npz``; a signal loads it with ``model: DIR``.
 Errors are ``ConfigError``; ``polyroute.cli`` prints them as one line.
 """
@@ -27,13 +30,20 @@ def add_train_signal_parser(subparsers: Any) -> None:
         help="fit a jailbreak or domain signal model and write it as a directory",
         description="Fit a linear model over text embeddings for a model-backed signal.",
     )
-    p.add_argument("type", choices=MODEL_TYPES)
-    p.add_argument("--data", required=True, metavar="FILE.jsonl", help='rows {"text", "label"}')
+    p.add_argument("type", choices=MODEL_TYPES, help="which signal's model to train")
+    p.add_argument(
+        "--data", required=True, metavar="FILE.jsonl", help='rows {"text", "label"[, "intent"]}'
+    )
     p.add_argument(
         "--validation", default=None, metavar="FILE.jsonl", help="held-out rows for the metrics"
     )
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
-    p.add_argument("--encoder", default="static", choices=SIGNAL_ENCODERS)
+    p.add_argument(
+        "--encoder",
+        default="static",
+        choices=SIGNAL_ENCODERS,
+        help="the request-path encoder the model reads (static: ~0.1 ms, minilm: ~6 ms)",
+    )
     p.add_argument("--C", type=float, default=None, help="inverse L2 strength (LR)")
     p.add_argument(
         "--max-fpr",

@@ -7,13 +7,18 @@ a linear layer over its unit vectors, saved as a directory of two files (never p
                     "type": "jailbreak" | "domain", "encoder": "static",
                     "classes": [...], "groups": [...], "labels": [...],
                     "threshold": 0.5, "metrics": {...}, "versions": {...}}
-    arrays.npz     coef [k x dim] float32, intercept [k] float32
+    arrays.npz     coef [k x dim] float32, intercept [k] float32,
+                   optional centroids [k x dim] float32 (domain)
 
 ``jailbreak``: one row (``classes == ["injection"]``); the score is its sigmoid.
 ``domain``: a softmax over ``classes`` (domains, or finer intents); each class
 votes for the label ``groups[i]`` and the label with the largest summed probability
-wins, unless that probability is below ``threshold`` (then ``out_of_scope``); a
-class whose group is ``out_of_scope`` takes probability mass but never wins.
+wins, unless its confidence is below ``threshold`` (then ``out_of_scope``); a
+class whose group is ``out_of_scope`` takes probability mass but never wins.  The
+confidence is that summed probability or, with ``centroids`` (each class's mean unit
+vector) and ``centroid_weight`` w in the manifest, ``(1 - w) * probability + w *`` the
+best cosine between the prompt and a centroid of the winning label: a prompt far from
+every training request is out of scope even when the softmax is sure of itself.
 
 The shipped defaults live in ``polyroute/data/signals/<type>/`` (see ``SOURCE.md``
 there).  A model that does not load or does not fit its manifest is a ConfigError
@@ -57,6 +62,8 @@ class TextModel:
     intercept: Array
     threshold: float
     metrics: dict[str, Any] = field(default_factory=dict)
+    centroids: Array | None = None
+    centroid_weight: float = 0.0
 
     @property
     def labels(self) -> list[str]:
@@ -76,13 +83,20 @@ class TextModel:
         return probs
 
     def domain_scores(self, x: Array) -> tuple[list[str], Array]:
-        """For each row: the best in-scope label and its summed probability."""
+        """For each row: the best in-scope label and its confidence (see the module docstring)."""
         probs = self.scores(x)
         names = [g for g in dict.fromkeys(self.groups) if g != OUT_OF_SCOPE]
         member = np.array([[g == n for n in names] for g in self.groups], dtype=np.float32)
         summed = probs @ member
         best = summed.argmax(axis=1)
-        return [names[i] for i in best], summed[np.arange(len(best)), best]
+        rows = np.arange(len(best))
+        confidence: Array = summed[rows, best]
+        if self.centroids is not None and self.centroid_weight > 0.0:
+            cosine = x @ self.centroids.T
+            near = np.stack([cosine[:, member[:, j] > 0].max(axis=1) for j in range(len(names))], 1)
+            w = np.float32(self.centroid_weight)
+            confidence = (1 - w) * confidence + w * near[rows, best]
+        return [names[i] for i in best], confidence
 
     def predict_labels(self, x: Array, threshold: float | None = None) -> list[str]:
         """Domain labels, ``out_of_scope`` below ``threshold`` (default: the model's)."""
@@ -115,8 +129,12 @@ def save_model(model: TextModel, out: str | Path, info: dict[str, Any] | None = 
         "versions": versions(),
         **(info or {}),
     }
+    arrays = {"coef": model.coef, "intercept": model.intercept}
+    if model.centroids is not None:
+        arrays["centroids"] = model.centroids
+        manifest["centroid_weight"] = model.centroid_weight
     with open(path / ARRAYS, "wb") as fh:
-        np.savez_compressed(fh, coef=model.coef, intercept=model.intercept)
+        np.savez_compressed(fh, allow_pickle=False, **arrays)
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -154,6 +172,7 @@ def load_model(path: str | Path, kind: ModelType | None = None) -> TextModel:
         raise ConfigError(f"{root / ARRAYS}: expected 'coef' [k x dim] and 'intercept' [k]")
     if len(coef) != len(classes) or not np.isfinite(coef).all():
         raise ConfigError(f"{root / ARRAYS}: 'coef' does not fit the {len(classes)} classes")
+    centroids, weight = _centroids(arrays, manifest, coef.shape, root)
     metrics = manifest.get("metrics")
     return TextModel(
         type=model_type,
@@ -164,7 +183,23 @@ def load_model(path: str | Path, kind: ModelType | None = None) -> TextModel:
         intercept=np.asarray(intercept, dtype=np.float32),
         threshold=float(threshold),
         metrics=metrics if isinstance(metrics, dict) else {},
+        centroids=centroids,
+        centroid_weight=weight,
     )
+
+
+def _centroids(
+    arrays: dict[str, Any], manifest: dict[str, Any], shape: tuple[int, ...], root: Path
+) -> tuple[Array | None, float]:
+    """The optional class centroids and their weight, checked against ``coef``'s shape."""
+    centroids, weight = arrays.get("centroids"), manifest.get("centroid_weight", 0.0)
+    if centroids is None:
+        return None, 0.0
+    if centroids.shape != shape or not np.isfinite(centroids).all():
+        raise ConfigError(f"{root / ARRAYS}: 'centroids' must be finite and shaped like 'coef'")
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1:
+        raise ConfigError(f"{root / MANIFEST}: 'centroid_weight' must be a number in [0, 1]")
+    return np.ascontiguousarray(centroids, dtype=np.float32), float(weight)
 
 
 def _strings(value: Any) -> bool:

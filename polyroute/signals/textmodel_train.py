@@ -9,10 +9,13 @@ Thresholds, when no validation file is given, come from 5-fold out-of-fold score
 
 - ``jailbreak``: the lowest threshold keeping the false-positive rate on benign
   rows at most ``max_fpr`` (3 %), i.e. the most recall under that bound;
-- ``domain``: the cut on the best domain probability maximising in-scope accuracy +
-  out-of-scope recall; or, given ``min_oos_recall``, the lowest cut (the most in-scope
-  accuracy) whose out-of-scope recall reaches it.  It needs ``out_of_scope`` rows;
-  without them the threshold is 0 (nothing is out of scope).
+- ``domain``: the cut on the confidence (the best domain probability, mixed with the
+  cosine to the nearest class centroid, see ``polyroute.signals.textmodel``) maximising
+  in-scope accuracy + out-of-scope recall; or, given ``min_oos_recall``, the lowest cut
+  (the most in-scope accuracy) whose out-of-scope recall reaches it.  The centroid
+  weight is the one of ``CENTROID_WEIGHTS`` whose cut does best on that same objective,
+  on the same out-of-fold scores.  It needs ``out_of_scope`` rows; without them the
+  threshold is 0 (nothing is out of scope) and no centroids are kept.
 
 With a validation file, the jailbreak threshold is calibrated on it (the domain
 threshold stays cross-validated) and the reported metrics are the validation's.
@@ -35,6 +38,7 @@ from polyroute.signals.textmodel import OUT_OF_SCOPE, ModelType, TextModel
 
 JAILBREAK_LABELS = ("benign", "injection")
 FOLDS = 5
+CENTROID_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 BoolArray = npt.NDArray[np.bool_]
 
 
@@ -173,24 +177,68 @@ def domain_metrics(predicted: Sequence[str], truth: Sequence[str]) -> dict[str, 
 
 def _domain_threshold(
     names: list[str], top: Array, truth: list[str], min_oos_recall: float | None
-) -> float:
-    """The out-of-scope cut: the lowest (most in-scope accuracy) whose out-of-fold
-    out-of-scope recall reaches ``min_oos_recall``; with None, the cut maximising
-    in-scope accuracy + out-of-scope recall."""
-    if not (np.asarray(truth) == OUT_OF_SCOPE).any():
-        return 0.0
-    best, cut = -1.0, 0.0
-    for candidate in np.unique(np.round(top, 3)):
-        pred = [n if s >= candidate else OUT_OF_SCOPE for n, s in zip(names, top, strict=True)]
-        m = domain_metrics(pred, truth)
-        if min_oos_recall is not None:
-            if m["oos_recall"] >= min_oos_recall:
-                return float(candidate)
-            continue
-        score = m["in_scope_accuracy"] + m["oos_recall"]
-        if score > best:
-            best, cut = score, float(candidate)
-    return cut if min_oos_recall is None else float(np.max(top))
+) -> tuple[float, float]:
+    """The out-of-scope cut and its objective: the lowest cut (most in-scope accuracy)
+    whose out-of-fold out-of-scope recall reaches ``min_oos_recall`` (objective: that
+    accuracy; -1 if none does); with None, the cut maximising in-scope accuracy +
+    out-of-scope recall (objective: that sum)."""
+    true = np.asarray(truth)
+    oos = true == OUT_OF_SCOPE
+    if not oos.any():
+        return 0.0, 0.0
+    right = (np.asarray(names) == true)[~oos]
+    cuts = np.unique(np.round(top, 3))
+    # rows at or above a cut stay in scope: count them per cut by sorted search
+    out, kept_right = np.sort(top[oos]), np.sort(top[~oos][right])
+    accuracy = (len(kept_right) - np.searchsorted(kept_right, cuts, "left")) / int((~oos).sum())
+    recall = np.searchsorted(out, cuts, "left") / len(out)
+    if min_oos_recall is not None:
+        ok = np.flatnonzero(np.round(recall, 4) >= min_oos_recall)
+        if not len(ok):
+            return float(np.max(top)), -1.0
+        return float(cuts[ok[0]]), float(accuracy[ok[0]])
+    score = np.round(accuracy, 4) + np.round(recall, 4)
+    best = int(np.argmax(score))
+    return float(cuts[best]), float(score[best])
+
+
+def _centroids(x: Array, y: Sequence[str], classes: list[str]) -> Array:
+    """Each class's mean vector, unit length (rows in ``classes`` order)."""
+    labels = np.asarray(y)
+    means = np.stack([x[labels == k].mean(axis=0) for k in classes])
+    norms = np.linalg.norm(means, axis=1, keepdims=True)
+    out: Array = (means / np.maximum(norms, 1e-12)).astype(np.float32)
+    return out
+
+
+def _domain_fit(
+    x: Array, y: Sequence[str], c: float, encoder: str, group_of: dict[str, str]
+) -> TextModel:
+    classes, coef, intercept = _fit(x, y, c)
+    groups = [group_of[k] for k in classes]
+    model = _model("domain", encoder, (classes, coef, intercept), groups)
+    return TextModel(**{**model.__dict__, "centroids": _centroids(x, y, classes)})
+
+
+def _choose_weight(
+    folds: list[tuple[TextModel, Any]], x: Array, truth: list[str], min_oos_recall: float | None
+) -> tuple[float, float, list[str]]:
+    """The centroid weight and cut doing best on the out-of-fold scores (ties: the smaller
+    weight), and the out-of-fold labels they give."""
+    best: tuple[float, float, float, list[str]] = (-2.0, 0.0, 0.0, [])
+    for weight in CENTROID_WEIGHTS:
+        names: list[str] = [""] * len(truth)
+        top = np.zeros(len(truth), dtype=np.float32)
+        for fold, test in folds:
+            mixed = TextModel(**{**fold.__dict__, "centroid_weight": weight})
+            got, score = mixed.domain_scores(x[test])
+            for i, name, value in zip(test, got, score, strict=True):
+                names[i], top[i] = name, value
+        cut, objective = _domain_threshold(names, top, truth, min_oos_recall)
+        if objective > best[0]:
+            cv = [n if s >= cut else OUT_OF_SCOPE for n, s in zip(names, top, strict=True)]
+            best = (objective, weight, cut, cv)
+    return best[1], best[2], best[3]
 
 
 def train_domain(
@@ -207,20 +255,16 @@ def train_domain(
     x = enc.fit(rows.texts).encode(rows.texts)
     y = rows.intents or rows.labels
     group_of = dict(zip(y, rows.labels, strict=True))
-    names: list[str] = [""] * len(y)
-    top = np.zeros(len(y), dtype=np.float32)
-    for train, test in _folds(y):
-        fit = _fit(x[train], [y[i] for i in train], c)
-        fold = _model("domain", encoder, fit, [group_of[k] for k in fit[0]])
-        got, best = fold.domain_scores(x[test])
-        for i, name, score in zip(test, got, best, strict=True):
-            names[i], top[i] = name, score
-    threshold = _domain_threshold(names, top, rows.labels, min_oos_recall)
-    fit = _fit(x, y, c)
-    model = _model("domain", encoder, fit, [group_of[k] for k in fit[0]], round(threshold, 6))
-    cv = [n if s >= threshold else OUT_OF_SCOPE for n, s in zip(names, top, strict=True)]
+    folds = [(_domain_fit(x[tr], [y[i] for i in tr], c, encoder, group_of), te)
+             for tr, te in _folds(y)]  # fmt: skip
+    weight, threshold, cv = _choose_weight(folds, x, rows.labels, min_oos_recall)
+    full = _domain_fit(x, y, c, encoder, group_of)
+    kept = full.centroids if weight > 0 else None
+    model = TextModel(**{**full.__dict__, "threshold": round(threshold, 6),
+                         "centroids": kept, "centroid_weight": weight})  # fmt: skip
     metrics: dict[str, Any] = {
         "min_oos_recall": min_oos_recall,
+        "centroid_weight": weight,
         "cross_validation": domain_metrics(cv, rows.labels),
     }
     if validation is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,35 @@ def test_domain_training_and_round_trip(tmp_path: Path) -> None:
     )
 
 
+def test_domain_centroids_round_trip_and_are_checked(tmp_path: Path) -> None:
+    rows = _tiny_domains()
+    base = train_domain(rows, c=10.0)
+    model = replace(base, centroids=np.eye(*base.coef.shape, dtype=np.float32),
+                    centroid_weight=0.5)  # fmt: skip
+    path = save_model(model, tmp_path / "dom")
+    again = load_model(path, "domain")
+    assert again.centroid_weight == 0.5 and again.centroids is not None
+    np.testing.assert_array_equal(again.centroids, model.centroids)
+    x = np.eye(2, base.coef.shape[1], dtype=np.float32)
+    names, mixed = again.domain_scores(x)
+    _, plain = replace(again, centroid_weight=0.0).domain_scores(x)
+    assert names == base.domain_scores(x)[0]
+    assert not np.allclose(mixed, plain)  # the cosine to the centroids moves the confidence
+    np.savez(path / "arrays.npz", coef=model.coef, intercept=model.intercept,
+             centroids=np.zeros((1, 3), dtype=np.float32))  # fmt: skip
+    with pytest.raises(ConfigError, match="centroids") as info:
+        load_model(path, "domain")
+    assert str(path / "arrays.npz") in str(info.value)
+
+
+def test_domain_without_out_of_scope_rows_keeps_everything_in_scope() -> None:
+    rows = _tiny_domains()
+    keep = [i for i, lab in enumerate(rows.labels) if lab != "out_of_scope"]
+    model = train_domain(Rows([rows.texts[i] for i in keep], [rows.labels[i] for i in keep],
+                              None), c=10.0)  # fmt: skip
+    assert model.threshold == 0.0 and model.centroids is None and model.centroid_weight == 0.0
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -179,7 +209,7 @@ def test_an_encoder_that_cannot_load_gives_none(monkeypatch: pytest.MonkeyPatch)
     def refuse(*_a: Any, **_k: Any) -> Any:
         raise ConfigError("no table")
 
-    monkeypatch.setattr(neural, "make_encoder", refuse)
+    monkeypatch.setattr(neural, "serving_encoder", refuse)
     signal = JailbreakSignal("jb", {})
     assert signal.compute(Request.chat("hi")) is None
     assert signal.compute(Request.chat("hi again")) is None  # no retry storm, still unknown
@@ -251,6 +281,25 @@ def test_cli_trains_and_rejects_bad_rows(
     missing = tmp_path / "missing.jsonl"
     assert main(["train-signal", "domain", "--data", str(missing), "--out", str(out)]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("intents", [False, True])
+def test_cli_trains_a_domain_model_with_or_without_intents(tmp_path: Path, intents: bool) -> None:
+    rows = _tiny_domains()
+    data = tmp_path / "train.jsonl"
+    with data.open("w") as fh:
+        for i, (text, label) in enumerate(zip(rows.texts, rows.labels, strict=True)):
+            row = {"text": text, "label": label}
+            if intents and label != "out_of_scope":
+                row["intent"] = f"{label}_{i % 2}"
+            fh.write(json.dumps(row) + "\n")
+    out = tmp_path / "model"
+    assert main(["train-signal", "domain", "--data", str(data), "--out", str(out)]) == 0
+    model = load_model(out, "domain")
+    assert len(model.classes) == (7 if intents else 4)  # 2 intents x 3 domains + out_of_scope
+    assert 0.0 <= model.centroid_weight <= 1.0
+    signal = DomainSignal("d", {"model": str(out)})
+    assert signal.compute(Request.chat("book me a hotel room in rome")) == "travel"
 
 
 def test_read_rows_refuses_unknown_jailbreak_labels(tmp_path: Path) -> None:
