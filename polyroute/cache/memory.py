@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from polyroute.cache.index import CacheHit, Vector
-from polyroute.cache.similarity import Similarity
+from polyroute.cache.similarity import Similarity, words
 from polyroute.errors import ConfigError
 
 
@@ -26,6 +26,7 @@ class _Entry:
     key: int
     text: str
     answer: bytes
+    words: frozenset[str]
 
 
 class _Scope:
@@ -107,18 +108,18 @@ class MemoryIndex:
                 return None
             n = len(bucket)
         sims = bucket.vectors[:n] @ v
-        best = int(np.argmax(sims))
-        top = float(sims[best])
-        if n > 1:
-            sims[best] = -np.inf
-            runner_up = float(sims.max())
-        else:
-            runner_up = -1.0
-        if not self.similarity.hits(top, runner_up):
+        rows = self.similarity.shortlist(sims)
+        if not self.similarity.reachable(float(sims[rows[0]])):
             return None
+        found = self.similarity.best(
+            sims[rows], words(text), [bucket.entries[r].words for r in rows]
+        )
+        if found is None:
+            return None
+        best, score = int(rows[found[0]]), found[1]
         entry = bucket.entries[best]
         self._lru.move_to_end(entry.key)
-        return CacheHit(answer=entry.answer, similarity=top, matched_text=entry.text)
+        return CacheHit(answer=entry.answer, similarity=score, matched_text=entry.text)
 
     async def add(self, scope: str, vector: Vector, text: str, answer: bytes) -> None:
         """Store an entry; evicts the least recently used entries beyond ``max_entries``."""
@@ -128,7 +129,7 @@ class MemoryIndex:
             bucket = self._scopes[scope] = _Scope(self.similarity.dim)
         key = self._next_key
         self._next_key += 1
-        bucket.append(_Entry(key, text, answer), v, self._clock() + self.ttl_s)
+        bucket.append(_Entry(key, text, answer, words(text)), v, self._clock() + self.ttl_s)
         self._lru[key] = scope
         while len(self._lru) > self.max_entries:
             old, old_scope = self._lru.popitem(last=False)

@@ -12,8 +12,14 @@ the TTL of the scope's keys.  A lookup reads the scope's live ids (one
 ``ZRANGEBYSCORE``; at most ``max_entries``), fetches only the vectors this process
 has not seen yet (one ``HMGET``: each process mirrors the vectors of its
 ``max_scopes`` most recently used scopes; a stored vector never changes), scores
-locally with the same rule as the memory index, and reads the entry of a hit
-(one ``HMGET``).
+locally with the same rule as the memory index, and, only when the best cosine can
+reach the threshold, reads the shortlisted entries' texts (one pipelined round trip) and
+the winner's answer (one ``HGET``).
+
+Expiry times come from ``clock`` (wall clock by default), so replicas need synchronised
+clocks (NTP); the entry keys also carry a Redis TTL, so nothing outlives ``ttl_s``.
+A lookup reads every live id of its scope, so its cost grows with the scope
+(latencies at ~1,800 entries in ``benchmarks/RESULTS_cache.md``).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from polyroute.cache.index import CacheHit, Vector
-from polyroute.cache.similarity import Similarity
+from polyroute.cache.similarity import Similarity, words
 from polyroute.errors import ConfigError
 
 _ADD = """
@@ -112,18 +118,19 @@ class RedisIndex:
             self._mirrors[scope] = mirror
             return mirror.ids, mirror.matrix
         known = {i: row for row, i in enumerate(mirror.ids)}
+        kept = [i for i in live if i in known]
         missing = [i for i in live if i not in known]
-        fetched = (
-            dict(zip(missing, await self._client.hmget(vecs, missing), strict=True))
-            if missing
-            else {}
+        fetched = await self._client.hmget(vecs, missing) if missing else []
+        new = [(i, raw) for i, raw in zip(missing, fetched, strict=True) if raw is not None]
+        ids = kept + [i for i, _ in new]  # order does not matter, only ids <-> rows
+        matrix = np.concatenate(
+            [
+                mirror.matrix[np.fromiter((known[i] for i in kept), np.intp, len(kept))],
+                np.frombuffer(b"".join(raw for _, raw in new), np.float32).reshape(
+                    len(new), self.similarity.dim
+                ),
+            ]
         )
-        ids = [i for i in live if i in known or fetched.get(i) is not None]
-        rows = [
-            mirror.matrix[known[i]] if i in known else np.frombuffer(fetched[i], dtype=np.float32)
-            for i in ids
-        ]
-        matrix = np.stack(rows) if rows else np.zeros((0, self.similarity.dim), np.float32)
         self._mirrors[scope] = _Mirror(ids, matrix)
         while len(self._mirrors) > self.max_scopes:
             self._mirrors.popitem(last=False)
@@ -136,17 +143,28 @@ class RedisIndex:
         if not ids:
             return None
         sims = matrix @ v
-        best = int(np.argmax(sims))
-        top = float(sims[best])
-        runner_up = float(np.partition(sims, -2)[-2]) if len(ids) > 1 else -1.0
-        if not self.similarity.hits(top, runner_up):
+        rows = self.similarity.shortlist(sims)
+        if not self.similarity.reachable(float(sims[rows[0]])):
             return None
-        found = await self._client.hmget(self._keys(scope)[2] + ids[best].decode(), ["t", "a"])
-        if found[0] is None or found[1] is None:  # expired between the two round trips
+        eprefix = self._keys(scope)[2]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for r in rows.tolist():
+                pipe.hget(eprefix + ids[r].decode(), "t")
+            texts: list[bytes | None] = await pipe.execute()
+        alive = [i for i, t in enumerate(texts) if t is not None]  # an entry may have expired
+        if not alive:
             return None
-        return CacheHit(
-            answer=bytes(found[1]), similarity=top, matched_text=bytes(found[0]).decode()
+        found = self.similarity.best(
+            sims[rows[alive]], words(text), [words(bytes(texts[i] or b"").decode()) for i in alive]
         )
+        if found is None:
+            return None
+        winner = int(alive[found[0]])
+        answer = await self._client.hget(eprefix + ids[int(rows[winner])].decode(), "a")
+        if answer is None:  # expired between the round trips
+            return None
+        matched = bytes(texts[winner] or b"").decode()
+        return CacheHit(answer=bytes(answer), similarity=found[1], matched_text=matched)
 
     async def add(self, scope: str, vector: Vector, text: str, answer: bytes) -> None:
         """Store an entry (one atomic script); the oldest beyond ``max_entries`` go."""

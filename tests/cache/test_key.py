@@ -67,6 +67,12 @@ def test_scope_changes_with_tenant_decision_endpoint() -> None:
     assert scope_key(b, "/v1/chat/completions", "d", "t") != scope_key(b, "/v1/messages", "d", "t")
 
 
+def test_anthropic_top_level_system_changes_the_scope() -> None:
+    a = {"temperature": 0, "system": "Be terse.", "messages": [{"role": "user", "content": "hi"}]}
+    b = {**a, "system": "Be verbose."}
+    assert scope_key(a, "/v1/messages", "d", "t") != scope_key(b, "/v1/messages", "d", "t")
+
+
 def test_user_and_metadata_do_not_change_the_scope() -> None:
     assert key(body(user="u1", metadata={"a": 1})) == key(body(user="u2"))
 

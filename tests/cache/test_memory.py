@@ -97,3 +97,22 @@ async def test_wrong_dimension_and_bad_config_are_errors() -> None:
         default_similarity("nope")
     assert default_similarity("minilm").dim == 384
     assert default_similarity("static").dim == 256
+
+
+def test_words_and_jaccard() -> None:
+    from polyroute.cache.similarity import jaccard, words
+
+    assert words("What's my BALANCE?") == frozenset({"what", "s", "my", "balance"})
+    assert jaccard(words("a b c"), words("b c d")) == 0.5
+    assert jaccard(frozenset(), frozenset()) == 0.0
+
+
+async def test_lexical_verifier_needs_shared_words() -> None:
+    sim = Similarity("test", 3, threshold=1.0, accept=1.0, lexical=0.5)
+    index = MemoryIndex(sim)
+    await index.add("s", vec(1, 0, 0), "what is my balance", b"42")
+    near = vec(0.8, 0.6, 0)  # cosine 0.8 to the entry
+    hit = await index.lookup("s", near, "what is my balance please")  # jaccard 0.8: 1.2
+    assert hit is not None and hit.similarity == pytest.approx(1.2, abs=1e-5)
+    assert await index.lookup("s", near, "book a flight to paris") is None  # jaccard 0: 0.8
+    assert await index.lookup("s", vec(1, 0.1, 0), "show funds") is None  # cosine .995, j 0

@@ -93,3 +93,41 @@ async def test_bounded_per_scope_and_ttl(prefix: str) -> None:
         assert await index.lookup("s", vec(0, 0, 1), "z") is not None
     finally:
         await index.aclose()
+
+
+async def test_replicas_share_entries_and_see_evictions(prefix: str) -> None:
+    from polyroute.cache import RedisIndex
+
+    a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=2)
+    b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=2, max_scopes=1)
+    try:
+        await a.add("s", vec(1, 0, 0), "x", b"X")
+        hit = await b.lookup("s", vec(1, 0, 0), "x")  # b mirrors x's vector now
+        assert hit is not None and hit.answer == b"X"
+        await b.add("s", vec(0, 1, 0), "y", b"Y")
+        await b.add("s", vec(0, 0, 1), "z", b"Z")  # evicts x
+        assert await a.lookup("s", vec(1, 0, 0), "x") is None
+        assert await b.lookup("s", vec(1, 0, 0), "x") is None  # b's mirror dropped x
+        assert await b.lookup("t", vec(1, 0, 0), "x") is None  # another scope: mirror bound 1
+        hit = await b.lookup("s", vec(0, 1, 0), "y")
+        assert hit is not None and hit.answer == b"Y"
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_lexical_verifier_in_redis(prefix: str) -> None:
+    from polyroute.cache import RedisIndex
+
+    sim = Similarity("test", 3, threshold=1.0, accept=1.0, lexical=0.5)
+    index = RedisIndex(sim, url=REDIS_URL, prefix=prefix)
+    try:
+        await index.add("s", vec(1, 0, 0), "what is my balance", b"42")
+        await index.add("s", vec(0, 0, 1), "unrelated", b"U")
+        near = vec(0.8, 0.6, 0)
+        hit = await index.lookup("s", near, "what is my balance please")
+        assert hit is not None and hit.answer == b"42"
+        assert hit.matched_text == "what is my balance"
+        assert await index.lookup("s", near, "book a flight to paris") is None
+    finally:
+        await index.aclose()
