@@ -29,6 +29,9 @@ _LOG = logging.getLogger("polyroute.signals")
 
 class ModelOptions(SignalOptions):
     model: str | None = None
+    #: a shipped alternative to the default model (``domain``: ``fast``, on the static
+    #: encoder: 0.1 ms a prompt instead of MiniLM's 6-36 ms, less accurate)
+    variant: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,32}$")
     #: the model's decision threshold (default: the one calibrated when it was trained)
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
@@ -127,6 +130,20 @@ class ModelSignal(EncoderSignal):
 
     def setup(self) -> None:
         path = self.options.model or default_model_dir(self.kind)
+        variant = self.options.variant
+        if variant is not None:
+            if self.options.model is not None:
+                raise ConfigError(f"{self.where}: give model: DIR or variant: NAME, not both")
+            path = default_model_dir(self.kind).with_name(f"{self.kind}-{variant}")
+            if not path.is_dir():
+                known = sorted(
+                    p.name.removeprefix(f"{self.kind}-")
+                    for p in path.parent.glob(f"{self.kind}-*")
+                )
+                raise ConfigError(
+                    f"{self.where}.variant: no shipped {self.kind} model {variant!r}; "
+                    f"expected one of {known or 'none'}"
+                )
         try:
             self.model: TextModel = load_model(path, self.kind)
         except ConfigError as exc:

@@ -307,3 +307,16 @@ def test_read_rows_refuses_unknown_jailbreak_labels(tmp_path: Path) -> None:
     data.write_text('{"text": "hi", "label": "evil"}\n')
     with pytest.raises(ConfigError, match=f"{data}:1"):
         read_rows(data, "jailbreak")
+
+
+def test_a_shipped_variant_loads_by_name_and_an_unknown_one_is_a_load_error() -> None:
+    """``variant: fast``: the domain model on the static encoder (no MiniLM per request)."""
+    from polyroute.signals.domain import DomainSignal
+
+    fast = DomainSignal("d", {"variant": "fast"}, "signals.d")
+    assert fast.model.encoder == "static" and not fast.blocking
+    assert DomainSignal("d", {}, "signals.d").model.encoder == "minilm"
+    with pytest.raises(ConfigError, match=r"signals\.d\.variant: no shipped domain model 'tiny'"):
+        DomainSignal("d", {"variant": "tiny"}, "signals.d")
+    with pytest.raises(ConfigError, match="not both"):
+        DomainSignal("d", {"variant": "fast", "model": "/x"}, "signals.d")
