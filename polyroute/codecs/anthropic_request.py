@@ -166,6 +166,7 @@ def _message(msg: Any, where: str) -> list[JSON]:
 
 def _kind(block: Any, where: str, allowed: tuple[str, ...]) -> str:
     kind = block.get("type") if isinstance(block, dict) else None
+    kind = kind if isinstance(kind, str) else None  # a dict is not hashable
     if kind in allowed or kind in _DROPPED_BLOCKS:
         return str(kind)
     names = f"{', '.join(allowed[:-1])} or {allowed[-1]}"
@@ -295,6 +296,7 @@ def _tool(tool: Any, where: str) -> JSON:
 
 def _tool_choice(choice: Any) -> JSON:
     kind = choice.get("type") if isinstance(choice, dict) else None
+    kind = kind if isinstance(kind, str) else None  # a dict is not hashable
     out: JSON = {}
     if kind in OPENAI_TOOL_CHOICES:
         out["tool_choice"] = OPENAI_TOOL_CHOICES[kind]

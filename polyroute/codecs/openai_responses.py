@@ -101,7 +101,7 @@ def _text_of(parts: list[Any], param: str, kinds: frozenset[str] = _TEXT_PARTS) 
         if part.get("type") == "refusal":
             texts.append(_typed(part.get("refusal"), str, f"{p}.refusal", "a string"))
             continue
-        if part.get("type") not in kinds:
+        if not isinstance(part.get("type"), str) or part.get("type") not in kinds:
             raise FieldError(f"{p}.type", f"unsupported content part {part.get('type')!r} here")
         texts.append(_typed(part.get("text"), str, f"{p}.text", "a string"))
     return "".join(texts)
@@ -110,6 +110,7 @@ def _text_of(parts: list[Any], param: str, kinds: frozenset[str] = _TEXT_PARTS) 
 def _user_part(part: Any, p: str) -> JSON:
     _typed(part, dict, p, "an object")
     kind = part.get("type")
+    kind = kind if isinstance(kind, str) else None  # a dict is not hashable
     if kind in _TEXT_PARTS:
         return {"type": "text", "text": _typed(part.get("text"), str, f"{p}.text", "a string")}
     if kind == "input_image":
@@ -135,7 +136,7 @@ def _user_part(part: Any, p: str) -> JSON:
 
 def _message(item: JSON, p: str) -> JSON:
     role = item.get("role")
-    if role not in _ROLES:
+    if not isinstance(role, str) or role not in _ROLES:
         raise FieldError(f"{p}.role", "expected one of user, assistant, system, developer")
     content = item.get("content")
     if isinstance(content, str):
@@ -247,7 +248,7 @@ def _response_format(text: Any) -> JSON | None:
         return None
     _typed(fmt, dict, "text.format", "an object")
     kind = fmt.get("type")
-    if kind not in _FORMATS:
+    if not isinstance(kind, str) or kind not in _FORMATS:
         raise FieldError("text.format.type", "expected text, json_object or json_schema")
     if kind != "json_schema":
         return {"type": kind}

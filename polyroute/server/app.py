@@ -43,6 +43,7 @@ from polyroute.server.limits import ConcurrencyLimit
 from polyroute.server.logs import log_request
 from polyroute.server.metrics import Metrics, metrics_route
 from polyroute.server.openapi import openapi_endpoint
+from polyroute.server.responses_api import ResponsesApi
 from polyroute.server.security import KeyRing, reject_steering
 from polyroute.server.streaming import RelayResponse
 from polyroute.server.validate import check_body, parse_body
@@ -333,6 +334,7 @@ async def _http_error(http: HttpRequest, exc: Exception) -> Response:
 
 def create_app(engine: Engine) -> Starlette:
     gateway = Gateway(engine)
+    responses = ResponsesApi(gateway)
     config = engine.config
 
     @contextlib.asynccontextmanager
@@ -360,6 +362,9 @@ def create_app(engine: Engine) -> Starlette:
         Route("/v1/completions", gateway.completions, methods=["POST"]),
         Route("/v1/messages", gateway.messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", gateway.count_tokens, methods=["POST"]),
+        Route("/v1/responses", responses.create, methods=["POST"]),
+        Route("/v1/responses/{response_id}", responses.get, methods=["GET"]),
+        Route("/v1/responses/{response_id}", responses.delete, methods=["DELETE"]),
         Route("/v1/models", gateway.models, methods=["GET"]),
         Route("/v1/models/{model:path}", gateway.model, methods=["GET"]),
         Route("/v1/route", gateway.route, methods=["POST"]),

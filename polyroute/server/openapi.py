@@ -375,6 +375,34 @@ def _model_operation(summary: str, request: str, answer: str) -> Schema:
     }
 
 
+_RESPONSES_REQUEST: Schema = {
+    "type": "object",
+    "required": ["input"],
+    "properties": {
+        "model": {"type": ["string", "null"], "maxLength": 128},
+        "input": {
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["role", "content"],
+                        "properties": {
+                            "role": {"enum": ["user", "assistant", "system", "developer"]},
+                            "content": {"type": "string"},
+                        },
+                    },
+                },
+            ]
+        },
+        "stream": {"type": ["boolean", "null"]},
+        "store": {"type": ["boolean", "null"]},
+    },
+}
+
+
 def _anthropic_request(required: list[str], routed: bool) -> Schema:
     """The part of a Messages request this document describes (the codec takes more:
     content blocks, tools, images; see ``polyroute.codecs.anthropic_request``)."""
@@ -479,6 +507,52 @@ def build_spec() -> Schema:
                 ["messages"],
                 routed=False,
             ),
+            "/v1/responses": {
+                "post": {
+                    "summary": "Route and answer an OpenAI Responses API request (stored unless "
+                    "`store: false`; `previous_response_id` continues a stored one).",
+                    "operationId": "createResponse",
+                    "requestBody": {
+                        "required": True,
+                        "content": {JSON_TYPE: {"schema": _RESPONSES_REQUEST}},
+                    },
+                    "responses": _model_responses(
+                        {
+                            "description": "The Response, or its typed event stream.",
+                            "headers": _trace_headers(required=True),
+                            "content": {
+                                JSON_TYPE: {"schema": {"type": "object", "required": ["id"]}},
+                                **_EVENT_STREAM,
+                            },
+                        }
+                    ),
+                }
+            },
+            "/v1/responses/{response_id}": {
+                verb: {
+                    "summary": summary,
+                    "operationId": op,
+                    "parameters": [
+                        {
+                            "name": "response_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json("The stored response.", {"type": "object"}),
+                        "401": _UNAUTHORIZED,
+                        "404": _error("No such response for this key (`response_not_found`)."),
+                        "405": _NOT_ALLOWED,
+                        "429": _OVERLOADED,
+                    },
+                }
+                for verb, summary, op in (
+                    ("get", "A stored response (this key's only).", "getResponse"),
+                    ("delete", "Forget a stored response.", "deleteResponse"),
+                )
+            },
             "/v1/models": {
                 "get": {
                     "summary": "`auto`, the profiles and the backends.",
