@@ -154,6 +154,11 @@ def build_decisions(
                 raise ConfigError(
                     f"{at}.models: unknown model {name!r}; defined: {sorted(backends)}"
                 )
+            if config.models[name].kind == "embedding":
+                raise ConfigError(
+                    f"{at}.models: {name!r} is an embedding model (kind: embedding); "
+                    "decisions route chat requests"
+                )
         selector = build_selector(d.select, f"{at}.select", config.base_dir)
         built.append(
             Decision(

@@ -56,6 +56,8 @@ def _check_name(name: str) -> str:
 
 class ModelConfig(_Frozen):
     provider: str = "openai"
+    #: chat (routed; chat and completions) or embedding (``POST /v1/embeddings`` only)
+    kind: Literal["chat", "embedding"] = "chat"
     base_url: str
     model: str | None = None
     api_key: SecretStr | None = None

@@ -57,7 +57,13 @@ from polyroute.build import (
 )
 from polyroute.config import Config, DecisionConfig, load_config
 from polyroute.embed import Encoder
-from polyroute.errors import ConfigError, ModelNotFound, RequestError, RoutingError
+from polyroute.errors import (
+    ConfigError,
+    FieldError,
+    ModelNotFound,
+    RequestError,
+    RoutingError,
+)
 from polyroute.plans import PLANS, Plan, PlanExecutor, StreamStart
 from polyroute.plugins.base import BasePlugin, ChunkTap, Context, PluginEnv, Reroute, Respond
 from polyroute.plugins.stream import replay, tapped
@@ -98,7 +104,11 @@ class Engine:
             config.plugins, f"{config.source}: plugins", self.env
         )
         decisions = config.decisions or [
-            DecisionConfig(name="default", models=list(config.models), select="cheapest")
+            DecisionConfig(
+                name="default",
+                models=[n for n, m in config.models.items() if m.kind == "chat"],
+                select="cheapest",
+            )
         ]
         self.profiles: dict[str, list[Decision]] = {
             "auto": build_decisions(config, decisions, self.backends, "decisions", env=self.env)
@@ -326,6 +336,38 @@ class Engine:
         """Decision and selection on the event loop (no plugins, no model called)."""
         decision, _ = await self.adecide(request, trace)
         return await self.aselect(decision, request, trace)
+
+    async def embed(self, body: JSON, trace: Trace) -> JSON:
+        """``POST /v1/embeddings``: the named embedding model (``kind: embedding``), with
+        retries; embeddings are not routed, so ``auto`` or a chat model is a 400."""
+        name = body.get("model")
+        kinds = {n: m.kind for n, m in self.config.models.items()}
+        embedding = sorted(n for n, k in kinds.items() if k == "embedding")
+        trace.requested_model = name if isinstance(name, str) else ""
+        if not isinstance(name, str) or name not in kinds:
+            if name in self.profiles:
+                raise FieldError(
+                    "model",
+                    f"embeddings are not routed: name an embedding model, one of {embedding}",
+                )
+            raise ModelNotFound(f"The model {name!r} does not exist; embedding models: {embedding}")
+        if kinds[name] != "embedding":
+            raise FieldError(
+                "model",
+                f"{name!r} is a chat model; embedding models (kind: embedding): {embedding}",
+            )
+        backend = self.backends[name]
+        trace.decision = f"direct:{name}"
+        trace.candidates = [name]
+        answer = await self.dispatcher.embed([backend], body, trace)
+        answer["model"] = name
+        usage = answer.get("usage")
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        if isinstance(tokens, int) and not isinstance(tokens, bool):
+            account(trace, backend, (tokens, 0))
+        else:
+            account(trace, backend, None)
+        return answer
 
     def plan(self, request: Request, trace: Trace) -> Plan:
         """Decision and selection, synchronously (the dry run; no plugins)."""

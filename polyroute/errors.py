@@ -74,6 +74,15 @@ class InvalidRequest(RequestError):
     """Malformed JSON, or a body that does not match the endpoint's schema."""
 
 
+class FieldError(InvalidRequest):
+    """One request field is wrong: ``param`` is its path (``input[2].content[0].type``),
+    reported in the error JSON; the message starts with it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+
+
 class Unauthorized(RequestError):
     status = 401
     type = "authentication_error"

@@ -45,7 +45,7 @@ class FakeUpstream:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    paths: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions")
+    paths: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 
     def next_behaviour(self) -> Behaviour:
         return self.queue.pop(0) if self.queue else self.behaviour
@@ -69,6 +69,15 @@ class FakeUpstream:
         completion = request.path.endswith("/completions") and "chat" not in request.path
         if b.mode == "echo":
             return await self._echo(request, body, b)
+        if request.path.endswith("/embeddings"):
+            texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            data = [
+                {"object": "embedding", "index": i, "embedding": [0.5, float(len(str(t)))]}
+                for i, t in enumerate(texts)
+            ]
+            usage = {"prompt_tokens": 2 * len(texts), "total_tokens": 2 * len(texts)}
+            answer = {"object": "list", "data": data, "model": body["model"], "usage": usage}
+            return web.json_response(answer)
         if body.get("stream"):
             return await self._stream(request, body, b)
         if completion:

@@ -91,6 +91,19 @@ class Dispatcher:
         _, result = await self._run(candidates, trace, call)
         return result
 
+    async def embed(self, candidates: Sequence[Backend], body: JSON, trace: Trace) -> JSON:
+        """``POST /embeddings`` with the same retries, failover and breakers."""
+
+        async def call(b: Backend, timeout_s: float) -> JSON:
+            embed = getattr(b.provider, "embed", None)
+            if embed is None:
+                raise UpstreamError(f"{b.name}: its provider has no embeddings endpoint")
+            result: JSON = await embed(body, b.upstream_model, timeout_s)
+            return result
+
+        _, result = await self._run(candidates, trace, call)
+        return result
+
     async def open_stream(
         self, candidates: Sequence[Backend], request: Request, trace: Trace
     ) -> tuple[Backend, JSON, LiveStream]:

@@ -232,6 +232,14 @@ class OpenAIProvider(HttpProvider):
             raise UpstreamError(f"POST {self.base_url}{path}: upstream answered 200 with an error")
         return data
 
+    async def embed(self, body: JSON, upstream_model: str, timeout_s: float) -> JSON:
+        """``POST /embeddings`` with ``body`` (its ``model`` replaced)."""
+        payload = dumps_body({**body, "model": upstream_model})
+        data = await self._post("/embeddings", payload, timeout_s)
+        if not isinstance(data.get("data"), list):
+            raise UpstreamError(f"POST {self.base_url}/embeddings: an answer without data")
+        return data
+
     async def open_stream(
         self, request: Request, upstream_model: str, timeout_s: float, idle_timeout_s: float
     ) -> SSEStream:

@@ -26,9 +26,10 @@ the outbound Anthropic backend through :mod:`polyroute.codecs.anthropic_tables`.
 
 from __future__ import annotations
 
-from polyroute.codecs.anthropic_request import TOOL_ERROR_PREFIX, FieldError, decode_request
+from polyroute.codecs.anthropic_request import TOOL_ERROR_PREFIX, decode_request
 from polyroute.codecs.anthropic_response import PING, Event, encode_response, error_body, sse
 from polyroute.codecs.anthropic_stream import StreamEncoder
+from polyroute.errors import FieldError
 from polyroute.jsonio import dumps_body
 from polyroute.tokens import estimate_tokens
 from polyroute.types import JSON

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from polyroute.codecs.anthropic_tables import OPENAI_TOOL_CHOICES, image_url
-from polyroute.errors import InvalidRequest
+from polyroute.errors import FieldError
 from polyroute.jsonio import dumps_body
 from polyroute.types import JSON
 
@@ -21,14 +21,6 @@ TOOL_ERROR_PREFIX = "[tool error] "
 _DROPPED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
 #: top-level fields copied under their own name (numbers only)
 _SAMPLING = ("temperature", "top_p", "top_k")
-
-
-class FieldError(InvalidRequest):
-    """A malformed Messages request field; ``param`` is its path (``messages[2].content``)."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(f"{param}: {message}")
-        self.param = param
 
 
 def _bad(where: str, expected: str) -> FieldError:

@@ -27,7 +27,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from polyroute.errors import InvalidRequest
+from polyroute.errors import FieldError
 from polyroute.jsonio import dumps_body
 from polyroute.types import JSON
 
@@ -66,15 +66,6 @@ _ECHO: JSON = {
 }
 _TOOL_KEYS = ("type", "name", "description", "parameters", "strict")
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
-
-
-class FieldError(InvalidRequest):
-    """A Responses request field that is malformed or cannot be served; ``param`` is its
-    path (``input[2].content[0].type``), reported in the error JSON."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(f"{param}: {message}")
-        self.param = param
 
 
 def new_response_id() -> str:

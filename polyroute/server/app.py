@@ -46,7 +46,7 @@ from polyroute.server.openapi import openapi_endpoint
 from polyroute.server.responses_api import ResponsesApi
 from polyroute.server.security import KeyRing, reject_steering
 from polyroute.server.streaming import RelayResponse
-from polyroute.server.validate import check_body, parse_body
+from polyroute.server.validate import check_body, check_embeddings, parse_body
 from polyroute.server.wires import CHAT, COMPLETIONS, MESSAGES, Wire
 from polyroute.types import JSON, Request, Trace
 
@@ -196,6 +196,26 @@ class Gateway:
         self._done(trace, 200, "count_tokens", False, started)
         headers = {"x-request-id": trace.request_id}
         return Response(orjson.dumps(counted), media_type=JSON_TYPE, headers=headers)
+
+    async def embeddings(self, http: HttpRequest) -> Response:
+        """``POST /v1/embeddings``: passed to the named embedding model (not routed)."""
+        started = time.perf_counter()
+        trace = self._trace(http)
+        try:
+            self._check_loop(http)
+            self._authorize(http, trace)
+            body = parse_body(await self._body(http), self.limit)
+            reject_steering(body)
+            check_embeddings(body)
+            answer = await self.engine.embed(body, trace)
+            headers = _headers(trace, started)
+        except PolyrouteError as exc:
+            if trace.outcome == "pending":
+                trace.outcome = f"refused:{exc.code}"
+            self._done(trace, exc.status, "embeddings", False, started)
+            return self._error(exc, trace.trace_id, _headers(trace, started))
+        self._done(trace, 200, "embeddings", False, started)
+        return Response(orjson.dumps(answer), media_type=JSON_TYPE, headers=headers)
 
     async def _model_call(self, http: HttpRequest, wire: Wire) -> Response | RelayResponse:
         started = time.perf_counter()
@@ -362,6 +382,7 @@ def create_app(engine: Engine) -> Starlette:
         Route("/v1/completions", gateway.completions, methods=["POST"]),
         Route("/v1/messages", gateway.messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", gateway.count_tokens, methods=["POST"]),
+        Route("/v1/embeddings", gateway.embeddings, methods=["POST"]),
         Route("/v1/responses", responses.create, methods=["POST"]),
         Route("/v1/responses/{response_id}", responses.get, methods=["GET"]),
         Route("/v1/responses/{response_id}", responses.delete, methods=["DELETE"]),

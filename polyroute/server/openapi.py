@@ -375,6 +375,26 @@ def _model_operation(summary: str, request: str, answer: str) -> Schema:
     }
 
 
+_TOKEN: Schema = {"type": "integer", "minimum": 0}
+_EMBEDDINGS_REQUEST: Schema = {
+    "type": "object",
+    "required": ["model", "input"],
+    "properties": {
+        "model": {"type": "string", "minLength": 1, "maxLength": 256},
+        "input": {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                {"type": "array", "minItems": 1, "items": _TOKEN},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "array", "minItems": 1, "items": _TOKEN},
+                },
+            ]
+        },
+    },
+}
 _RESPONSES_REQUEST: Schema = {
     "type": "object",
     "required": ["input"],
@@ -507,6 +527,24 @@ def build_spec() -> Schema:
                 ["messages"],
                 routed=False,
             ),
+            "/v1/embeddings": {
+                "post": {
+                    "summary": "Embeddings from the named embedding model (`kind: embedding`; "
+                    "not routed: `auto` is a 400).",
+                    "operationId": "createEmbedding",
+                    "requestBody": {
+                        "required": True,
+                        "content": {JSON_TYPE: {"schema": _EMBEDDINGS_REQUEST}},
+                    },
+                    "responses": _model_responses(
+                        _json(
+                            "The upstream's embeddings (`model` names the configured model).",
+                            {"type": "object", "required": ["data"]},
+                            _trace_headers(required=True),
+                        )
+                    ),
+                }
+            },
             "/v1/responses": {
                 "post": {
                     "summary": "Route and answer an OpenAI Responses API request (stored unless "

@@ -116,3 +116,32 @@ def check_body(body: JSON, endpoint: Endpoint) -> None:
         )
         if not ok:
             raise ParamError("'prompt' must be a string or a non-empty list of strings", "prompt")
+
+
+def check_embeddings(body: JSON) -> None:
+    """An embeddings body: ``model`` a name, ``input`` a string, or a non-empty list of
+    strings, of token ids, or of lists of token ids (as OpenAI's API takes)."""
+    model = body.get("model")
+    if not isinstance(model, str) or not 0 < len(model) <= MAX_MODEL_CHARS:
+        raise ParamError(f"'model' must be a string of 1 to {MAX_MODEL_CHARS} characters", "model")
+    text = body.get("input")
+    if isinstance(text, str):
+        return
+    ok = isinstance(text, list) and bool(text) and (
+        all(isinstance(t, str) for t in text)
+        or all(_token(t) for t in text)
+        or all(isinstance(t, list) and t and all(_token(x) for x in t) for t in text)
+    )
+    if not ok:
+        raise ParamError(
+            "'input' must be a string, or a non-empty list of strings, of token ids or of "
+            "lists of token ids",
+            "input",
+        )
+
+
+def _token(value: Any) -> bool:
+    """A token id: a non-negative integer (``5.0`` counts, as JSON Schema says)."""
+    if isinstance(value, float):
+        return value.is_integer() and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
