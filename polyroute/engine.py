@@ -421,7 +421,9 @@ class Engine:
         decision, signals = await self.adecide(request, trace)
         ctx = Context(request, trace, signals, decision.name)
         ran: list[BasePlugin] = []
-        decision, answered = await self._request_phase(ctx, decision, ran)
+        answered = None
+        if self.plugins or decision.plugins:  # no plugins: no request phase (the hot path)
+            decision, answered = await self._request_phase(ctx, decision, ran)
         if answered is not None:
             trace.model = answered.model
             trace.outcome = answered.outcome

@@ -6,7 +6,6 @@ handler, before any formatting.
 
 from __future__ import annotations
 
-import datetime
 import logging
 import sys
 import time
@@ -71,5 +70,13 @@ def log_request(trace: Trace, status: int, endpoint: str, stream: bool, started:
 
 def rfc3339(epoch_s: float) -> str:
     """``2026-11-30T09:30:20.123Z``: the time a request arrived, UTC, milliseconds."""
-    stamp = datetime.datetime.fromtimestamp(epoch_s, tz=datetime.UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    second = int(epoch_s)
+    stamp = _SECOND.get(second)
+    if stamp is None:  # formatted once per second (strftime costs microseconds per line)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _SECOND.clear()
+        _SECOND[second] = stamp
+    return f"{stamp}.{int((epoch_s - second) * 1000):03d}Z"
+
+
+_SECOND: dict[int, str] = {}
