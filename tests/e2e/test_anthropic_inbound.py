@@ -66,3 +66,21 @@ def test_errors_come_in_anthropic_shape(claude: Any) -> None:
         model="auto", messages=[{"role": "user", "content": "How many tokens is this?"}]
     )
     assert counted.input_tokens > 0
+
+
+def test_langchain_chat_anthropic_pointed_at_polyroute(gateway: Gateway) -> None:
+    """LangChain's ``ChatAnthropic`` (its own Anthropic SDK use) against ``/v1/messages``."""
+    langchain_anthropic = pytest.importorskip("langchain_anthropic")
+    chat = langchain_anthropic.ChatAnthropic(
+        model="auto",
+        base_url=gateway.proc.url,
+        api_key="e2e-no-key",
+        max_tokens=16,
+        max_retries=0,
+        timeout=60,
+    )
+    reply = chat.invoke("Prove that the derivative of x squared is 2x.")
+    assert isinstance(reply.content, str) and reply.content
+    assert reply.response_metadata["model"] == "large"  # routed by the config's keyword rule
+    pieces = [chunk.content for chunk in chat.stream("Hi there! How are you today?")]
+    assert "".join(p for p in pieces if isinstance(p, str))
