@@ -168,6 +168,7 @@ def build_decisions(
                 candidates=tuple(backends[n] for n in d.models),
                 selector=selector,
                 plugins=plugins,
+                sticky=d.session == "sticky",
                 signals=tuple(sorted(used)),
             )
         )

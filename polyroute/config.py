@@ -96,6 +96,9 @@ class DecisionConfig(_Frozen):
     models: list[str] = Field(default_factory=list)
     select: str | dict[str, Any] = "static"
     plugins: list[dict[str, Any]] = Field(default_factory=list)
+    # a stored conversation (Responses API) continues on the model that answered its last
+    # turn (sticky) or is routed afresh each turn (per_turn)
+    session: Literal["per_turn", "sticky"] = "per_turn"
 
     _name = field_validator("name")(_check_name)
 

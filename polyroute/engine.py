@@ -314,6 +314,17 @@ class Engine:
 
     def _order(self, decision: Decision, request: Request, trace: Trace) -> Plan:
         ordered = decision.selector.order(decision.candidates, request, trace)
+        return self._plan(decision, request, trace, ordered)
+
+    @staticmethod
+    def _plan(decision: Decision, request: Request, trace: Trace, ordered: list[Backend]) -> Plan:
+        """The plan over ``ordered``; a sticky decision puts the model that answered the
+        conversation's previous turn first (when it is a candidate)."""
+        if decision.sticky and request.prefer is not None:
+            first = [b for b in ordered if b.name == request.prefer]
+            if first:
+                ordered = first + [b for b in ordered if b.name != request.prefer]
+                trace.events.append({"session": "sticky", "model": request.prefer})
         trace.candidates = [b.name for b in ordered]
         return Plan("single", decision, ordered)
 
@@ -324,8 +335,7 @@ class Engine:
         aorder = getattr(decision.selector, "aorder", None)
         if aorder is not None and request.size <= self._route_in_thread_bytes:
             ordered: list[Backend] = await aorder(decision.candidates, request, trace)
-            trace.candidates = [b.name for b in ordered]
-            return Plan("single", decision, ordered)
+            return self._plan(decision, request, trace, ordered)
         if request.size > self._route_in_thread_bytes or getattr(
             decision.selector, "blocking", False
         ):

@@ -69,6 +69,7 @@ class Request:
         "endpoint",
         "headers",
         "memo",
+        "prefer",
         "raw_bytes",
     )
 
@@ -86,6 +87,9 @@ class Request:
         #: the per-request feature cache: the prompt's vector under each encoder, computed
         #: once and read by every neural signal and the semantic cache
         self.memo: dict[Any, Any] | None = None
+        #: the model that answered this conversation's previous turn (a sticky decision
+        #: tries it first)
+        self.prefer: str | None = None
         self._prompt: str | None = None
         self._text: str | None = None
         self._bounded: dict[tuple[TextField, int], str] | None = None
@@ -343,3 +347,5 @@ class Decision:
     plugins: tuple[BasePlugin, ...] = ()
     #: the signals its rule and its plugins read
     signals: tuple[str, ...] = ()
+    #: a continued conversation stays on the model that answered it (``session: sticky``)
+    sticky: bool = False

@@ -54,17 +54,14 @@ class ResponsesApi:
             body = parse_body(raw, g.limit)
             reject_steering(body)
             tenant, previous = trace.client, body.get("previous_response_id")
-            history = (
-                await self.conversations.history(tenant, previous)
-                if isinstance(previous, str)
-                else []
-            )
+            history, prefer = await self._before(tenant, previous)
             chat = orsp.decode_request(body, history)
             check_body(chat, "chat")
             keep = body.get("store", True) is not False
             if keep:
                 self.conversations.check(chat["messages"])  # 413 before paying upstream
             request = Request(chat, "chat", http.headers, len(raw))
+            request.prefer = prefer
             rid, created = orsp.new_response_id(), int(time.time())
             stream = request.stream
             if stream:
@@ -100,6 +97,14 @@ class ResponsesApi:
             return g._error(exc, trace.trace_id, {"x-request-id": trace.request_id})
         g._done(trace, 200, "responses", False, started)
         return response
+
+    async def _before(self, tenant: str, previous: object) -> tuple[list[JSON], str | None]:
+        """The stored conversation ``previous`` continues, and the model that answered it."""
+        if not isinstance(previous, str):
+            return [], None
+        history = await self.conversations.history(tenant, previous)
+        model = (await self.conversations.get(tenant, previous)).get("model")
+        return history, model if isinstance(model, str) else None
 
     def _pieces(  # noqa: PLR0917 (private; one call site)
         self, body: JSON, history: list[JSON], tenant: str, rid: str, created: int, keep: bool
