@@ -18,14 +18,15 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from polyroute.pii_redact import Redaction, StreamRestorer, redact_body, restore
 from polyroute.plugins.base import BasePlugin, ChunkTap, Context, PluginEnv, PluginOptions, Verdict
 from polyroute.plugins.block import BlockOptions, refusal
 from polyroute.plugins.stream import chunk_texts
+from polyroute.signals.pii import Entities
 from polyroute.signals.pii_person import NER_ENTITIES, check_installed, load
-from polyroute.signals.pii_recognizers import RECOGNIZERS, STRUCTURED, span_finder
+from polyroute.signals.pii_recognizers import STRUCTURED, span_finder
 from polyroute.types import JSON
 
 _STATE = "pii.mapping"
@@ -34,21 +35,12 @@ INLINE_MAX_BYTES = 64 * 1024
 
 
 class PiiPluginOptions(PluginOptions):
-    entities: list[str] = Field(default_factory=lambda: list(STRUCTURED), min_length=1)
+    entities: Entities = Field(default_factory=lambda: list(STRUCTURED))
     action: Literal["redact", "refuse"] = "redact"
     restore: bool = False
     message: str = Field(default="the request contains personal data", min_length=1)
     status: int = Field(default=400, ge=400, le=499)
     code: str = Field(default="pii_refused", pattern=r"^[a-z0-9_]{1,64}$")
-
-    @field_validator("entities")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        known = [*RECOGNIZERS, *NER_ENTITIES]
-        unknown = [e for e in value if e not in known]
-        if unknown:
-            raise ValueError(f"unknown entity {unknown}; expected some of {known}")
-        return value
 
 
 class PiiPlugin(BasePlugin):

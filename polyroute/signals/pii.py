@@ -19,9 +19,9 @@ assistant too).  The text is bounded like the other text signals
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
 from polyroute.signals.base import BaseSignal, SignalOptions
 from polyroute.signals.pii_person import NER_ENTITIES, check_installed, load
@@ -31,18 +31,26 @@ from polyroute.types import Request, SignalValue, bound_text
 _LOG = logging.getLogger("polyroute.signals")
 
 
-class PiiOptions(SignalOptions):
-    entities: list[str] = Field(default_factory=lambda: list(STRUCTURED), min_length=1)
-    scope: Literal["user", "last_user", "all"] = "user"
+def known_entities(value: list[str]) -> list[str]:
+    known = [*RECOGNIZERS, *NER_ENTITIES]
+    unknown = [e for e in value if e not in known]
+    if unknown:
+        raise ValueError(f"unknown entity {unknown}; expected some of {known}")
+    return value
 
-    @field_validator("entities")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        known = [*RECOGNIZERS, *NER_ENTITIES]
-        unknown = [e for e in value if e not in known]
-        if unknown:
-            raise ValueError(f"unknown entity {unknown}; expected some of {known}")
-        return value
+
+#: an ``entities`` option (the signal's, the plugin's): known types, the structured ones
+#: by default
+Entities = Annotated[list[str], Field(min_length=1), AfterValidator(known_entities)]
+
+
+def _structured() -> list[str]:
+    return list(STRUCTURED)
+
+
+class PiiOptions(SignalOptions):
+    entities: Entities = Field(default_factory=_structured)
+    scope: Literal["user", "last_user", "all"] = "user"
 
 
 class PiiSignal(BaseSignal):
