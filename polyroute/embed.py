@@ -373,6 +373,10 @@ def make_encoder(encoder_id: str, use_cache: bool = True) -> Encoder:
         from polyroute.embed_static import StaticEncoder
 
         return StaticEncoder()
+    if encoder_id == "ngram":
+        from polyroute.embed_ngram import NgramEncoder
+
+        return NgramEncoder()
     raise ConfigError(f"unknown encoder {encoder_id!r}; expected one of: {', '.join(ENCODERS)}")
 
 

@@ -1,7 +1,9 @@
 """``jailbreak``: the probability (0..1) that the user turns are a prompt injection.
 
-A linear model over the ``static`` encoder's vectors (see ``polyroute.signals.textmodel``;
-the shipped default is trained on the S-Labs prompt-injection data).  Used bare in a
+A linear model over an encoder's vectors (see ``polyroute.signals.textmodel``; the
+shipped default reads hashed word and character n-grams, ``polyroute.embed_ngram``, and
+is trained on the S-Labs prompt-injection data; ``variant: fast`` is the earlier one on
+the ``static`` encoder).  Used bare in a
 rule (``when: jailbreak``) it fires when the probability reaches ``threshold``
 (default: the model's, calibrated for a 3 % false-positive rate on benign prompts);
 ``{signal: jailbreak, ge: 0.9}`` compares the probability itself.  All user messages

@@ -46,7 +46,7 @@ ARRAYS = "arrays.npz"
 OUT_OF_SCOPE = "out_of_scope"
 ModelType = Literal["jailbreak", "domain"]
 MODEL_TYPES: tuple[ModelType, ...] = ("jailbreak", "domain")
-SIGNAL_ENCODERS = ("static", "minilm")
+SIGNAL_ENCODERS = ("static", "minilm", "ngram")
 Array = npt.NDArray[np.float32]
 
 

@@ -151,7 +151,10 @@ def test_a_guarded_topic_is_rerouted_to_the_careful_decision(
 
 
 def test_pii_is_redacted_before_the_upstream(plugin_gateway: Gateway, recorder: Recorder) -> None:
-    prompt = "Repeat this address and number: jane.doe@example.com, card 4111 1111 1111 1111."
+    prompt = (
+        "Please write a short note confirming my order for jane.doe@example.com; "
+        "the card was 4111 1111 1111 1111."
+    )
     with client_of(plugin_gateway) as client:
         raw = ask(client, prompt)
         streamed = client.chat.completions.create(

@@ -1,0 +1,79 @@
+"""``ngram``: hashed word and character n-grams, for text classifiers that must catch the
+*form* of a prompt (jailbreak phrasings, obfuscations) more than its meaning.
+
+Each prompt becomes one ``DIM``-wide float32 vector: word 1-2-grams and character
+2-5-grams (over the NFKC-normalised, lower-cased text with runs of spaces collapsed),
+each n-gram hashed (CRC-32) to a column with a sign from another bit of the hash, its
+weight ``1 + log(count)``; the word block and the character block are each scaled to
+unit length and summed.  No vocabulary and no fitted state: the same vector in training
+and serving, whatever the data.  About a millisecond a prompt (pure Python); prompts
+are read up to ``MAX_CHARS`` characters (first and last halves).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import unicodedata
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from polyroute.types import bound_text
+
+DIM = 1 << 15
+MAX_CHARS = 4000
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+_MASK = DIM - 1
+
+
+def _block(counts: Counter[str], prefix: str, out: npt.NDArray[np.float32]) -> None:
+    if not counts:
+        return
+    columns: dict[int, float] = {}
+    for gram, n in counts.items():
+        h = zlib.crc32((prefix + gram).encode())
+        col = h & _MASK
+        weight = (1.0 + math.log(n)) * (1.0 if (h >> 20) & 1 else -1.0)
+        columns[col] = columns.get(col, 0.0) + weight
+    norm = math.sqrt(sum(v * v for v in columns.values())) or 1.0
+    for col, value in columns.items():
+        out[col] += value / norm
+
+
+def features(text: str) -> npt.NDArray[np.float32]:
+    """The vector of one prompt (see the module docstring)."""
+    out = np.zeros(DIM, dtype=np.float32)
+    t = " ".join(unicodedata.normalize("NFKC", bound_text(text, MAX_CHARS)).lower().split())
+    words = _WORD.findall(t)
+    grams = Counter(words)
+    grams.update(f"{a} {b}" for a, b in itertools.pairwise(words))
+    _block(grams, "w:", out)
+    chars: Counter[str] = Counter()
+    for n in range(2, 6):
+        chars.update(t[i : i + n] for i in range(len(t) - n + 1))
+    _block(chars, "c:", out)
+    return out
+
+
+class NgramEncoder:
+    """The ``ngram`` encoder (the ``Encoder`` contract; stateless)."""
+
+    id = "ngram"
+
+    def fit(self, texts: Sequence[str]) -> NgramEncoder:
+        return self
+
+    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        for i, text in enumerate(texts):
+            out[i] = features(text)
+        return out
+
+    def state(self) -> dict[str, npt.NDArray[Any]]:
+        return {}
