@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 
 def build_store(config: Config) -> Store:
     options = dict(config.store)
-    cls = STORES.get(str(options.pop("type", "memory")), f"{config.source}: store.type")
+    kind = str(options.pop("type", "memory"))
+    cls = STORES.get(kind, f"{config.source}: store.type")
+    if kind == "sqlite" and isinstance(options.get("path"), str):
+        options["path"] = str(Path(config.base_dir) / options["path"])  # beside the config
     try:
         return cls(**options)
     except TypeError as exc:

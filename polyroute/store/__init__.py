@@ -12,6 +12,7 @@ STORES: Registry[type[Store]] = Registry(
     "store",
     {
         "memory": "polyroute.store.memory:MemoryStore",
+        "sqlite": "polyroute.store.sqlite:SqliteStore",
         "redis": "polyroute.store.redis:RedisStore",
     },
 )

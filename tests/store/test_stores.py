@@ -30,7 +30,7 @@ async def _redis_up() -> bool:
 
 
 @pytest.fixture(params=STORES.names())
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+async def store(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[Any]:
     name = request.param
     if name == "redis":
         if not await _redis_up():
@@ -38,6 +38,8 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
                 pytest.fail(f"Redis is not reachable at {REDIS_URL} (CI must start it)")
             pytest.skip(f"Redis is not reachable at {REDIS_URL}")
         store = STORES.get(name)(url=REDIS_URL, prefix=f"test:{uuid.uuid4().hex}:")
+    elif name == "sqlite":
+        store = STORES.get(name)(path=str(tmp_path / "store.sqlite3"))
     else:
         store = STORES.get(name)()
     yield store
@@ -54,3 +56,18 @@ async def test_get_set_incr_ttl(store: Any) -> None:
     assert await store.get("short") == b"x"
     await asyncio.sleep(0.1)
     assert await store.get("short") is None
+
+
+async def test_sqlite_keeps_state_across_a_restart(tmp_path: Any) -> None:
+    path = str(tmp_path / "s.sqlite3")
+    first = STORES.get("sqlite")(path=path)
+    await first.set("conversation", b"turns", ttl_s=60)
+    await first.set("gone", b"x", ttl_s=0.01)
+    await first.aclose()
+    await asyncio.sleep(0.05)
+    again = STORES.get("sqlite")(path=path)
+    try:
+        assert await again.get("conversation") == b"turns"
+        assert await again.get("gone") is None
+    finally:
+        await again.aclose()
