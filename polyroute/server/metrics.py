@@ -2,8 +2,9 @@
 
 :class:`Metrics` owns its own ``CollectorRegistry`` (never the global one, so several
 apps in one process do not collide).  ``observe`` is called once per model request,
-beside the access log line; it costs a few dict lookups and counter increments
-(labelled children are cached per label tuple).  Circuit state, in-flight counts and
+beside the access log line; it only adds to plain dicts (prometheus_client's own
+counters take a lock per increment), and a collector builds the families at scrape
+time.  Circuit state, in-flight counts and
 the concurrency limit's refusals are read from the live objects at scrape time.
 
 Series (all prefixed ``polyroute_``)::
@@ -28,11 +29,13 @@ Labels are bounded: model and decision values come from the config; anything els
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from starlette.requests import Request as HttpRequest
@@ -103,8 +106,39 @@ class _LiveCollector:
             )
 
 
+class _Histogram:
+    """Bucket counts and a sum, per label tuple; exported cumulatively at scrape time."""
+
+    __slots__ = ("bounds", "series")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.series: dict[tuple[str, ...], list[float]] = {}
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        row = self.series.get(labels)
+        if row is None:
+            row = self.series[labels] = [0.0] * (len(self.bounds) + 2)  # buckets, +Inf, sum
+        row[bisect_left(self.bounds, value)] += 1
+        row[-1] += value
+
+    def family(self, name: str, doc: str, label_names: list[str]) -> HistogramMetricFamily:
+        out = HistogramMetricFamily(name, doc, labels=label_names)
+        for labels, row in self.series.items():
+            running, buckets = 0.0, []
+            for bound, count in zip((*self.bounds, math.inf), row[:-1], strict=True):
+                running += count
+                buckets.append(("+Inf" if bound == math.inf else repr(bound), running))
+            out.add_metric(list(labels), buckets, row[-1])
+        return out
+
+
 class Metrics:
-    """The gateway's Prometheus series over one private registry."""
+    """The gateway's Prometheus series over one private registry.
+
+    ``observe`` runs on the event loop for every request, so it only adds to plain
+    dicts (about a microsecond); a collector turns them into counter and histogram
+    families when ``/metrics`` is scraped (``render``, on the same loop)."""
 
     def __init__(self, backends: Mapping[str, Backend], decisions: Iterable[str] = ()) -> None:
         self.registry = CollectorRegistry()
@@ -112,54 +146,19 @@ class Metrics:
         self._decisions = _labels(decisions)
         self._endpoints = _labels(_ENDPOINTS)
         self.live = _LiveCollector(backends)
-        r = self.registry
-        self._requests = Counter(
-            "polyroute_requests",
-            "Model requests answered, by endpoint, decision, answering model and HTTP status",
-            ["endpoint", "decision", "model", "status"],
-            registry=r,
-        )
-        self._duration = Histogram(
-            "polyroute_request_duration_seconds",
-            "Total request latency as the gateway saw it (a stream: until its last byte)",
-            ["endpoint", "stream"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self._overhead = Histogram(
-            "polyroute_overhead_seconds",
-            "Time spent in polyroute itself, upstream excluded",
-            buckets=OVERHEAD_BUCKETS,
-            registry=r,
-        )
-        self._attempts = Counter(
-            "polyroute_upstream_attempts",
-            "Upstream attempts by model and outcome (ok or the failure kind)",
-            ["model", "outcome"],
-            registry=r,
-        )
-        self._retries = Counter(
-            "polyroute_retries", "Retries of the same model", ["model"], registry=r
-        )
-        self._failovers = Counter(
-            "polyroute_failovers",
-            "Requests answered by a model other than the one tried first",
-            registry=r,
-        )
-        self._tokens = Counter(
-            "polyroute_tokens", "Tokens by model and direction", ["model", "direction"], registry=r
-        )
-        self._cost = Counter(
-            "polyroute_cost_usd", "Cost in US dollars by model", ["model"], registry=r
-        )
-        self._cache = Counter(
-            "polyroute_cache", "Semantic cache lookups by result", ["result"], registry=r
-        )
-        r.register(self.live)
-        # labelled children, cached per label tuple: observe() skips prometheus_client's
-        # label validation after the first request of each combination
-        self._children: dict[tuple[Any, ...], Any] = {}
-        self._per_request: dict[tuple[str, str, str, int, bool], tuple[Any, Any, Any]] = {}
+        self.requests: dict[tuple[str, ...], float] = {}
+        self.duration = _Histogram(LATENCY_BUCKETS)
+        self.overhead = _Histogram(OVERHEAD_BUCKETS)
+        self.attempts: dict[tuple[str, ...], float] = {}
+        self.retries: dict[tuple[str, ...], float] = {}
+        self.failovers = 0.0
+        self.tokens: dict[tuple[str, ...], float] = {}
+        self.cost: dict[tuple[str, ...], float] = {}
+        self.cache: dict[tuple[str, ...], float] = {}
+        # bounded label tuples per kind of request (raw names may repeat labels)
+        self._keys: dict[tuple[str, str, str, int, bool], tuple[Any, ...]] = {}
+        self.registry.register(_Accumulated(self))
+        self.registry.register(self.live)
 
     @classmethod
     def for_engine(cls, engine: Engine) -> Metrics:
@@ -168,77 +167,114 @@ class Metrics:
         decisions.update(f"direct:{name}" for name in engine.backends)
         return cls(engine.backends, sorted(decisions))
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = metric.labels(*labels)
-            if len(self._children) < _MAX_CACHED:
-                self._children[key] = child
-        return child
+    def _labels_for(self, key: tuple[str, str, str, int, bool]) -> tuple[Any, ...]:
+        model_name, decision_name, endpoint, status, stream = key
+        model = self._models.get(model_name, "unknown")
+        decision = self._decisions.get(decision_name, "unknown")
+        point = self._endpoints.get(endpoint, "unknown")
+        usage = model not in ("none", "unknown")
+        return (
+            (point, decision, model, str(status)),
+            (point, "true" if stream else "false"),
+            (model if usage else None),
+        )
 
     def observe(
         self, trace: Trace, status: int, endpoint: str, stream: bool, latency_s: float
     ) -> None:
         """Count one finished request (call it once, where its access log line is written)."""
         key = (trace.model, trace.decision, endpoint, status, stream)
-        children = self._per_request.get(key)
-        if children is None:
-            children = self._request_children(key)
-            if len(self._per_request) < _MAX_CACHED:  # raw names may repeat labels: bounded
-                self._per_request[key] = children
-        requests, duration, usage = children
-        requests.inc()
-        duration.observe(latency_s)
-        self._overhead.observe(trace.overhead_ms / 1000)
+        labels = self._keys.get(key)
+        if labels is None:
+            labels = self._labels_for(key)
+            if len(self._keys) < _MAX_CACHED:
+                self._keys[key] = labels
+        request_labels, duration_labels, model = labels
+        requests = self.requests
+        requests[request_labels] = requests.get(request_labels, 0.0) + 1
+        self.duration.observe(duration_labels, latency_s)
+        self.overhead.observe((), trace.overhead_ms / 1000)
         if trace.attempts:
             self._observe_attempts(trace)
-        if usage is not None:
-            tokens_in, tokens_out, cost_usd = usage
-            count = getattr(trace, "input_tokens", 0) or 0
+        if model is not None:
+            tokens = self.tokens
+            count = trace.input_tokens or 0
             if count > 0:
-                tokens_in.inc(count)
-            count = getattr(trace, "output_tokens", 0) or 0
+                tokens[(model, "input")] = tokens.get((model, "input"), 0.0) + count
+            count = trace.output_tokens or 0
             if count > 0:
-                tokens_out.inc(count)
-            cost = getattr(trace, "cost_usd", None)
+                tokens[(model, "output")] = tokens.get((model, "output"), 0.0) + count
+            cost = trace.cost_usd
             if cost is not None and cost > 0:
-                cost_usd.inc(cost)
-        cache = trace.cache
-        if cache in ("hit", "miss"):
-            self._child(self._cache, cache).inc()
-
-    def _request_children(self, key: tuple[str, str, str, int, bool]) -> tuple[Any, Any, Any]:
-        """The children one kind of request touches, looked up once per label tuple."""
-        model_name, decision_name, endpoint, status, stream = key
-        model = self._models.get(model_name, "unknown")
-        decision = self._decisions.get(decision_name, "unknown")
-        point = self._endpoints.get(endpoint, "unknown")
-        requests = self._requests.labels(point, decision, model, str(status))
-        duration = self._duration.labels(point, "true" if stream else "false")
-        usage = None
-        if model not in ("none", "unknown"):
-            usage = (
-                self._tokens.labels(model, "input"),
-                self._tokens.labels(model, "output"),
-                self._cost.labels(model),
-            )
-        return requests, duration, usage
+                self.cost[(model,)] = self.cost.get((model,), 0.0) + cost
+        if trace.cache in ("hit", "miss"):
+            self.cache[(trace.cache,)] = self.cache.get((trace.cache,), 0.0) + 1
 
     def _observe_attempts(self, trace: Trace) -> None:
         attempts = trace.attempts
         for a in attempts:
             model = self._models.get(a.model, "unknown")
             outcome = a.outcome if len(a.outcome) <= _MAX_OUTCOME_CHARS else "other"
-            self._child(self._attempts, model, outcome).inc()
+            self.attempts[(model, outcome)] = self.attempts.get((model, outcome), 0.0) + 1
             if a.retry > 0:
-                self._child(self._retries, model).inc()
+                self.retries[(model,)] = self.retries.get((model,), 0.0) + 1
         if trace.model and attempts[0].model != trace.model:
-            self._failovers.inc()
+            self.failovers += 1
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE
+
+
+def _counter(
+    name: str, doc: str, label_names: list[str], values: Mapping[tuple[str, ...], float]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=label_names)
+    for labels, value in values.items():
+        family.add_metric(list(labels), value)
+    return family
+
+
+class _Accumulated:
+    """The per-request series, from :class:`Metrics`' dicts, at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.m
+        yield _counter(
+            "polyroute_requests",
+            "Model requests answered, by endpoint, decision, answering model and HTTP status",
+            ["endpoint", "decision", "model", "status"],
+            m.requests,
+        )
+        yield m.duration.family(
+            "polyroute_request_duration_seconds",
+            "Total request latency as the gateway saw it (a stream: until its last byte)",
+            ["endpoint", "stream"],
+        )
+        yield m.overhead.family(
+            "polyroute_overhead_seconds", "Time spent in polyroute itself, upstream excluded", []
+        )
+        yield _counter(
+            "polyroute_upstream_attempts",
+            "Upstream attempts by model and outcome (ok or the failure kind)",
+            ["model", "outcome"],
+            m.attempts,
+        )
+        yield _counter("polyroute_retries", "Retries of the same model", ["model"], m.retries)
+        yield _counter(
+            "polyroute_failovers",
+            "Requests answered by a model other than the one tried first",
+            [],
+            {(): m.failovers},
+        )
+        yield _counter(
+            "polyroute_tokens", "Tokens by model and direction", ["model", "direction"], m.tokens
+        )
+        yield _counter("polyroute_cost_usd", "Cost in US dollars by model", ["model"], m.cost)
+        yield _counter("polyroute_cache", "Semantic cache lookups by result", ["result"], m.cache)
 
 
 def find_concurrency_limit(app: Any) -> ConcurrencyLimit | None:
