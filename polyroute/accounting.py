@@ -15,7 +15,7 @@ Every answered request gets ``trace.input_tokens``, ``trace.output_tokens``,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from polyroute.tokens import request_cost_usd
 from polyroute.types import JSON, Request, Trace
@@ -27,20 +27,12 @@ if TYPE_CHECKING:
 def usage_of(body: JSON) -> tuple[int, int] | None:
     """(input, output) tokens from an answer's or a chunk's ``usage``; None if absent."""
     usage = body.get("usage")
-    if not isinstance(usage, dict):
+    if usage.__class__ is not dict:
         return None
-    tokens_in, tokens_out = (
-        _count(usage.get("prompt_tokens")),
-        _count(usage.get("completion_tokens")),
-    )
-    if tokens_in is None or tokens_out is None:
-        return None
-    return tokens_in, tokens_out
-
-
-def _count(value: Any) -> int | None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    return value if ok else None
+    tokens_in, tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if tokens_in.__class__ is int and tokens_out.__class__ is int and tokens_in >= 0 <= tokens_out:
+        return tokens_in, tokens_out
+    return None
 
 
 def account(trace: Trace, backend: Backend, usage: tuple[int, int] | None) -> None:

@@ -425,15 +425,15 @@ class Engine:
 
     async def _front(
         self, request: Request, trace: Trace
-    ) -> tuple[Context, list[BasePlugin], Plan | Respond]:
-        """Phases 1-4: the context, the plugins whose request phase ran, and a plan (or a
-        plugin's answer)."""
+    ) -> tuple[Context | None, list[BasePlugin], Plan | Respond]:
+        """Phases 1-4: the context (None when no plugin takes part: the hot path), the
+        plugins whose request phase ran, and a plan (or a plugin's answer)."""
         decision, signals = await self.adecide(request, trace)
+        if not (self.plugins or decision.plugins):
+            return None, [], await self.aselect(decision, request, trace)
         ctx = Context(request, trace, signals, decision.name)
         ran: list[BasePlugin] = []
-        answered = None
-        if self.plugins or decision.plugins:  # no plugins: no request phase (the hot path)
-            decision, answered = await self._request_phase(ctx, decision, ran)
+        decision, answered = await self._request_phase(ctx, decision, ran)
         if answered is not None:
             trace.model = answered.model
             trace.outcome = answered.outcome
@@ -448,10 +448,12 @@ class Engine:
             answer: JSON = {**planned.body, "model": planned.model}
             account_plugin_answer(trace)
         else:
-            answer = await self.executors[planned.kind].complete(planned, ctx.request, trace)
+            sent = request if ctx is None else ctx.request
+            answer = await self.executors[planned.kind].complete(planned, sent, trace)
             account(trace, self.backends[trace.model], usage_of(answer))
-        for plugin in reversed(ran):
-            answer = await plugin.on_answer(ctx, answer)
+        if ctx is not None:
+            for plugin in reversed(ran):
+                answer = await plugin.on_answer(ctx, answer)
         return answer, trace
 
     async def stream(
@@ -466,11 +468,12 @@ class Engine:
             start = replay(planned.body, request.endpoint, planned.model)
             account_plugin_answer(trace)
         else:
-            upstream, strip = with_stream_usage(ctx.request)
+            upstream, strip = with_stream_usage(request if ctx is None else ctx.request)
             start = await self.executors[planned.kind].stream(planned, upstream, trace)
             account(trace, self.backends[trace.model], None)  # until the usage arrives
             taps.append(UsageTap(trace, self.backends[trace.model], strip))
-        taps += [t for p in reversed(ran) if (t := p.on_stream(ctx)) is not None]
+        if ctx is not None:
+            taps += [t for p in reversed(ran) if (t := p.on_stream(ctx)) is not None]
         try:
             return tapped(start, taps), trace
         except BaseException:

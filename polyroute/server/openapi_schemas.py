@@ -227,6 +227,7 @@ EMBEDDINGS_REQUEST: Schema = {
     "required": ["model", "input"],
     "properties": {
         "model": {"type": "string", "minLength": 1, "maxLength": 256},
+        **_NO_STEERING,
         "input": {
             "anyOf": [
                 {"type": "string"},
@@ -265,6 +266,7 @@ RESPONSES_REQUEST: Schema = {
         },
         "stream": {"type": ["boolean", "null"]},
         "store": {"type": ["boolean", "null"]},
+        **_NO_STEERING,
     },
 }
 
@@ -280,6 +282,7 @@ def anthropic_request(required: list[str], routed: bool) -> Schema:
             **({"max_tokens": {"type": "integer", "minimum": 1}} if routed else {}),
             "system": {"type": ["string", "null"]},
             **({"stream": {"type": "boolean"}} if routed else {}),
+            **(_NO_STEERING if routed else {}),
             "messages": {
                 "type": "array",
                 "minItems": 1,

@@ -1,0 +1,137 @@
+"""polyroute's own CPU per request: the whole ASGI app in-process, no network.
+
+    python benchmarks/bench_app_inprocess.py [--n 30000]
+    PYTHONPATH=/path/to/other/checkout python benchmarks/bench_app_inprocess.py   # compare
+
+Builds the gateway app (a keyword rule, two models, ``cheapest``), replaces each
+backend's provider with one that answers at once, and calls the app with synthetic
+ASGI messages for one chat request at a time: server, engine, access log line (to
+memory) and metrics, without sockets, uvicorn or aiohttp, whose costs swamp small
+differences on a shared machine.  Prints CPU microseconds per request
+(``time.process_time``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from polyroute import Engine, parse_config
+from polyroute.server import create_app
+
+CONFIG: dict[str, Any] = {
+    "models": {
+        "small": {"base_url": "http://127.0.0.1:9/v1", "input_price_per_mtok": 0.1},
+        "large": {"base_url": "http://127.0.0.1:9/v1"},
+    },
+    "signals": {"math": {"type": "keyword", "any": ["prove"]}},
+    "decisions": [
+        {"name": "m", "priority": 10, "when": "math", "models": ["large", "small"]},
+        {"name": "d", "models": ["small", "large"], "select": "cheapest"},
+    ],
+}
+ANSWER = {
+    "id": "x",
+    "object": "chat.completion",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+}
+BODY = orjson.dumps({"model": "auto", "messages": [{"role": "user", "content": "hello there"}]})
+
+
+class InstantProvider:
+    async def complete(self, request: Any, model: str, timeout_s: float) -> dict[str, Any]:
+        return dict(ANSWER)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def scope() -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"x"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(BODY)).encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+        "state": {},
+    }
+
+
+async def call(app: Any) -> None:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": BODY, "more_body": False}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    out: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        out.append(message)
+
+    await app(scope(), receive, send)
+    if out[0]["status"] != 200:
+        raise SystemExit(f"unexpected answer: {out}")
+
+
+async def run(n: int) -> float:
+    engine = Engine(parse_config(CONFIG))
+    for backend in engine.backends.values():
+        backend.provider = InstantProvider()  # type: ignore[assignment]
+    app = create_app(engine)
+    events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await events.put({"type": "lifespan.startup"})
+    life = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, events.get, replies.put)
+    )
+    await replies.get()
+    for _ in range(n // 10):
+        await call(app)
+    started = time.process_time()
+    for _ in range(n):
+        await call(app)
+    per_request = (time.process_time() - started) / n * 1e6
+    await events.put({"type": "lifespan.shutdown"})
+    await replies.get()
+    await life
+    return per_request
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=30000, help="requests timed")
+    args = parser.parse_args()
+    handler = logging.StreamHandler(io.StringIO())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel("INFO")
+    print(f"{asyncio.run(run(args.n)):.1f} us CPU per request (ASGI app in-process, no network)")
+
+
+if __name__ == "__main__":
+    main()
