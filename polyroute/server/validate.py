@@ -127,10 +127,14 @@ def check_embeddings(body: JSON) -> None:
     text = body.get("input")
     if isinstance(text, str):
         return
-    ok = isinstance(text, list) and bool(text) and (
-        all(isinstance(t, str) for t in text)
-        or all(_token(t) for t in text)
-        or all(isinstance(t, list) and t and all(_token(x) for x in t) for t in text)
+    ok = (
+        isinstance(text, list)
+        and bool(text)
+        and (
+            all(isinstance(t, str) for t in text)
+            or all(_token(t) for t in text)
+            or all(isinstance(t, list) and t and all(_token(x) for x in t) for t in text)
+        )
     )
     if not ok:
         raise ParamError(
