@@ -99,7 +99,9 @@ class Engine:
         self.backends: dict[str, Backend] = build_backends(config, {LOOP_HEADER: self.instance_id})
         self.store = build_store(config)
         sets = {n: m for n, sig in self.signals.items() if (m := sig.members()) is not None}
-        self.env = PluginEnv(config.base_dir, self.store, frozenset(self.signals), sets)
+        self.env = PluginEnv(
+            config.base_dir, self.store, frozenset(self.signals), sets, self.signals
+        )
         self.plugins: tuple[BasePlugin, ...] = build_plugins(
             config.plugins, f"{config.source}: plugins", self.env
         )

@@ -14,6 +14,7 @@ PLUGINS: Registry[type[BasePlugin]] = Registry(
         "system_prompt": "polyroute.plugins.system_prompt:SystemPrompt",
         "block": "polyroute.plugins.block:Block",
         "guard": "polyroute.plugins.guard:Guard",
+        "output_guard": "polyroute.plugins.output_guard:OutputGuard",
         "pii": "polyroute.plugins.pii:PiiPlugin",
         "semantic_cache": "polyroute.plugins.semantic_cache:SemanticCache",
     },

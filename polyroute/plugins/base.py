@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from polyroute.options import Options, validate_options
+from polyroute.signals.base import BaseSignal
 from polyroute.types import JSON, Request, SignalSource, Store, Trace
 
 
@@ -40,6 +41,8 @@ class PluginEnv:
     signal_names: frozenset[str] = frozenset()
     #: the set-valued signals and the members their sets may hold (``contains`` checks)
     signal_sets: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: the built signals themselves (an output guard computes them over the answer)
+    signals: Mapping[str, BaseSignal] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
