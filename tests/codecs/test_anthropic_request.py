@@ -18,9 +18,6 @@ from polyroute.codecs.anthropic_tables import FINISH_REASONS, STOP_REASONS
 from polyroute.errors import InvalidRequest
 from polyroute.types import JSON, Request
 
-anthropic = pytest.importorskip("anthropic")
-httpx2 = pytest.importorskip("httpx2")  # the anthropic SDK 2.x speaks httpx2, not httpx
-
 WEATHER = {
     "name": "weather",
     "description": "Current weather",

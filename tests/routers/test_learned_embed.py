@@ -115,6 +115,20 @@ def test_recently_encoded_texts_are_not_encoded_again(
     np.testing.assert_array_equal(again[1:], first[::-1])
 
 
+def run_alone(code: str, cache_root: Path, timeout_s: float = 120) -> None:
+    """Run ``code`` in a fresh interpreter (nothing imported yet) over ``cache_root``."""
+    env = {**os.environ, "POLYROUTE_CACHE_DIR": str(cache_root)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_torch_free_encoder_matches_and_never_imports_torch(
     cache_root: Path, tmp_path: Path
 ) -> None:
@@ -132,16 +146,7 @@ def test_torch_free_encoder_matches_and_never_imports_torch(
         " if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )
-    env = {**os.environ, "POLYROUTE_CACHE_DIR": str(cache_root)}
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    run_alone(code, cache_root)
     reference = _minilm_model().encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
     np.testing.assert_allclose(np.load(out), reference, atol=2e-5)
 
@@ -163,16 +168,7 @@ def test_a_served_minilm_artifact_never_imports_torch(
         "assert rows.shape[0] == 8\n"  # a batch, as the gateway's batcher makes
         "assert 'torch' not in sys.modules\n"
     )
-    env = {**os.environ, "POLYROUTE_CACHE_DIR": str(cache_root)}
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    run_alone(code, cache_root)
 
 
 def test_minilm_signals_and_the_cache_never_import_torch(cache_root: Path, tmp_path: Path) -> None:
@@ -196,13 +192,4 @@ def test_minilm_signals_and_the_cache_never_import_torch(cache_root: Path, tmp_p
         " if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )
-    env = {**os.environ, "POLYROUTE_CACHE_DIR": str(cache_root)}
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_alone(code, cache_root, timeout_s=300)
