@@ -153,6 +153,17 @@ def _check_models(models: list[Any], file: Path) -> None:
         seen.add(name)
 
 
+def load_serving_router(path: str | Path) -> LearnedRouter:
+    """:func:`load_router`, set up for the request path (``for_serving``: no disk cache,
+    MiniLM on ONNX Runtime without torch), as the learned selector and the difficulty
+    signal use it."""
+    router = load_router(path)
+    serving = getattr(router, "for_serving", None)
+    if callable(serving):
+        serving()
+    return router
+
+
 def load_router(path: str | Path) -> LearnedRouter:
     """Rebuild the fitted router saved at ``path`` (a directory written by :func:`save_router`).
 

@@ -34,7 +34,7 @@ import numpy.typing as npt
 from polyroute import curves
 from polyroute.batching import MicroBatcher
 from polyroute.errors import ConfigError
-from polyroute.routers.artifact import load_router, read_manifest
+from polyroute.routers.artifact import load_serving_router, read_manifest
 from polyroute.types import Estimate, Request, Trace
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class LearnedSelector:
             raise ConfigError(f"{where}: no such router artifact directory")
         try:
             manifest = read_manifest(path)
-            self.router = load_router(path)
+            self.router = load_serving_router(path)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc.message}") from None
         if willingness_to_pay is not None and not willingness_to_pay > 0:
@@ -143,9 +143,6 @@ class LearnedSelector:
         self.max_cost_usd = max_cost_usd
         self.path = path
         self._column = {m: i for i, m in enumerate(self.router.models_)}
-        serving = getattr(self.router, "for_serving", None)
-        if callable(serving):
-            serving()  # no disk cache, MiniLM without torch
         self.router.predict(["warm up"])  # load the encoder now, not on the first request
         self._batcher = MicroBatcher(
             self.router.predict,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from polyroute.errors import ConfigError
-from polyroute.routers.artifact import load_router
+from polyroute.routers.artifact import load_serving_router
 from polyroute.selectors.learned import ROUTER_TEXT_MAX_CHARS
 from polyroute.signals.base import BaseSignal, SignalOptions
 from polyroute.types import Request, SignalValue
@@ -44,12 +44,9 @@ class DifficultySignal(BaseSignal):
         if not path.is_dir():
             raise ConfigError(f"{self.where}.router: {path}: no such router artifact directory")
         try:
-            self.router = load_router(path)
+            self.router = load_serving_router(path)
         except ConfigError as exc:
             raise ConfigError(f"{self.where}.router: {exc.message}") from None
-        serving = getattr(self.router, "for_serving", None)
-        if callable(serving):
-            serving()  # no disk cache, MiniLM without torch
 
     def warmup(self) -> None:
         self.router.predict(["warm up"])
