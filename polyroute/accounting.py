@@ -69,6 +69,7 @@ def with_stream_usage(request: Request) -> tuple[Request, bool]:
         request.raw_bytes,
     )
     upstream.memo = request.memo
+    upstream.native = request.native  # a native stream reports its usage unasked
     return upstream, True
 
 

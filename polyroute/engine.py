@@ -450,7 +450,7 @@ class Engine:
             answer: JSON = {**planned.body, "model": planned.model}
             account_plugin_answer(trace)
         else:
-            sent = request if ctx is None else ctx.request
+            sent = request if ctx is None else _native_checked(ctx.request, ran)
             answer = await self.executors[planned.kind].complete(planned, sent, trace)
             account(trace, self.backends[trace.model], usage_of(answer))
         if ctx is not None:
@@ -470,7 +470,8 @@ class Engine:
             start = replay(planned.body, request.endpoint, planned.model)
             account_plugin_answer(trace)
         else:
-            upstream, strip = with_stream_usage(request if ctx is None else ctx.request)
+            sent = request if ctx is None else _native_checked(ctx.request, ran)
+            upstream, strip = with_stream_usage(sent)
             start = await self.executors[planned.kind].stream(planned, upstream, trace)
             account(trace, self.backends[trace.model], None)  # until the usage arrives
             taps.append(UsageTap(trace, self.backends[trace.model], strip))
@@ -481,6 +482,20 @@ class Engine:
         except BaseException:
             await start.rest.aclose()
             raise
+
+
+def _edits_answers(plugin: BasePlugin) -> bool:
+    cls = type(plugin)
+    return cls.on_answer is not BasePlugin.on_answer or cls.on_stream is not BasePlugin.on_stream
+
+
+def _native_checked(request: Request, ran: Sequence[BasePlugin]) -> Request:
+    """``request``, without its native wire body when a plugin that ran may edit the
+    answer (plugins edit the chat view; a native answer would bypass them).  A plugin
+    that rewrote the body already made a request without one (``Context.rewrite``)."""
+    if request.native is not None and any(_edits_answers(p) for p in ran):
+        request.native = None
+    return request
 
 
 def plugins_of(engine: Engine) -> Mapping[int, BasePlugin]:

@@ -53,6 +53,27 @@ def bound_text(text: str, max_chars: int) -> str:
     return f"{text[:head]}\n{text[len(text) - tail :]}"
 
 
+@dataclass(slots=True, eq=False)
+class Native:
+    """The client's own wire body, for a backend that speaks the same protocol.
+
+    Set by the gateway on a request that arrived in a protocol other than OpenAI's
+    (``protocol``: ``"anthropic"`` for ``POST /v1/messages``).  A provider of that
+    protocol sends ``body`` as it came (only ``model`` replaced) instead of translating
+    the chat view, and leaves what its upstream answered here: ``answer`` beside the
+    chat answer it returns (``chat``, the same object, so the wire can tell which answer
+    is the client's), or the stream's ``events`` as they arrive.  A request whose body a
+    plugin rewrote, or whose answer a plugin may edit, carries none (the engine drops it):
+    the plugins work on the chat view, which is then translated back.
+    """
+
+    protocol: str
+    body: JSON
+    answer: JSON | None = None
+    chat: JSON | None = None
+    events: list[JSON] | None = None
+
+
 class Request:
     """One client call as the engine sees it: the parsed body plus lazily derived text.
 
@@ -69,6 +90,7 @@ class Request:
         "endpoint",
         "headers",
         "memo",
+        "native",
         "prefer",
         "raw_bytes",
     )
@@ -90,6 +112,8 @@ class Request:
         #: the model that answered this conversation's previous turn (a sticky decision
         #: tries it first)
         self.prefer: str | None = None
+        #: the client's own wire body (see :class:`Native`); None for OpenAI's protocol
+        self.native: Native | None = None
         self._prompt: str | None = None
         self._text: str | None = None
         self._bounded: dict[tuple[TextField, int], str] | None = None

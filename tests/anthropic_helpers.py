@@ -32,3 +32,22 @@ def message(content: list[JSON], stop_reason: str = "end_turn", **usage: int) ->
         "stop_sequence": None,
         "usage": {"input_tokens": 10, "output_tokens": 5, **usage},
     }
+
+
+def sdk(client: Any) -> Any:
+    """The real anthropic SDK over an in-process app (a Starlette ``TestClient``)."""
+    import anthropic
+    import httpx2
+
+    def send(request: httpx2.Request) -> httpx2.Response:
+        r = client.request(
+            request.method, request.url.path, content=request.content, headers=dict(request.headers)
+        )
+        return httpx2.Response(r.status_code, headers=r.headers, content=r.content)
+
+    return anthropic.Anthropic(
+        base_url="http://testserver",
+        api_key="k",
+        max_retries=0,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(send)),
+    )

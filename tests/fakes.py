@@ -167,6 +167,8 @@ class FakeAnthropic(FakeUpstream):
     """Speaks the Anthropic Messages API (``/v1/messages``), plain and streaming."""
 
     paths: tuple[str, ...] = ("/v1/messages",)
+    #: answer with a ``thinking`` block first (a block chat cannot express)
+    thinking: bool = False
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -185,36 +187,43 @@ class FakeAnthropic(FakeUpstream):
                     "type": "message",
                     "role": "assistant",
                     "model": body["model"],
-                    "content": [{"type": "text", "text": text}],
+                    "content": [*self._thinking_blocks(), {"type": "text", "text": text}],
                     "stop_reason": "end_turn",
                     "usage": {"input_tokens": 5, "output_tokens": 4},
                 }
             )
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
+        first = 1 if self.thinking else 0
         events: list[dict[str, Any]] = [
             {
                 "type": "message_start",
                 "message": {
                     "id": "msg_1",
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [],
                     "model": body["model"],
+                    "stop_reason": None,
+                    "stop_sequence": None,
                     "usage": {"input_tokens": 5, "output_tokens": 0},
                 },
             },
+            *self._thinking_events(),
             {
                 "type": "content_block_start",
-                "index": 0,
+                "index": first,
                 "content_block": {"type": "text", "text": ""},
             },
             *(
                 {
                     "type": "content_block_delta",
-                    "index": 0,
+                    "index": first,
                     "delta": {"type": "text_delta", "text": word + " "},
                 }
                 for word in text.split()
             ),
-            {"type": "content_block_stop", "index": 0},
+            {"type": "content_block_stop", "index": first},
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": "end_turn"},
@@ -226,6 +235,29 @@ class FakeAnthropic(FakeUpstream):
             data = json.dumps(event).encode()
             await resp.write(b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n")
         return resp
+
+    def _thinking_blocks(self) -> list[dict[str, Any]]:
+        block = {"type": "thinking", "thinking": "Let me think.", "signature": "sig-1"}
+        return [block] if self.thinking else []
+
+    def _thinking_events(self) -> list[dict[str, Any]]:
+        if not self.thinking:
+            return []
+        start = {"type": "thinking", "thinking": "", "signature": ""}
+        return [
+            {"type": "content_block_start", "index": 0, "content_block": start},
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "thinking_delta", "thinking": "Let me think."},
+            },
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "signature_delta", "signature": "sig-1"},
+            },
+            {"type": "content_block_stop", "index": 0},
+        ]
 
 
 @contextmanager

@@ -5,7 +5,12 @@ Endpoint rule: requests go to ``{base_url}/messages`` when ``base_url`` ends in
 ``https://api.anthropic.com`` and ``https://api.anthropic.com/v1`` work.  The key
 is sent as ``x-api-key`` with an ``anthropic-version`` header.
 
-Translation lives in :mod:`polyroute.backends.anthropic_translate`.  Streams
+Translation lives in :mod:`polyroute.backends.anthropic_translate`.  A request that
+came in as an Anthropic Messages body (``POST /v1/messages``, ``Request.native``) is
+sent as it came, only ``model`` and ``stream`` set, so fields chat cannot express
+(``thinking``, ``cache_control``, ``top_k``, server tools, fields Anthropic adds later)
+reach the upstream untouched; its answer (or the stream's events) is kept for the client
+beside the chat view the pipeline reads.  Streams
 are Anthropic SSE events turned into OpenAI ``chat.completion.chunk`` (or
 ``text_completion``) chunks; the chunk carrying ``finish_reason`` is only
 released on ``message_stop``, and a stream that ends before it or carries an
@@ -32,7 +37,7 @@ from polyroute.backends.errors import transport_error
 from polyroute.backends.openai import KEEPALIVE_S, HttpProvider, SSEStream
 from polyroute.errors import UpstreamError
 from polyroute.jsonio import dumps_body
-from polyroute.types import JSON, Endpoint, Request
+from polyroute.types import JSON, Endpoint, Native, Request
 
 
 class StreamTranslator:
@@ -156,9 +161,16 @@ class AnthropicStream(SSEStream):
         idle_timeout_s: float,
         what: str,
         translator: StreamTranslator,
+        native: Native | None = None,
     ) -> None:
         super().__init__(resp, idle_timeout_s, what)
         self._translator = translator
+        # a native stream keeps the upstream's own events for the client, in order (the
+        # wire relays them as the chat chunks they map to pass through the pipeline)
+        self._native = native
+        self._kept: list[JSON] | None = None
+        if native is not None:
+            self._kept = native.events = []
 
     async def _events(self) -> AsyncIterator[JSON]:
         content = self._resp.content
@@ -175,14 +187,24 @@ class AnthropicStream(SSEStream):
                 except orjson.JSONDecodeError:
                     raise UpstreamError(f"{self._what}: malformed stream event") from None
                 if isinstance(event, dict):
-                    for chunk in self._translator.feed(event):
+                    chunks = self._translator.feed(event)
+                    if self._kept is not None:
+                        self._kept.append(event)
+                    for chunk in chunks:
                         yield chunk
         except UpstreamError:
+            self._disown()
             raise
         except Exception as exc:
+            self._disown()
             raise transport_error(exc, f"{self._what}: stream") from None
         finally:
             self._resp.release()
+
+    def _disown(self) -> None:
+        """A failed stream's events are not the client's (another backend may answer)."""
+        if self._native is not None and self._native.events is self._kept:
+            self._native.events = None
 
 
 class AnthropicProvider(HttpProvider):
@@ -205,16 +227,38 @@ class AnthropicProvider(HttpProvider):
         self.path = "/messages" if self.base_url.endswith("/v1") else "/v1/messages"
 
     async def complete(self, request: Request, upstream_model: str, timeout_s: float) -> JSON:
-        payload = dumps_body(to_anthropic(request, upstream_model, stream=False))
+        native = _native(request)
+        body = (
+            {**native.body, "model": upstream_model, "stream": False}
+            if native
+            else to_anthropic(request, upstream_model, stream=False)
+        )
+        payload = dumps_body(body)
         data = await self._post(self.path, payload, timeout_s)
-        return from_anthropic(data, request.endpoint, upstream_model)
+        answer = from_anthropic(data, request.endpoint, upstream_model)
+        if native:
+            native.answer, native.chat = data, answer
+        return answer
 
     async def open_stream(
         self, request: Request, upstream_model: str, timeout_s: float, idle_timeout_s: float
     ) -> AnthropicStream:
-        payload = dumps_body(to_anthropic(request, upstream_model, stream=True))
+        native = _native(request)
+        body = (
+            {**native.body, "model": upstream_model, "stream": True}
+            if native
+            else to_anthropic(request, upstream_model, stream=True)
+        )
+        payload = dumps_body(body)
         resp = await self._open_sse(self.path, payload, timeout_s)
         options = request.body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         translator = StreamTranslator(request.endpoint, upstream_model, include_usage)
-        return AnthropicStream(resp, idle_timeout_s, f"POST {self.base_url}{self.path}", translator)
+        what = f"POST {self.base_url}{self.path}"
+        return AnthropicStream(resp, idle_timeout_s, what, translator, native)
+
+
+def _native(request: Request) -> Native | None:
+    """The request's own Messages body, when it came in as one (passed through natively)."""
+    native = request.native
+    return native if native is not None and native.protocol == "anthropic" else None

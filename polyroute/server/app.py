@@ -48,7 +48,7 @@ from polyroute.server.security import KeyRing, reject_steering
 from polyroute.server.streaming import RelayResponse
 from polyroute.server.validate import check_body, check_embeddings, parse_body
 from polyroute.server.wires import CHAT, COMPLETIONS, MESSAGES, Wire
-from polyroute.types import JSON, Request, Trace
+from polyroute.types import JSON, Native, Request, Trace
 
 JSON_TYPE = "application/json"
 MAX_REQUEST_ID = 128
@@ -170,7 +170,10 @@ class Gateway:
         body = parse_body(raw, self.limit)
         reject_steering(body)  # before decoding: a codec may drop unknown fields
         decoded = wire.decode(body)
-        return Request(decoded, wire.endpoint, http.headers, len(raw)), body
+        request = Request(decoded, wire.endpoint, http.headers, len(raw))
+        if wire.native is not None:
+            request.native = Native(wire.native, body)
+        return request, body
 
     async def chat(self, http: HttpRequest) -> Response | RelayResponse:
         return await self._model_call(http, CHAT)
@@ -229,7 +232,7 @@ class Gateway:
             if stream:
                 return await self._stream(request, trace, started, wire, body)
             answer, _ = await self.engine.complete(request, trace)
-            answer = wire.encode(answer, trace)
+            answer = wire.encode(answer, trace, request)
             headers = _headers(trace, started)  # the overhead excludes serialising the answer
             response = Response(orjson.dumps(answer), media_type=JSON_TYPE, headers=headers)
         except PolyrouteError as exc:
@@ -248,7 +251,7 @@ class Gateway:
     async def _stream(
         self, request: Request, trace: Trace, started: float, wire: Wire, body: JSON
     ) -> RelayResponse:
-        pieces = wire.stream(body)
+        pieces = wire.stream(body, request)
         start, _ = await self.engine.stream(request, trace)
         try:
             headers = _headers(trace, started)

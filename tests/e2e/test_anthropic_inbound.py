@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fakes import Behaviour, FakeAnthropic, running
 from procs import Gateway
 
 pytestmark = pytest.mark.e2e
@@ -84,3 +85,60 @@ def test_langchain_chat_anthropic_pointed_at_polyroute(gateway: Gateway) -> None
     assert reply.response_metadata["model"] == "large"  # routed by the config's keyword rule
     pieces = [chunk.content for chunk in chat.stream("Hi there! How are you today?")]
     assert "".join(p for p in pieces if isinstance(p, str))
+
+
+@pytest.fixture(scope="module")
+def native_gateway(gateway_factory: Any, llama_small: Any) -> Iterator[tuple[Gateway, Any]]:
+    """A gateway process whose first candidate speaks Anthropic (a recording fake on
+    loopback) and whose second is the real llama.cpp model (OpenAI-compatible)."""
+    with running(FakeAnthropic("claude", thinking=True)) as (fake,):
+        config = {
+            "models": {
+                "claude": {
+                    "provider": "anthropic",
+                    "base_url": f"http://127.0.0.1:{fake.port}",
+                    "model": "claude-x",
+                    "timeout_s": 10,
+                },
+                "llama": {"base_url": f"{llama_small.url}/v1", "timeout_s": 30},
+            },
+            "decisions": [
+                {"name": "claude-first", "models": ["claude", "llama"], "select": "static"}
+            ],
+            "server": {"retries": 0},
+        }
+        yield gateway_factory("gateway-native", config), fake
+
+
+def test_messages_pass_through_natively_to_an_anthropic_backend(
+    native_gateway: tuple[Gateway, Any],
+) -> None:
+    """The SDK's thinking request reaches the Anthropic backend untouched, and its
+    thinking block comes back, plain and streamed; when that backend fails, the real
+    llama.cpp model answers through the translation."""
+    gateway, fake = native_gateway
+    claude = anthropic.Anthropic(
+        base_url=gateway.proc.url, api_key="e2e-no-key", max_retries=0, timeout=60
+    )
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    messages = [{"role": "user", "content": "Say hi."}]
+    with claude:
+        raw = claude.messages.with_raw_response.create(
+            model="auto", max_tokens=64, messages=messages, thinking=thinking
+        )
+        msg = raw.parse()
+        assert raw.headers["x-polyroute-model"] == "claude" and msg.model == "claude"
+        assert [b.type for b in msg.content] == ["thinking", "text"]
+        sent = fake.requests[-1]
+        assert sent["thinking"] == thinking and sent["model"] == "claude-x"
+        with claude.messages.stream(
+            model="auto", max_tokens=64, messages=messages, thinking=thinking
+        ) as stream:
+            final = stream.get_final_message()
+        assert final.content[0].type == "thinking" and final.content[1].text.strip()
+        fake.behaviour = Behaviour(mode="status", status=503)
+        raw = claude.messages.with_raw_response.create(
+            model="auto", max_tokens=8, messages=messages, thinking=thinking
+        )
+        assert raw.headers["x-polyroute-model"] == "llama"
+        assert [b.type for b in raw.parse().content] == ["text"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx2
 import pytest
+from anthropic_helpers import sdk
 from fakes import FakeUpstream
 
 anthropic = pytest.importorskip("anthropic")
@@ -31,23 +31,6 @@ TOOLS = [
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
     }
 ]
-
-
-def sdk(client: Any) -> Any:
-    """The real anthropic SDK over the in-process app (Starlette's TestClient transport)."""
-
-    def send(request: httpx2.Request) -> httpx2.Response:
-        r = client.request(
-            request.method, request.url.path, content=request.content, headers=dict(request.headers)
-        )
-        return httpx2.Response(r.status_code, headers=r.headers, content=r.content)
-
-    return anthropic.Anthropic(
-        base_url="http://testserver",
-        api_key="k",
-        max_retries=0,
-        http_client=httpx2.Client(transport=httpx2.MockTransport(send)),
-    )
 
 
 def test_tool_turns_reach_an_openai_upstream_as_tool_calls_and_tool_messages(
