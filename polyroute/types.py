@@ -198,6 +198,15 @@ class Estimate:
     quality: float | None = None
     latency_ms: float | None = None
 
+    def as_dict(self) -> JSON:
+        """The fields that are set (the trace's JSON form)."""
+        out: JSON = {"model": self.model, "cost_usd": self.cost_usd}
+        if self.quality is not None:
+            out["quality"] = self.quality
+        if self.latency_ms is not None:
+            out["latency_ms"] = self.latency_ms
+        return out
+
 
 @dataclass(slots=True)
 class Attempt:
@@ -209,6 +218,16 @@ class Attempt:
     status: int | None = None
     retry: int = 0
     detail: str = ""
+
+    def as_dict(self) -> JSON:
+        return {
+            "model": self.model,
+            "outcome": self.outcome,
+            "latency_ms": round(self.latency_ms, 3),
+            "status": self.status,
+            "retry": self.retry,
+            "detail": self.detail,
+        }
 
 
 @dataclass(slots=True)
@@ -250,12 +269,8 @@ class Trace:
             "decision": self.decision,
             "signals": signals_json(self.signals),
             "candidates": self.candidates,
-            "estimates": [
-                {k: v for k, v in vars_slots(e).items() if v is not None} for e in self.estimates
-            ],
-            "attempts": [
-                {**vars_slots(a), "latency_ms": round(a.latency_ms, 3)} for a in self.attempts
-            ],
+            "estimates": [e.as_dict() for e in self.estimates],
+            "attempts": [a.as_dict() for a in self.attempts],
             "plugins": self.events,
             "cache": self.cache,
             "model": self.model,
@@ -267,11 +282,6 @@ class Trace:
             "overhead_ms": round(self.overhead_ms, 3),
             "upstream_ms": round(self.upstream_ms, 3),
         }
-
-
-def vars_slots(obj: Any) -> JSON:
-    """``vars()`` for slotted dataclasses."""
-    return {name: getattr(obj, name) for name in obj.__slots__}
 
 
 # --------------------------------------------------------------------------- contracts

@@ -39,7 +39,7 @@ from polyroute.errors import (
 )
 from polyroute.server.errors import error_body, error_response
 from polyroute.server.fastpath import FastPath
-from polyroute.server.limits import ConcurrencyLimit
+from polyroute.server.limits import ConcurrencyLimit, Deadlines
 from polyroute.server.logs import log_request
 from polyroute.server.metrics import Metrics, metrics_route
 from polyroute.server.openapi import openapi_endpoint
@@ -68,6 +68,13 @@ def _model_entry(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "polyroute"}
 
 
+def _header(http: HttpRequest, name: str) -> str:
+    """A request header's first value, ``""`` when absent (``Headers.get`` raises and
+    catches a KeyError for a missing one: measurable on every request)."""
+    found = http.headers.getlist(name)
+    return found[0] if found else ""
+
+
 def _headers(trace: Trace, started: float) -> dict[str, str]:
     overhead = (time.perf_counter() - started) * 1000 - trace.upstream_ms
     trace.overhead_ms = max(overhead, 0.0)
@@ -90,6 +97,7 @@ class Gateway:
         self.engine = engine
         self.limit = engine.config.server.max_body_bytes
         self.body_timeout_s = engine.config.server.body_timeout_s
+        self.body_deadlines = Deadlines(self.body_timeout_s)
         self.keys = KeyRing(engine.config.server.api_keys)
         self.redactor = engine.redactor
         self.ready = False
@@ -118,14 +126,14 @@ class Gateway:
         """A new trace; its request id is the client's ``x-request-id`` when that is 1 to
         128 visible ASCII characters, else the trace id."""
         trace = Trace(new_trace_id())
-        given = http.headers.get("x-request-id", "")
+        given = _header(http, "x-request-id")
         ok = 0 < len(given) <= MAX_REQUEST_ID and given.isascii() and given.isprintable()
         trace.request_id = given if ok else trace.trace_id
         return trace
 
     def _check_loop(self, http: HttpRequest) -> None:
         """A request this gateway sent itself (a model's base_url pointing back here)."""
-        if http.headers.get(LOOP_HEADER) == self.engine.instance_id:
+        if _header(http, LOOP_HEADER) == self.engine.instance_id:
             raise LoopDetected(
                 "this request came from this gateway itself: a model's base_url points back "
                 "at the gateway (a config loop)"
@@ -138,7 +146,7 @@ class Gateway:
                 trace.client = name
 
     async def _body(self, http: HttpRequest) -> bytes:
-        declared = http.headers.get("content-length", "")
+        declared = _header(http, "content-length")
         if (
             declared.isascii()
             and declared.isdigit()
@@ -147,8 +155,9 @@ class Gateway:
             raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {self.limit}")
         chunks: list[bytes] = []
         size = 0
+        deadline = self.body_deadlines.enter()  # a slow client may not hold a slot
         try:
-            async with asyncio.timeout(self.body_timeout_s):  # a slow client may not hold a slot
+            try:
                 async for chunk in http.stream():
                     size += len(chunk)
                     if size > self.limit:
@@ -156,12 +165,17 @@ class Gateway:
                             f"request body is over the limit of {self.limit} bytes"
                         )
                     chunks.append(chunk)
+            except asyncio.CancelledError:
+                self.body_deadlines.expired(deadline)  # TimeoutError when the deadline cut it
+                raise
         except ClientDisconnect:
             raise ClientGone("the client closed the connection while sending its body") from None
         except TimeoutError:
             raise BodyTimeout(
                 f"the request body did not arrive within {self.body_timeout_s:g} s"
             ) from None
+        finally:
+            self.body_deadlines.leave(deadline)
         return b"".join(chunks)
 
     async def _parse(self, http: HttpRequest, wire: Wire) -> tuple[Request, JSON]:

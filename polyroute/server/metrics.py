@@ -115,12 +115,12 @@ class _Histogram:
         self.bounds = bounds
         self.series: dict[tuple[str, ...], list[float]] = {}
 
-    def observe(self, labels: tuple[str, ...], value: float) -> None:
+    def row(self, labels: tuple[str, ...]) -> list[float]:
+        """The series' row: a count per bucket (``bisect_left(bounds, value)``), +Inf, sum."""
         row = self.series.get(labels)
         if row is None:
-            row = self.series[labels] = [0.0] * (len(self.bounds) + 2)  # buckets, +Inf, sum
-        row[bisect_left(self.bounds, value)] += 1
-        row[-1] += value
+            row = self.series[labels] = [0.0] * (len(self.bounds) + 2)
+        return row
 
     def family(self, name: str, doc: str, label_names: list[str]) -> HistogramMetricFamily:
         out = HistogramMetricFamily(name, doc, labels=label_names)
@@ -146,17 +146,20 @@ class Metrics:
         self._decisions = _labels(decisions)
         self._endpoints = _labels(_ENDPOINTS)
         self.live = _LiveCollector(backends)
-        self.requests: dict[tuple[str, ...], float] = {}
+        # counters: label tuple -> [value] (a one-item list, so a request adds to a row it
+        # found once per kind of request, without looking the labels up again)
+        self.requests: dict[tuple[str, ...], list[float]] = {}
         self.duration = _Histogram(LATENCY_BUCKETS)
         self.overhead = _Histogram(OVERHEAD_BUCKETS)
-        self.attempts: dict[tuple[str, ...], float] = {}
-        self.retries: dict[tuple[str, ...], float] = {}
+        self._overhead = self.overhead.row(())
+        self.attempts: dict[tuple[str, ...], list[float]] = {}
+        self.retries: dict[tuple[str, ...], list[float]] = {}
         self.failovers = 0.0
-        self.tokens: dict[tuple[str, ...], float] = {}
-        self.cost: dict[tuple[str, ...], float] = {}
-        self.cache: dict[tuple[str, ...], float] = {}
-        # bounded label tuples per kind of request (raw names may repeat labels)
-        self._keys: dict[tuple[str, str, str, int, bool], tuple[Any, ...]] = {}
+        self.tokens: dict[tuple[str, ...], list[float]] = {}
+        self.cost: dict[tuple[str, ...], list[float]] = {}
+        self.cache: dict[tuple[str, ...], list[float]] = {}
+        # the rows per kind of request (bounded: raw names may repeat labels)
+        self._rows: dict[tuple[str, str, str, int, bool], _Rows] = {}
         self.registry.register(_Accumulated(self))
         self.registry.register(self.live)
 
@@ -167,57 +170,58 @@ class Metrics:
         decisions.update(f"direct:{name}" for name in engine.backends)
         return cls(engine.backends, sorted(decisions))
 
-    def _labels_for(self, key: tuple[str, str, str, int, bool]) -> tuple[Any, ...]:
+    def _rows_for(self, key: tuple[str, str, str, int, bool]) -> _Rows:
+        """The rows one kind of finished request adds to (made once per kind)."""
         model_name, decision_name, endpoint, status, stream = key
         model = self._models.get(model_name, "unknown")
         decision = self._decisions.get(decision_name, "unknown")
         point = self._endpoints.get(endpoint, "unknown")
-        usage = model not in ("none", "unknown")
-        return (
-            (point, decision, model, str(status)),
-            (point, "true" if stream else "false"),
-            (model if usage else None),
-        )
+        request_labels = (point, decision, model, str(status))
+        requests = self.requests.setdefault(request_labels, [0.0])
+        duration = self.duration.row((point, "true" if stream else "false"))
+        if model in ("none", "unknown"):
+            return requests, duration, None, None, None
+        tokens_in = self.tokens.setdefault((model, "input"), [0.0])
+        tokens_out = self.tokens.setdefault((model, "output"), [0.0])
+        return requests, duration, tokens_in, tokens_out, self.cost.setdefault((model,), [0.0])
 
     def observe(
         self, trace: Trace, status: int, endpoint: str, stream: bool, latency_s: float
     ) -> None:
         """Count one finished request (call it once, where its access log line is written)."""
         key = (trace.model, trace.decision, endpoint, status, stream)
-        labels = self._keys.get(key)
-        if labels is None:
-            labels = self._labels_for(key)
-            if len(self._keys) < _MAX_CACHED:
-                self._keys[key] = labels
-        request_labels, duration_labels, model = labels
-        requests = self.requests
-        requests[request_labels] = requests.get(request_labels, 0.0) + 1
-        self.duration.observe(duration_labels, latency_s)
-        self.overhead.observe((), trace.overhead_ms / 1000)
+        rows = self._rows.get(key)
+        if rows is None:
+            rows = self._rows_for(key)
+            if len(self._rows) < _MAX_CACHED:
+                self._rows[key] = rows
+        requests, duration, tokens_in, tokens_out, cost = rows
+        requests[0] += 1
+        duration[bisect_left(LATENCY_BUCKETS, latency_s)] += 1
+        duration[-1] += latency_s
+        overhead, seconds = self._overhead, trace.overhead_ms / 1000
+        overhead[bisect_left(OVERHEAD_BUCKETS, seconds)] += 1
+        overhead[-1] += seconds
         if trace.attempts:
             self._observe_attempts(trace)
-        if model is not None:
-            tokens = self.tokens
-            count = trace.input_tokens or 0
-            if count > 0:
-                tokens[(model, "input")] = tokens.get((model, "input"), 0.0) + count
-            count = trace.output_tokens or 0
-            if count > 0:
-                tokens[(model, "output")] = tokens.get((model, "output"), 0.0) + count
-            cost = trace.cost_usd
-            if cost is not None and cost > 0:
-                self.cost[(model,)] = self.cost.get((model,), 0.0) + cost
-        if trace.cache in ("hit", "miss"):
-            self.cache[(trace.cache,)] = self.cache.get((trace.cache,), 0.0) + 1
+        if tokens_in is not None and tokens_out is not None and cost is not None:
+            tokens_in[0] += trace.input_tokens or 0
+            tokens_out[0] += trace.output_tokens or 0
+            spent = trace.cost_usd
+            if spent and spent > 0:
+                cost[0] += spent
+        if trace.cache:
+            found = self.cache.setdefault((trace.cache,), [0.0])
+            found[0] += 1
 
     def _observe_attempts(self, trace: Trace) -> None:
         attempts = trace.attempts
         for a in attempts:
             model = self._models.get(a.model, "unknown")
             outcome = a.outcome if len(a.outcome) <= _MAX_OUTCOME_CHARS else "other"
-            self.attempts[(model, outcome)] = self.attempts.get((model, outcome), 0.0) + 1
+            self.attempts.setdefault((model, outcome), [0.0])[0] += 1
             if a.retry > 0:
-                self.retries[(model,)] = self.retries.get((model,), 0.0) + 1
+                self.retries.setdefault((model,), [0.0])[0] += 1
         if trace.model and attempts[0].model != trace.model:
             self.failovers += 1
 
@@ -226,12 +230,17 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE
 
 
+_Row = list[float]
+#: requests, duration, and (for a known model) input tokens, output tokens and cost
+_Rows = tuple[_Row, _Row, _Row | None, _Row | None, _Row | None]
+
+
 def _counter(
-    name: str, doc: str, label_names: list[str], values: Mapping[tuple[str, ...], float]
+    name: str, doc: str, label_names: list[str], values: Mapping[tuple[str, ...], _Row]
 ) -> CounterMetricFamily:
     family = CounterMetricFamily(name, doc, labels=label_names)
     for labels, value in values.items():
-        family.add_metric(list(labels), value)
+        family.add_metric(list(labels), value[0])
     return family
 
 
@@ -268,7 +277,7 @@ class _Accumulated:
             "polyroute_failovers",
             "Requests answered by a model other than the one tried first",
             [],
-            {(): m.failovers},
+            {(): [m.failovers]},
         )
         yield _counter(
             "polyroute_tokens", "Tokens by model and direction", ["model", "direction"], m.tokens
