@@ -27,6 +27,14 @@ rows, a lower ceiling).  Folds are large on purpose: the wrong-hit rate of a rul
 with the number of distinct requests cached (a first run with 5 folds of 30 intents
 chose a lexical rule that made 1.8 % wrong hits over all 150 intents).
 
+Every rule is scored twice: without and with the guards of ``polyroute.cache.guards``
+(other numbers or quoted strings never match; a prompt over 100 words matches only the
+same words); the shipped default is the grid's choice *with* the guards.  The runs
+through the real indexes also cover ``distinct``: 1,500 dcrouter prompts (seeded sample
+of ``polyroute/data/dcrouter``) and the benign prompts of the injection validation split,
+each its own request, so every hit is wrong (this stream is reported, never used to
+choose); ``before`` is the rule shipped before the guards.
+
 The grid scores every cached entry (the real indexes re-score only a shortlist of 16 by
 cosine); the runs through the real indexes below the CV table check the chosen rule.
 
@@ -45,7 +53,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -53,9 +61,12 @@ from _harness import HERE, machine_facts, pct
 
 from polyroute.cache import DEFAULTS, MemoryIndex, SemanticIndex, Similarity
 from polyroute.cache.redis_index import RedisIndex
+from polyroute.cache.similarity import surface
 from polyroute.embed import cache_dir, make_encoder
 
 DATA = HERE.parents[1] / "shared" / "data" / "guards" / "domains" / "clinc150"
+INJECTION = HERE.parents[1] / "shared" / "data" / "guards" / "injection" / "validation.jsonl"
+DCROUTER = HERE.parents[0] / "polyroute" / "data" / "dcrouter" / "train.jsonl"
 RESULTS = HERE / "RESULTS_cache.md"
 FOLDS = 2
 #: the hand-kept section (what else was tried) that survives reruns
@@ -63,7 +74,10 @@ KEPT = "## Notes (hand-kept)"
 CAL_PER_INTENT = 40
 LEXICAL = (0.0, 0.5, 0.75, 1.0)
 Rule = tuple[float, float, float, float]  # threshold, accept, margin, lexical
+Key = tuple[Rule, bool]  # a rule, with or without the guards
 _WORD = re.compile(r"\w+")  # as polyroute.cache.similarity.words
+#: the rule shipped before the guards (RESULTS_cache.md of 2026-11-30 09:43)
+BEFORE: dict[str, Rule] = {"minilm": (0.98, 0.98, 0.0, 0.5), "static": (0.86, 0.86, 0.0, 0.0)}
 
 
 @dataclass(frozen=True)
@@ -173,21 +187,36 @@ class Scored:
         return self.hits / self.requests, self.wrong / self.requests
 
 
+def allowed_matrix(texts: list[str], sim: Similarity) -> np.ndarray:
+    """Pairs the guards let match (``Similarity.allowed``), vectorised over literal sets."""
+    surfaces = [surface(t) for t in texts]
+    ids: dict[frozenset[str], int] = {}
+    lit = np.asarray([ids.setdefault(x.literals, len(ids)) for x in surfaces])
+    ok = lit[:, None] == lit[None, :]
+    for i in (i for i, x in enumerate(surfaces) if x.length > sim.long_words):
+        for j in np.flatnonzero(ok[i]).tolist():
+            ok[i, j] = ok[j, i] = sim.allowed(surfaces[i], surfaces[j])
+    return ok
+
+
 class Stream:
-    """One stream's cosine and word-overlap matrices (stream order) and labels."""
+    """One stream's cosine, word-overlap and guard matrices (stream order) and labels."""
 
-    def __init__(self, x: np.ndarray, split: Split, order: np.ndarray) -> None:
+    def __init__(self, x: np.ndarray, split: Split, order: np.ndarray, sim: Similarity) -> None:
         v = x[order]
+        texts = [split.texts[i] for i in order]
         self.cos = v @ v.T
-        self.jac = jaccard_matrix([split.texts[i] for i in order])
+        self.jac = jaccard_matrix(texts)
+        self.allowed = allowed_matrix(texts, sim)
         self.labels = split.labels[order]
-        self._bonus: dict[float, np.ndarray] = {}
+        self._bonus: dict[tuple[float, bool], np.ndarray] = {}
 
-    def run(self, rule: Rule) -> Scored:
-        lexical = rule[3]
-        if lexical not in self._bonus:
-            self._bonus[lexical] = self.cos + lexical * self.jac
-        hits, wrong = simulate(self._bonus[lexical], self.labels, rule)
+    def run(self, rule: Rule, guard: bool = False) -> Scored:
+        key = (rule[3], guard)
+        if key not in self._bonus:
+            scores = self.cos + rule[3] * self.jac
+            self._bonus[key] = np.where(self.allowed, scores, -np.inf) if guard else scores
+        hits, wrong = simulate(self._bonus[key], self.labels, rule)
         return Scored(hits, wrong, len(self.labels))
 
 
@@ -200,10 +229,12 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-def choose(table: dict[Rule, list[Scored]], streams: list[int], cap: float, family: Family) -> Rule:
+def choose(
+    table: dict[Key, list[Scored]], streams: list[int], cap: float, family: Family, guard: bool
+) -> Rule:
     best: tuple[float, Rule] = (-1.0, (0.99, 0.99, 0.0, 0.0))
-    for rule, per_stream in table.items():
-        if not family(rule):
+    for (rule, guarded), per_stream in table.items():
+        if guarded != guard or not family(rule):
             continue
         hit, wrong = sum((per_stream[s] for s in streams), Scored()).rates
         if wrong <= cap and hit > best[0]:
@@ -248,54 +279,79 @@ async def drop_keys(url: str, prefix: str) -> None:
 
 
 def cv_table(
-    table: dict[Rule, list[Scored]], val: list[Stream], cap: float
-) -> tuple[list[str], dict[str, Rule]]:
-    lines = ["| method | rule per held-out fold | hit rate | wrong-hit rate | ceiling |"]
-    lines.append("|---|---|---|---|---|")
+    table: dict[Key, list[Scored]], val: list[Stream], cap: float
+) -> tuple[list[str], dict[tuple[str, bool], Rule]]:
+    lines = ["| method | guards | rule per held-out fold | hit rate | wrong-hit rate | ceiling |"]
+    lines.append("|---|---|---|---|---|---|")
     defaults = {}
-    for name, family in FAMILIES.items():
-        total, chosen = Scored(), []
-        for f in range(FOLDS):
-            rule = choose(table, [s for s in range(FOLDS) if s != f], cap, family)
-            total += val[f].run(rule)
-            chosen.append(fmt(rule))
-        hit, wrong = total.rates
-        ceil = np.mean([ceiling(s.labels) for s in val])
-        lines.append(f"| {name} | {'; '.join(chosen)} | {hit:.1%} | {wrong:.2%} | {ceil:.1%} |")
-        defaults[name] = choose(table, list(range(FOLDS)), cap, family)
+    for guard in (False, True):
+        for name, family in FAMILIES.items():
+            total, chosen = Scored(), []
+            for f in range(FOLDS):
+                rule = choose(table, [s for s in range(FOLDS) if s != f], cap, family, guard)
+                total += val[f].run(rule, guard)
+                chosen.append(fmt(rule))
+            hit, wrong = total.rates
+            ceil = np.mean([ceiling(s.labels) for s in val])
+            lines.append(
+                f"| {name} | {'on' if guard else 'off'} | {'; '.join(chosen)} | {hit:.1%} "
+                f"| {wrong:.2%} | {ceil:.1%} |"
+            )
+            defaults[(name, guard)] = choose(table, list(range(FOLDS)), cap, family, guard)
     return lines, defaults
 
 
+def distinct_prompts() -> Split:
+    """Off-CLINC prompts, each its own request (every hit is wrong): 1,500 dcrouter prompts
+    (seeded sample) and the benign prompts of the injection validation split."""
+    dc = [json.loads(line)["prompt"] for line in DCROUTER.open()]
+    picked = np.random.default_rng(0).choice(len(dc), 1500, replace=False)
+    rows = [json.loads(line) for line in INJECTION.open()]
+    benign = sorted({r["text"] for r in rows if r["label"] == "benign"})
+    texts = [dc[i] for i in sorted(picked.tolist())] + benign
+    return Split(texts, np.arange(len(texts)))
+
+
+def similarity(encoder: str, dim: int, rule: Rule, guard: bool) -> Similarity:
+    """The rule, with the shipped guards or with none (``before``)."""
+    if guard:
+        return replace(
+            DEFAULTS[encoder], threshold=rule[0], accept=rule[1], margin=rule[2], lexical=rule[3]
+        )
+    return Similarity(encoder, dim, *rule, literal_guard=False, long_words=10**9)
+
+
 def index_rows(
-    encoder: str, rules: dict[str, Rule], xv: np.ndarray, val: Split, redis_url: str | None
+    encoder: str,
+    rules: dict[str, tuple[Rule, bool]],
+    streams: dict[str, tuple[np.ndarray, Split, np.ndarray]],
+    redis_url: str | None,
 ) -> list[str]:
     lines = [
-        "| stream | rule | index | requests | ceiling | hit rate | wrong-hit rate "
+        "| stream | rule | guards | index | requests | ceiling | hit rate | wrong-hit rate "
         "| lookup p50 ms | lookup p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    n_intents = int(val.labels.max()) + 1
-    for stream, per_intent in (("full", None), ("sparse", 4)):
-        order = make_stream(val, set(range(n_intents)), per_intent, seed=300)
-        for label, rule in rules.items():
-            sim = Similarity(encoder, xv.shape[1], *rule)
+    for stream, (x, split, order) in streams.items():
+        for label, (rule, guard) in rules.items():
+            sim = similarity(encoder, x.shape[1], rule, guard)
             makers: dict[str, Callable[[], SemanticIndex]] = {
                 "memory": partial(MemoryIndex, sim, max_entries=100_000)
             }
-            if redis_url and label == "chosen":
+            if redis_url and label == "chosen" and stream != "distinct":
                 prefix = f"bench:{uuid.uuid4().hex}:"
                 makers["redis"] = partial(
                     RedisIndex, sim, url=redis_url, prefix=prefix, max_entries=5000
                 )
             for backend, make in makers.items():
-                scored, lat = asyncio.run(through_index(make(), xv, val, order))
+                scored, lat = asyncio.run(through_index(make(), x, split, order))
                 if backend == "redis" and redis_url:
                     asyncio.run(drop_keys(redis_url, prefix))
                 hit, wrong = scored.rates
                 lines.append(
-                    f"| {stream} | {label}: {fmt(rule)} | {backend} | {len(order)} "
-                    f"| {ceiling(val.labels[order]):.1%} | {hit:.1%} | {wrong:.2%} "
-                    f"| {pct(lat, 50):.3f} | {pct(lat, 99):.3f} |"
+                    f"| {stream} | {label}: {fmt(rule)} | {'on' if guard else 'off'} | {backend} "
+                    f"| {len(order)} | {ceiling(split.labels[order]):.1%} | {hit:.1%} "
+                    f"| {wrong:.2%} | {pct(lat, 50):.3f} | {pct(lat, 99):.3f} |"
                 )
     return lines
 
@@ -307,39 +363,70 @@ def evaluate(encoder: str, cap: float, redis_url: str | None) -> list[str]:
     xt, xv = embed(encoder, train.texts), embed(encoder, val.texts)
     perm = np.random.default_rng(0).permutation(len(ids))
     folds = [set(perm[f::FOLDS].tolist()) for f in range(FOLDS)]
+    guards = DEFAULTS[encoder]
     cal = [
-        Stream(xt, train, make_stream(train, folds[f], CAL_PER_INTENT, 100 + f))
+        Stream(xt, train, make_stream(train, folds[f], CAL_PER_INTENT, 100 + f), guards)
         for f in range(FOLDS)
     ]
-    held = [Stream(xv, val, make_stream(val, folds[f], None, 200 + f)) for f in range(FOLDS)]
+    held = [
+        Stream(xv, val, make_stream(val, folds[f], None, 200 + f), guards) for f in range(FOLDS)
+    ]
     t0 = time.time()
-    table = {rule: [s.run(rule) for s in cal] for rule in grid()}
+    table = {
+        (rule, guard): [s.run(rule, guard) for s in cal]
+        for guard in (False, True)
+        for rule in grid()
+    }
     print(
         f"[{encoder}] grid {len(table)} rules x {FOLDS}: {time.time() - t0:.0f} s", file=sys.stderr
     )
     cv, chosen = cv_table(table, held, cap)
     ship = DEFAULTS[encoder]
     shipped: Rule = (ship.threshold, ship.accept, ship.margin, ship.lexical)
-    best = chosen["any rule of the grid"]
-    same = "equal to" if shipped == best else "**differs from**"
+    best = chosen[("any rule of the grid", True)]
+    same = "equal to" if shipped == best and ship.literal_guard else "**differs from**"
+    off = distinct_prompts()
+    n_intents = len(ids)
+    streams = {
+        "full": (xv, val, make_stream(val, set(range(n_intents)), None, seed=300)),
+        "sparse": (xv, val, make_stream(val, set(range(n_intents)), 4, seed=300)),
+        "distinct": (
+            embed(encoder, off.texts),
+            off,
+            np.random.default_rng(1).permutation(len(off.texts)),
+        ),
+    }
+    rules = {
+        "chosen": (best, True),
+        "plain": (chosen[("plain cosine", True)], True),
+        "before": (BEFORE[encoder], False),
+    }
     return [
         f"### Encoder `{encoder}`",
         "",
         f"Leave-intent-out CV: validation streams of held-out intents ({FOLDS} folds of "
         f"{len(ids) // FOLDS} intents + 100 oos, pooled); each fold's rule chosen on the train "
         f"stream of the other fold's intents ({CAL_PER_INTENT} queries per intent + 100 oos; "
-        f"wrong-hit cap {cap:.1%}).",
+        f"wrong-hit cap {cap:.1%}); `guards`: the literal and long-prompt guards of "
+        "`polyroute.cache.guards` (off: the rules as before them).",
         "",
         *cv,
         "",
-        f"Chosen on all {FOLDS} train streams: "
-        + "; ".join(f"{k}: `{fmt(r)}`" for k, r in chosen.items())
-        + f". Shipped `DEFAULTS[{encoder!r}]`: `{fmt(shipped)}` ({same} the grid's choice).",
+        "Chosen on all "
+        f"{FOLDS} train streams: "
+        + "; ".join(
+            f"{k} (guards {'on' if g else 'off'}): `{fmt(r)}`" for (k, g), r in chosen.items()
+        )
+        + f". Shipped `DEFAULTS[{encoder!r}]`: `{fmt(shipped)}`, guards "
+        f"{'on' if ship.literal_guard else 'off'} ({same} the grid's choice with the guards).",
         "",
-        "All 150 intents, validation split, through the real indexes (`chosen`: the grid's "
-        "choice on all train streams; `plain`: the plain-cosine rule chosen the same way):",
+        "Through the real indexes (`chosen`: the grid's choice with the guards on all train "
+        "streams; `plain`: the plain-cosine rule chosen the same way; `before`: the rule shipped "
+        "before the guards).  `full`: all 150 intents of the validation split; `sparse`: 4 "
+        "queries per intent + oos; `distinct`: 1,500 dcrouter prompts and the benign prompts of "
+        "the injection validation split, each its own request (every hit is wrong):",
         "",
-        *index_rows(encoder, {"chosen": best, "plain": chosen["plain cosine"]}, xv, val, redis_url),
+        *index_rows(encoder, rules, streams, redis_url),
         "",
     ]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from polyroute.cache.index import CacheHit, Vector
-from polyroute.cache.similarity import Similarity, words
+from polyroute.cache.similarity import Similarity, Surface, surface
 from polyroute.errors import ConfigError
 
 
@@ -26,7 +26,7 @@ class _Entry:
     key: int
     text: str
     answer: bytes
-    words: frozenset[str]
+    surface: Surface
 
 
 class _Scope:
@@ -112,7 +112,7 @@ class MemoryIndex:
         if not self.similarity.reachable(float(sims[rows[0]])):
             return None
         found = self.similarity.best(
-            sims[rows], words(text), [bucket.entries[r].words for r in rows]
+            sims[rows], surface(text), [bucket.entries[r].surface for r in rows]
         )
         if found is None:
             return None
@@ -129,7 +129,7 @@ class MemoryIndex:
             bucket = self._scopes[scope] = _Scope(self.similarity.dim)
         key = self._next_key
         self._next_key += 1
-        bucket.append(_Entry(key, text, answer, words(text)), v, self._clock() + self.ttl_s)
+        bucket.append(_Entry(key, text, answer, surface(text)), v, self._clock() + self.ttl_s)
         self._lru[key] = scope
         while len(self._lru) > self.max_entries:
             old, old_scope = self._lru.popitem(last=False)

@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from polyroute.cache.index import CacheHit, Vector
-from polyroute.cache.similarity import Similarity, words
+from polyroute.cache.similarity import Similarity, surface
 from polyroute.errors import ConfigError
 
 _ADD = """
@@ -154,9 +154,8 @@ class RedisIndex:
         alive = [i for i, t in enumerate(texts) if t is not None]  # an entry may have expired
         if not alive:
             return None
-        found = self.similarity.best(
-            sims[rows[alive]], words(text), [words(bytes(texts[i] or b"").decode()) for i in alive]
-        )
+        entries = [surface(bytes(texts[i] or b"").decode()) for i in alive]
+        found = self.similarity.best(sims[rows[alive]], surface(text), entries)
         if found is None:
             return None
         winner = int(alive[found[0]])

@@ -1,10 +1,12 @@
-"""When a cached prompt counts as the same request: cosine, a lexical check, a margin rule.
+"""When a cached prompt counts as the same request: cosine, a lexical check, a margin rule, guards.
 
 A lookup scores the prompt's unit vector against every entry of its scope (one
 matrix-vector product).  The entries whose cosine could still reach the threshold
 (at most :data:`SHORTLIST`, always the best two) are re-scored with the lexical
 verifier: ``score = cosine + lexical * jaccard(words(prompt), words(entry))``, with
-words the lower-cased ``\\w+`` runs of the texts (~µs per pair).  The best entry hits when
+words the lower-cased ``\\w+`` runs of the texts (~µs per pair).  Entries the guards of
+:mod:`polyroute.cache.guards` refuse (other numbers or quoted strings; a long prompt
+that is not the same text) are out of the running.  The best remaining entry hits when
 
 - its score is at least ``accept`` (unambiguous), or
 - its score is at least ``threshold`` *and* it beats the runner-up by ``margin``:
@@ -28,26 +30,42 @@ request pipeline must embed prompts with that encoder.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from polyroute.cache.guards import literals, shingles, tokens
 from polyroute.errors import ConfigError
 
 #: entries re-scored by the lexical verifier per lookup (by cosine, best first)
 SHORTLIST = 16
-_WORD = re.compile(r"\w+")
 
 
 def words(text: str) -> frozenset[str]:
     """The lower-cased word set the lexical verifier compares."""
-    return frozenset(_WORD.findall(text.lower()))
+    return frozenset(tokens(text))
 
 
-def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+@dataclass(frozen=True, slots=True)
+class Surface:
+    """What the rule reads of a prompt's text (:mod:`polyroute.cache.guards`)."""
+
+    words: frozenset[str]
+    literals: frozenset[str]
+    length: int  #: words, repeats counted
+    bigrams: frozenset[tuple[str, str]]
+
+
+def surface(text: str) -> Surface:
+    """The :class:`Surface` of ``text`` (computed once per prompt and per entry)."""
+    run = tokens(text)
+    return Surface(frozenset(run), literals(text), len(run), shingles(run))
+
+
+def jaccard(a: frozenset[Any], b: frozenset[Any]) -> float:
     """|a & b| / |a | b| (0 for two empty sets)."""
     union = len(a | b)
     return len(a & b) / union if union else 0.0
@@ -63,6 +81,13 @@ class Similarity:
     accept: float
     margin: float = 0.0
     lexical: float = 0.0
+    #: refuse a hit when the prompts carry different numbers or quoted strings
+    literal_guard: bool = True
+    #: a prompt longer than this (words) matches only a nearly identical text ...
+    long_words: int = 100
+    #: ... one whose word-bigram Jaccard overlap with it is at least this (1: the same
+    #: word bigrams; case, punctuation and spacing aside)
+    long_overlap: float = 1.0
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.threshold <= self.accept:
@@ -70,9 +95,15 @@ class Similarity:
                 f"similarity for {self.encoder!r}: expected -1 <= threshold <= accept, "
                 f"got threshold={self.threshold}, accept={self.accept}"
             )
-        if self.margin < 0.0 or self.lexical < 0.0 or self.dim <= 0:
+        if self.margin < 0.0 or self.lexical < 0.0 or self.dim <= 0 or self.long_words < 1:
             raise ConfigError(
-                f"similarity for {self.encoder!r}: expected margin >= 0, lexical >= 0, dim > 0"
+                f"similarity for {self.encoder!r}: expected margin >= 0, lexical >= 0, "
+                "dim > 0, long_words >= 1"
+            )
+        if not 0.0 <= self.long_overlap <= 1.0:
+            raise ConfigError(
+                f"similarity for {self.encoder!r}: expected 0 <= long_overlap <= 1, "
+                f"got {self.long_overlap}"
             )
 
     def unit(self, vector: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -103,20 +134,35 @@ class Similarity:
     def best(
         self,
         cosines: npt.NDArray[np.float32],
-        query: frozenset[str],
-        entries: Sequence[frozenset[str]],
+        query: Surface,
+        entries: Sequence[Surface],
     ) -> tuple[int, float] | None:
         """Position and score of the shortlisted entry that answers, or None.
 
-        ``cosines`` and ``entries`` (the entries' :func:`words`) are the shortlist's;
-        ``query`` is the prompt's :func:`words`."""
+        ``cosines`` and ``entries`` (the entries' :func:`surface`) are the shortlist's;
+        ``query`` is the prompt's.  Entries the guards refuse (:meth:`allowed`) are out of
+        the running: neither the answer nor the runner-up."""
         scores = np.asarray(cosines, dtype=np.float64)
         if self.lexical > 0.0:
-            scores = scores + self.lexical * np.array([jaccard(query, e) for e in entries])
+            scores = scores + self.lexical * np.array(
+                [jaccard(query.words, e.words) for e in entries]
+            )
+        ok = np.array([self.allowed(query, e) for e in entries], dtype=bool)
+        if not ok.any():
+            return None
+        scores = np.where(ok, scores, -np.inf)
         order = np.argsort(-scores, kind="stable")
         top = float(scores[order[0]])
         runner_up = float(scores[order[1]]) if len(order) > 1 else -1.0
-        return (int(order[0]), top) if self.hits(top, runner_up) else None
+        return (int(order[0]), top) if self.hits(top, max(runner_up, -1.0)) else None
+
+    def allowed(self, query: Surface, entry: Surface) -> bool:
+        """Whether the guards let ``entry`` answer ``query`` (:mod:`polyroute.cache.guards`)."""
+        if self.literal_guard and query.literals != entry.literals:
+            return False
+        if max(query.length, entry.length) > self.long_words:
+            return jaccard(query.bigrams, entry.bigrams) >= self.long_overlap
+        return True
 
     def hits(self, best: float, runner_up: float) -> bool:
         """Whether the best entry (score ``best``) answers, given the runner-up's score."""
@@ -125,13 +171,16 @@ class Similarity:
         return best >= self.threshold and best - runner_up >= self.margin
 
 
-#: Calibrated rules per encoder id (``polyroute.embed.make_encoder``); provenance above.
-#: Leave-intent-out CV (validation streams of held-out intents, RESULTS_cache.md): minilm
-#: 34.4 % hits at 0.12 % wrong (plain cosine, same protocol: 32.7 % at 0.19 %); static
-#: (the grid chose plain cosine) 20.4 % at 0.19 %.
+#: Calibrated rules per encoder id (``polyroute.embed.make_encoder``); provenance above,
+#: with the guards on (as shipped).  Leave-intent-out CV (validation streams of held-out
+#: intents, RESULTS_cache.md): minilm 33.8 % hits at 0.12 % wrong (plain cosine, same
+#: protocol: 32.4 % at 0.19 %); static 22.8 % at 0.22 % (plain cosine 19.2 % at 0.19 %).
+#: Distinct off-CLINC prompts (dcrouter, benign injection-set questions) still collide
+#: at these thresholds (~2.3-2.5 % of requests): see RESULTS_cache.md before relying on
+#: them for templated traffic.
 DEFAULTS: dict[str, Similarity] = {
-    "minilm": Similarity("minilm", 384, threshold=0.98, accept=0.98, margin=0.0, lexical=0.5),
-    "static": Similarity("static", 256, threshold=0.86, accept=0.86),
+    "minilm": Similarity("minilm", 384, threshold=0.97, accept=0.97, margin=0.0, lexical=0.5),
+    "static": Similarity("static", 256, threshold=0.80, accept=0.88, margin=0.08),
 }
 
 

@@ -9,7 +9,10 @@ one embedding, shared with the signals through the request's feature cache, and 
 calibrated hit rule) within a scope that must match exactly: the tenant (the
 gateway key's name), the decision, the endpoint, the system prompt and earlier
 turns, tools, ``response_format`` and the sampling parameters.  So a hit never
-crosses tenants or changes what was asked.  A hit answers at once (no selection, no
+crosses tenants or changes what was asked.  Within a scope, a prompt never matches one
+that carries other numbers or quoted strings ("convert 5 usd" never answers "convert
+50 usd"), and a long prompt (over 100 words: past what the encoder reads) only matches
+the same text (``polyroute.cache.guards``).  A hit answers at once (no selection, no
 upstream call), replayed as a stream when the client streams; a miss is stored
 when its answer completes (a cut stream is not).  Requests that sample
 (``temperature`` above 0, or absent: the upstream default is 1) are neither looked

@@ -131,3 +131,36 @@ async def test_lexical_verifier_in_redis(prefix: str) -> None:
         assert await index.lookup("s", near, "book a flight to paris") is None
     finally:
         await index.aclose()
+
+
+async def test_memory_and_redis_give_the_same_hits(prefix: str) -> None:
+    """One stream through both indexes: same hits, same answers, guards included."""
+    from polyroute.cache import MemoryIndex, RedisIndex
+
+    sim = Similarity("test", 3, threshold=0.9, accept=0.9, lexical=0.25)
+    template = "Q: There are {n} houses in a row and a person in each. " + "clue " * 120
+    stream = [
+        (vec(1, 0, 0), "convert 5 usd to eur"),
+        (vec(1, 0.05, 0), "convert 50 usd to eur"),  # other number: a miss, stored
+        (vec(1, 0.02, 0), "convert five usd into eur"),  # hits the first
+        (vec(1, 0.06, 0), "please convert 50 usd to eur"),  # hits the second
+        (vec(0, 1, 0), 'translate "good morning"'),
+        (vec(0, 1, 0.05), 'translate "good night"'),  # other quote: a miss
+        (vec(0, 0, 1), template.format(n=4) + "who owns the sedan?"),
+        (vec(0, 0.05, 1), template.format(n=4) + "who owns the truck?"),  # long, not the same
+        (vec(0, 0.02, 1), template.format(n=4) + "who owns the sedan?"),  # the same long text
+    ]
+    memory = MemoryIndex(sim)
+    redis = RedisIndex(sim, url=REDIS_URL, prefix=prefix)
+    outcomes: dict[str, list[bytes | None]] = {"memory": [], "redis": []}
+    try:
+        for name, index in (("memory", memory), ("redis", redis)):
+            for i, (v, text) in enumerate(stream):
+                hit = await index.lookup("s", v, text)
+                outcomes[name].append(None if hit is None else hit.answer)
+                if hit is None:
+                    await index.add("s", v, text, str(i).encode())
+    finally:
+        await redis.aclose()
+    assert outcomes["memory"] == outcomes["redis"]
+    assert outcomes["memory"] == [None, None, b"0", b"1", None, None, None, None, b"6"]
