@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from polyroute.backends import PROVIDERS, Backend, CircuitBreaker
 from polyroute.errors import ConfigError
+from polyroute.plans import PLANS
 from polyroute.plugins import PLUGINS, BasePlugin
 from polyroute.plugins.base import PluginEnv
 from polyroute.rules import compile_rule, signals_used
@@ -126,6 +127,20 @@ def build_plugins(
     return tuple(built)
 
 
+def build_plan(
+    raw: dict[str, Any] | None, where: str, base_dir: Path, models: Sequence[str]
+) -> tuple[str, Any]:
+    """A decision's ``plan: {KIND: VALUE}`` -> (kind, the executor's built spec)."""
+    if raw is None:
+        return "single", None
+    if len(raw) != 1:
+        raise ConfigError(f"{where}: expected one plan kind, e.g. {{cascade: ...}}")
+    [(kind, value)] = raw.items()
+    if kind not in PLANS.names():
+        raise ConfigError(f"{where}: unknown plan {kind!r}; expected one of {PLANS.names()}")
+    return kind, PLANS.get(kind).spec(value, f"{where}.{kind}", base_dir, models)
+
+
 def build_decisions(
     config: Config,
     decisions: list[DecisionConfig],
@@ -163,6 +178,7 @@ def build_decisions(
                     "decisions route chat requests"
                 )
         selector = build_selector(d.select, f"{at}.select", config.base_dir)
+        kind, spec = build_plan(d.plan, f"{at}.plan", Path(config.base_dir), d.models)
         built.append(
             Decision(
                 name=d.name,
@@ -173,6 +189,8 @@ def build_decisions(
                 plugins=plugins,
                 sticky=d.session == "sticky",
                 signals=tuple(sorted(used)),
+                plan=kind,
+                plan_spec=spec,
             )
         )
     # highest priority first; ties keep file order

@@ -99,6 +99,9 @@ class DecisionConfig(_Frozen):
     # a stored conversation (Responses API) continues on the model that answered its last
     # turn (sticky) or is routed afresh each turn (per_turn)
     session: Literal["per_turn", "sticky"] = "per_turn"
+    # how the chosen models answer: one with failover (the default), or a plan
+    # (``{cascade: DIR}``, ``{cascade: {stages: [...], accept: {...}}}``); see polyroute.plans
+    plan: dict[str, Any] | None = None
 
     _name = field_validator("name")(_check_name)
 

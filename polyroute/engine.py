@@ -328,7 +328,7 @@ class Engine:
                 ordered = first + [b for b in ordered if b.name != request.prefer]
                 trace.events.append({"session": "sticky", "model": request.prefer})
         trace.candidates = [b.name for b in ordered]
-        return Plan("single", decision, ordered)
+        return Plan(decision.plan, decision, ordered)
 
     async def aselect(self, decision: Decision, request: Request, trace: Trace) -> Plan:
         """Selection on the event loop: a selector with an async ``aorder`` (the learned
@@ -451,8 +451,10 @@ class Engine:
             account_plugin_answer(trace)
         else:
             sent = request if ctx is None else _native_checked(ctx.request, ran)
-            answer = await self.executors[planned.kind].complete(planned, sent, trace)
-            account(trace, self.backends[trace.model], usage_of(answer))
+            executor = self.executors[planned.kind]
+            answer = await executor.complete(planned, sent, trace)
+            if not executor.accounts:
+                account(trace, self.backends[trace.model], usage_of(answer))
         if ctx is not None:
             for plugin in reversed(ran):
                 answer = await plugin.on_answer(ctx, answer)
@@ -471,10 +473,14 @@ class Engine:
             account_plugin_answer(trace)
         else:
             sent = request if ctx is None else _native_checked(ctx.request, ran)
-            upstream, strip = with_stream_usage(sent)
-            start = await self.executors[planned.kind].stream(planned, upstream, trace)
-            account(trace, self.backends[trace.model], None)  # until the usage arrives
-            taps.append(UsageTap(trace, self.backends[trace.model], strip))
+            executor = self.executors[planned.kind]
+            if executor.accounts:  # a plan of several calls: its answer is replayed whole
+                start = await executor.stream(planned, sent, trace)
+            else:
+                upstream, strip = with_stream_usage(sent)
+                start = await executor.stream(planned, upstream, trace)
+                account(trace, self.backends[trace.model], None)  # until the usage arrives
+                taps.append(UsageTap(trace, self.backends[trace.model], strip))
         if ctx is not None:
             taps += [t for p in reversed(ran) if (t := p.on_stream(ctx)) is not None]
         try:

@@ -260,6 +260,10 @@ class Trace:
     output_tokens: int | None = None
     cost_usd: float = 0.0
     cost_source: str = ""
+    #: the plan that ran when it was not a single model (``cascade``, ...), and how many
+    #: model calls it made
+    plan: str = ""
+    plan_calls: int = 0
 
     def as_dict(self) -> JSON:
         return {
@@ -279,6 +283,8 @@ class Trace:
             "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens},
             "cost_usd": self.cost_usd,
             "cost_source": self.cost_source,
+            "plan": self.plan or "single",
+            "plan_calls": self.plan_calls,
             "overhead_ms": round(self.overhead_ms, 3),
             "upstream_ms": round(self.upstream_ms, 3),
         }
@@ -383,3 +389,7 @@ class Decision:
     signals: tuple[str, ...] = ()
     #: a continued conversation stays on the model that answered it (``session: sticky``)
     sticky: bool = False
+    #: how the chosen models answer: ``single`` (failover), or a plan kind with its
+    #: built spec (``polyroute.plans``)
+    plan: str = "single"
+    plan_spec: Any = None

@@ -84,11 +84,21 @@ class Dispatcher:
         delay: float = min(s.backoff_max_s, s.backoff_base_s * 2.0**retry) * (0.5 + self._rng() / 2)
         return max(delay, retry_after_s or 0.0)
 
-    async def complete(self, candidates: Sequence[Backend], request: Request, trace: Trace) -> JSON:
+    async def complete(
+        self,
+        candidates: Sequence[Backend],
+        request: Request,
+        trace: Trace,
+        deadline: float | None = None,
+    ) -> JSON:
+        """The first candidate's answer that succeeds (retries, failover, breakers), within
+        ``server.deadline_s``, or by ``deadline`` (a ``time.monotonic`` value: a plan's
+        calls share one)."""
+
         async def call(b: Backend, timeout_s: float) -> JSON:
             return await b.provider.complete(request, b.upstream_model, timeout_s)
 
-        _, result = await self._run(candidates, trace, call)
+        _, result = await self._run(candidates, trace, call, deadline=deadline)
         return result
 
     async def embed(self, candidates: Sequence[Backend], body: JSON, trace: Trace) -> JSON:
@@ -143,8 +153,10 @@ class Dispatcher:
         trace: Trace,
         call: Callable[[Backend, float], Awaitable[T]],
         keep_in_flight: bool = False,
+        deadline: float | None = None,
     ) -> tuple[Backend, T]:
-        deadline = time.monotonic() + self.server.deadline_s
+        if deadline is None:
+            deadline = time.monotonic() + self.server.deadline_s
         errors: list[UpstreamError] = []
         for b in candidates:
             if not b.breaker.acquire():

@@ -5,7 +5,10 @@ from polyroute.registry import Registry
 
 PLANS: Registry[type[PlanExecutor]] = Registry(
     "plan",
-    {"single": "polyroute.plans.single:SingleExecutor"},
+    {
+        "single": "polyroute.plans.single:SingleExecutor",
+        "cascade": "polyroute.plans.cascade:CascadeExecutor",
+    },
 )
 
 __all__ = ["PLANS", "Plan", "PlanExecutor", "StreamStart"]

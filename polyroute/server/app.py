@@ -87,6 +87,8 @@ def _headers(trace: Trace, started: float) -> dict[str, str]:
     }
     if trace.cache:
         headers["x-polyroute-cache"] = trace.cache
+    if trace.plan:
+        headers["x-polyroute-plan"] = f"{trace.plan}; calls={trace.plan_calls}"
     return headers
 
 

@@ -1,0 +1,339 @@
+"""``cascade``: the cheapest stage answers first; its answer is accepted when its confidence
+clears the stage's threshold, else the next (stronger) stage is asked.
+
+::
+
+    decisions:
+      - name: exam
+        models: [llama3.1-8b, llama3.1-70b, llama3.1-405b]
+        plan: {cascade: cascade/}                  # trained: polyroute train --plan cascade
+      - name: by-hand
+        models: [small, large]
+        plan:
+          cascade:
+            stages: [small, large]
+            accept: {logprob_mean: {gt: -0.35}}    # or {verify: {gt: -0.1}}
+
+Confidence is what a real server returns (``polyroute.plans.confidence``, the same
+functions the workbench fits on): ``logprob_mean`` / ``logprob_min`` of the answer's
+tokens (the stage is asked for ``logprobs``; they are removed from the client's answer
+unless the client asked), or ``verify``: log P("Y") when the same model is asked whether
+its answer is correct (one more short call).  The last stage is always accepted.
+
+- Each stage's model, confidence, threshold, verdict and cost are trace events
+  (``{"plan": "cascade", "stage": i, ...}``); ``x-polyroute-plan: cascade; calls=N``.
+- A stage that fails (after the dispatcher's retries) escalates; when the last stage
+  fails, the best answer an earlier stage gave is returned (trace: ``fallback``), else
+  the error.  One deadline (``server.deadline_s``) covers every call of the plan.
+- Streams: no stage is streamed (its answer may be rejected); the accepted answer is
+  replayed as a well-formed stream.
+- The cost is every call's, from the upstreams' usage (``cost_source: usage`` when each
+  call reported it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from polyroute.backends.backend import Backend
+from polyroute.backends.failover import Dispatcher
+from polyroute.errors import ConfigError, UpstreamError
+from polyroute.plans.base import Plan, StreamStart
+from polyroute.plans.confidence import STATISTICS, TOKEN_STATISTICS, of_answer, verify
+from polyroute.plugins.stream import replay
+from polyroute.tokens import request_cost_usd
+from polyroute.types import JSON, Request, Trace
+
+MANIFEST = "manifest.json"
+FORMAT = "polyroute.plan"
+VERIFY_QUESTION = "Is the answer above correct? Reply with Y or N only."
+#: fields a self-verification call does not inherit from the request
+_NOT_VERIFIED = ("tools", "tool_choice", "response_format", "n", "logprobs", "top_logprobs")
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One model of the chain; ``statistic`` and ``gt`` are None for the last stage."""
+
+    model: str
+    statistic: str | None = None
+    gt: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeSpec:
+    stages: tuple[Stage, ...]
+    #: ``config`` or the artifact's manifest path
+    source: str = "config"
+
+
+def _stage(raw: Any, where: str, last: bool) -> Stage:
+    if not isinstance(raw, dict) or not isinstance(raw.get("model"), str):
+        raise ConfigError(f"{where}: expected {{model: NAME, accept: ...}}")
+    accept = raw.get("accept")
+    if last:
+        return Stage(raw["model"])
+    if not isinstance(accept, dict):
+        raise ConfigError(f"{where}.accept: expected {{statistic: NAME, gt: NUMBER}}")
+    statistic, gt = accept.get("statistic"), accept.get("gt")
+    if statistic not in STATISTICS:
+        raise ConfigError(f"{where}.accept.statistic: expected one of {list(STATISTICS)}")
+    if isinstance(gt, bool) or not isinstance(gt, int | float):
+        raise ConfigError(f"{where}.accept.gt: expected a number")
+    return Stage(raw["model"], statistic, float(gt))
+
+
+def load_cascade(path: Path) -> CascadeSpec:
+    """A trained cascade (``polyroute train --plan cascade``); a ConfigError names the file."""
+    file = path if path.suffix == ".json" else path / MANIFEST
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read the cascade artifact ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ConfigError(f"{file}: format: expected {FORMAT!r} (a polyroute plan artifact)")
+    if manifest.get("kind") != "cascade":
+        raise ConfigError(f"{file}: kind: expected 'cascade', got {manifest.get('kind')!r}")
+    raw = manifest.get("stages")
+    if not isinstance(raw, list) or len(raw) < 1:
+        raise ConfigError(f"{file}: stages: expected a list of stages")
+    stages = tuple(_stage(s, f"{file}: stages[{i}]", i == len(raw) - 1) for i, s in enumerate(raw))
+    return CascadeSpec(stages, str(file))
+
+
+def cascade_spec(value: Any, where: str, base_dir: Path, models: Sequence[str]) -> CascadeSpec:
+    """``plan: {cascade: ...}`` of a decision: an artifact directory (relative to the
+    config) or ``{stages: [NAME, ...], accept: {STATISTIC: {gt: NUMBER}}}``."""
+    if isinstance(value, str):
+        path = Path(value)
+        spec = load_cascade(path if path.is_absolute() else base_dir / path)
+    elif isinstance(value, dict):
+        stages, accept = value.get("stages"), value.get("accept")
+        unknown = sorted(set(value) - {"stages", "accept"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown field {unknown[0]!r}; expected stages, accept")
+        if not isinstance(stages, list) or len(stages) < 2:
+            raise ConfigError(f"{where}.stages: expected two or more model names")
+        if not isinstance(accept, dict) or len(accept) != 1:
+            raise ConfigError(f"{where}.accept: expected one {{STATISTIC: {{gt: NUMBER}}}}")
+        [(statistic, rule)] = accept.items()
+        gt = rule.get("gt") if isinstance(rule, dict) else None
+        raw = [{"model": m, "accept": {"statistic": statistic, "gt": gt}} for m in stages[:-1]] + [
+            {"model": stages[-1]}
+        ]
+        spec = CascadeSpec(
+            tuple(_stage(s, f"{where}", i == len(raw) - 1) for i, s in enumerate(raw))
+        )
+    else:
+        raise ConfigError(f"{where}: expected an artifact directory or {{stages, accept}}")
+    for stage in spec.stages:
+        if stage.model not in models:
+            raise ConfigError(
+                f"{where}: stage model {stage.model!r} is not one of the decision's models "
+                f"{list(models)}"
+            )
+    return spec
+
+
+def _strip_logprobs(answer: JSON) -> None:
+    for choice in answer.get("choices") or []:
+        if isinstance(choice, dict) and "logprobs" in choice:
+            choice["logprobs"] = None
+
+
+def _y_logprob(answer: JSON) -> float | None:
+    """log P("Y") of a verification answer: the first token's, or its top alternatives'."""
+    choices = answer.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    logprobs = first.get("logprobs") if isinstance(first, dict) else None
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list) or not content or not isinstance(content[0], dict):
+        return None
+    token = content[0]
+    options = [token, *(t for t in token.get("top_logprobs") or [] if isinstance(t, dict))]
+    for option in options:
+        text = option.get("token")
+        if isinstance(text, str) and text.strip().upper() in ("Y", "YES"):
+            return verify(option.get("logprob"))
+    return None
+
+
+def _answer_text(answer: JSON) -> str:
+    choices = answer.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else {}
+    message = first.get("message") if isinstance(first, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    return content if isinstance(content, str) else ""
+
+
+class _Spend:
+    """Tokens and USD over the plan's calls."""
+
+    def __init__(self) -> None:
+        self.input_tokens = self.output_tokens = 0
+        self.usd = self.estimated_usd = 0.0
+        self.all_usage = True
+
+    def add(self, backend: Backend, request: Request, answer: JSON) -> float:
+        estimate = backend.estimate_cost(request)
+        self.estimated_usd += estimate
+        usage = answer.get("usage")
+        tokens = (
+            (usage.get("prompt_tokens"), usage.get("completion_tokens"))
+            if isinstance(usage, dict)
+            else (None, None)
+        )
+        if all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+            pin, pout = int(tokens[0] or 0), int(tokens[1] or 0)
+            self.input_tokens += pin
+            self.output_tokens += pout
+            cost = request_cost_usd(
+                pin, pout, backend.input_price_per_mtok, backend.output_price_per_mtok
+            )
+        else:
+            self.all_usage = False
+            cost = estimate
+        self.usd += cost
+        return cost
+
+    def account(self, trace: Trace) -> None:
+        trace.input_tokens, trace.output_tokens = self.input_tokens, self.output_tokens
+        trace.cost_usd = self.usd
+        trace.estimated_cost_usd = self.estimated_usd
+        trace.cost_source = "usage" if self.all_usage else "estimate"
+
+
+def _sub(request: Request, body: JSON) -> Request:
+    sub = Request(body, request.endpoint, request.headers, request.raw_bytes)
+    sub.memo = request.memo
+    return sub
+
+
+class CascadeExecutor:
+    #: the executor sets the trace's tokens and cost itself (every call of the plan)
+    accounts: ClassVar[bool] = True
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    @staticmethod
+    def spec(value: Any, where: str, base_dir: Path, models: Sequence[str]) -> CascadeSpec:
+        return cascade_spec(value, where, base_dir, models)
+
+    async def complete(self, plan: Plan, request: Request, trace: Trace) -> JSON:
+        spec: CascadeSpec = plan.decision.plan_spec
+        by_name = {b.name: b for b in plan.decision.candidates}
+        deadline = time.monotonic() + self.dispatcher.server.deadline_s
+        base = {k: v for k, v in request.body.items() if k not in ("stream", "stream_options")}
+        trace.plan, trace.plan_calls = "cascade", 0
+        spend = _Spend()
+        kept: tuple[JSON, str] | None = None  # the latest rejected answer, as a fallback
+        for i, stage in enumerate(spec.stages):
+            backend = by_name[stage.model]
+            last = i == len(spec.stages) - 1
+            body = base
+            if not last and stage.statistic in TOKEN_STATISTICS:
+                body = {**base, "logprobs": True}
+            sent = _sub(request, body)
+            try:
+                answer = await self.dispatcher.complete([backend], sent, trace, deadline)
+            except UpstreamError as exc:
+                trace.events.append(
+                    {"plan": "cascade", "stage": i, "model": stage.model, "failed": exc.code}
+                )
+                if last and kept is not None:
+                    return self._finish(
+                        kept[0], kept[1], request, trace=trace, spend=spend, fallback=True
+                    )
+                if last:
+                    spend.account(trace)
+                    raise
+                continue
+            trace.plan_calls += 1
+            cost = spend.add(backend, sent, answer)
+            event: JSON = {"plan": "cascade", "stage": i, "model": stage.model, "cost_usd": cost}
+            if last:
+                trace.events.append({**event, "accepted": True})
+                return self._finish(answer, stage.model, request, trace=trace, spend=spend)
+            confidence = await self._confidence(
+                stage, backend, sent, answer, trace=trace, spend=spend, deadline=deadline
+            )
+            accepted = confidence is not None and stage.gt is not None and confidence > stage.gt
+            trace.events.append(
+                {
+                    **event,
+                    "statistic": stage.statistic,
+                    "confidence": confidence,
+                    "threshold": stage.gt,
+                    "accepted": accepted,
+                }
+            )
+            if accepted:
+                return self._finish(answer, stage.model, request, trace=trace, spend=spend)
+            kept = (answer, stage.model)
+        raise AssertionError("unreachable: the last stage always returns or raises")
+
+    async def _confidence(
+        self,
+        stage: Stage,
+        backend: Backend,
+        sent: Request,
+        answer: JSON,
+        *,
+        trace: Trace,
+        spend: _Spend,
+        deadline: float,
+    ) -> float | None:
+        if stage.statistic in TOKEN_STATISTICS:
+            return of_answer(str(stage.statistic), answer)
+        messages = [
+            *sent.messages,
+            {"role": "assistant", "content": _answer_text(answer)},
+            {"role": "user", "content": VERIFY_QUESTION},
+        ]
+        body = {k: v for k, v in sent.body.items() if k not in _NOT_VERIFIED}
+        body.update(messages=messages, max_tokens=1, temperature=0, logprobs=True, top_logprobs=5)
+        body.pop("max_completion_tokens", None)
+        question = _sub(sent, body)
+        try:
+            verdict = await self.dispatcher.complete([backend], question, trace, deadline)
+        except UpstreamError:
+            return None  # no verdict: escalate
+        trace.plan_calls += 1
+        spend.add(backend, question, verdict)
+        return _y_logprob(verdict)
+
+    @staticmethod
+    def _finish(
+        answer: JSON,
+        model: str,
+        request: Request,
+        *,
+        trace: Trace,
+        spend: _Spend,
+        fallback: bool = False,
+    ) -> JSON:
+        if request.body.get("logprobs") is not True:
+            _strip_logprobs(answer)
+        answer["model"] = model
+        trace.model = model
+        if fallback:
+            trace.events.append({"plan": "cascade", "fallback": model})
+        spend.account(trace)
+        return answer
+
+    async def stream(self, plan: Plan, request: Request, trace: Trace) -> StreamStart:
+        answer = await self.complete(plan, request, trace)
+        options = request.body.get("stream_options")
+        if not (isinstance(options, dict) and options.get("include_usage") is True):
+            answer.pop("usage", None)
+        trace.outcome = "streaming"
+        return replay(answer, request.endpoint, trace.model)
+
+
+__all__ = ["CascadeExecutor", "CascadeSpec", "Stage", "cascade_spec", "load_cascade"]
