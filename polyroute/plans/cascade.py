@@ -20,6 +20,7 @@ tokens (the stage is asked for ``logprobs``; they are removed from the client's 
 unless the client asked), or ``verify``: log P("Y") when the same model is asked whether
 its answer is correct (one more short call).  The last stage is always accepted.
 
+- (``top_logprobs: 1`` is asked with them: llama.cpp's server sends none without it.)
 - Each stage's model, confidence, threshold, verdict and cost are trace events
   (``{"plan": "cascade", "stage": i, ...}``); ``x-polyroute-plan: cascade; calls=N``.
 - A stage that fails (after the dispatcher's retries) escalates; when the last stage
@@ -238,7 +239,8 @@ class CascadeExecutor:
             last = i == len(spec.stages) - 1
             body = base
             if not last and stage.statistic in TOKEN_STATISTICS:
-                body = {**base, "logprobs": True}
+                # top_logprobs too: llama.cpp's server sends no logprobs without it
+                body = {**base, "logprobs": True, "top_logprobs": base.get("top_logprobs") or 1}
             sent = _sub(request, body)
             try:
                 answer = await self.dispatcher.complete([backend], sent, trace, deadline)

@@ -1,0 +1,102 @@
+"""Plans through a real gateway process in front of the real llama.cpp model, driven by the
+``openai`` client: a cascade whose cheap stage's live logprobs decide, plain and streamed,
+with each stage's measured confidence in the logged trace."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import Gateway, GatewayFactory, Proc
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def plan_gateway(gateway_factory: GatewayFactory, llama_small: Proc, llama_large: Proc) -> Gateway:
+    def cascade(gt: float) -> dict[str, Any]:
+        accept = {"logprob_mean": {"gt": gt}}
+        return {"cascade": {"stages": ["small", "large"], "accept": accept}}
+
+    config: dict[str, Any] = {
+        "models": {
+            "small": _entry(llama_small, 0.1),
+            "large": _entry(llama_large, 3.0),
+        },
+        "signals": {"hard": {"type": "keyword", "any": ["prove"]}},
+        "decisions": [
+            # a token logprob is never above 0: this cheap stage is always too unsure
+            {"name": "strict", "priority": 10, "when": "hard", "models": ["small", "large"],
+             "plan": cascade(0.0)},
+            {"name": "lenient", "models": ["small", "large"], "plan": cascade(-50.0)},
+        ],
+    }  # fmt: skip
+    return gateway_factory("gateway-plans", config)
+
+
+def _entry(upstream: Proc, price: float) -> dict[str, Any]:
+    return {
+        "base_url": f"{upstream.url}/v1",
+        "model": "smollm2",
+        "timeout_s": 60,
+        "input_price_per_mtok": price,
+        "output_price_per_mtok": price,
+    }
+
+
+def _stages(gateway: Gateway, trace_id: str) -> list[dict[str, Any]]:
+    trace = gateway.wait_trace(trace_id)
+    return [e for e in trace["plugins"] if e.get("plan") == "cascade"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_cascade_escalates_on_low_logprob(plan_gateway: Gateway, stream: bool) -> None:
+    with plan_gateway.client() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto",
+            messages=[{"role": "user", "content": "Prove that 2 + 2 = 4."}],
+            max_tokens=8,
+            temperature=0,
+            stream=stream,
+        )
+        assert raw.headers["x-polyroute-decision"] == "strict"
+        assert raw.headers["x-polyroute-model"] == "large"
+        assert raw.headers["x-polyroute-plan"] == "cascade; calls=2"
+        text = _text(raw.parse(), stream)
+    assert text.strip()
+    small, large = _stages(plan_gateway, raw.headers["x-polyroute-trace-id"])
+    assert small["model"] == "small" and small["accepted"] is False
+    assert isinstance(small["confidence"], float) and small["confidence"] <= 0.0
+    assert small["threshold"] == 0.0
+    assert large["model"] == "large" and large["accepted"] is True
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_sure_enough_cheap_stage_answers(plan_gateway: Gateway, stream: bool) -> None:
+    with plan_gateway.client() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto",
+            messages=[{"role": "user", "content": "Say hello."}],
+            max_tokens=8,
+            temperature=0,
+            stream=stream,
+        )
+        assert raw.headers["x-polyroute-model"] == "small"
+        assert raw.headers["x-polyroute-plan"] == "cascade; calls=1"
+        completion = raw.parse()
+        assert _text(completion, stream).strip()
+        if not stream:
+            assert completion.choices[0].logprobs is None  # asked upstream, not by the client
+    [small] = _stages(plan_gateway, raw.headers["x-polyroute-trace-id"])
+    assert small["accepted"] is True and -50.0 < small["confidence"] <= 0.0
+    trace = plan_gateway.wait_trace(raw.headers["x-polyroute-trace-id"])
+    assert trace["cost_source"] == "usage" and trace["plan_calls"] == 1
+
+
+def _text(parsed: Any, stream: bool) -> str:
+    if not stream:
+        return str(parsed.choices[0].message.content or "")
+    with parsed:
+        return "".join(c.choices[0].delta.content or "" for c in parsed if c.choices)
