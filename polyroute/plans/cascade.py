@@ -45,9 +45,9 @@ from polyroute.backends.backend import Backend
 from polyroute.backends.failover import Dispatcher
 from polyroute.errors import ConfigError, UpstreamError
 from polyroute.plans.base import Plan, StreamStart
+from polyroute.plans.common import Spend, answer_text, strip_logprobs, sub_request
 from polyroute.plans.confidence import STATISTICS, TOKEN_STATISTICS, of_answer, verify
 from polyroute.plugins.stream import replay
-from polyroute.tokens import request_cost_usd
 from polyroute.types import JSON, Request, Trace
 
 MANIFEST = "manifest.json"
@@ -141,12 +141,6 @@ def cascade_spec(value: Any, where: str, base_dir: Path, models: Sequence[str]) 
     return spec
 
 
-def _strip_logprobs(answer: JSON) -> None:
-    for choice in answer.get("choices") or []:
-        if isinstance(choice, dict) and "logprobs" in choice:
-            choice["logprobs"] = None
-
-
 def _y_logprob(answer: JSON) -> float | None:
     """log P("Y") of a verification answer: the first token's, or its top alternatives'."""
     choices = answer.get("choices")
@@ -162,57 +156,6 @@ def _y_logprob(answer: JSON) -> float | None:
         if isinstance(text, str) and text.strip().upper() in ("Y", "YES"):
             return verify(option.get("logprob"))
     return None
-
-
-def _answer_text(answer: JSON) -> str:
-    choices = answer.get("choices")
-    first = choices[0] if isinstance(choices, list) and choices else {}
-    message = first.get("message") if isinstance(first, dict) else None
-    content = message.get("content") if isinstance(message, dict) else None
-    return content if isinstance(content, str) else ""
-
-
-class _Spend:
-    """Tokens and USD over the plan's calls."""
-
-    def __init__(self) -> None:
-        self.input_tokens = self.output_tokens = 0
-        self.usd = self.estimated_usd = 0.0
-        self.all_usage = True
-
-    def add(self, backend: Backend, request: Request, answer: JSON) -> float:
-        estimate = backend.estimate_cost(request)
-        self.estimated_usd += estimate
-        usage = answer.get("usage")
-        tokens = (
-            (usage.get("prompt_tokens"), usage.get("completion_tokens"))
-            if isinstance(usage, dict)
-            else (None, None)
-        )
-        if all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
-            pin, pout = int(tokens[0] or 0), int(tokens[1] or 0)
-            self.input_tokens += pin
-            self.output_tokens += pout
-            cost = request_cost_usd(
-                pin, pout, backend.input_price_per_mtok, backend.output_price_per_mtok
-            )
-        else:
-            self.all_usage = False
-            cost = estimate
-        self.usd += cost
-        return cost
-
-    def account(self, trace: Trace) -> None:
-        trace.input_tokens, trace.output_tokens = self.input_tokens, self.output_tokens
-        trace.cost_usd = self.usd
-        trace.estimated_cost_usd = self.estimated_usd
-        trace.cost_source = "usage" if self.all_usage else "estimate"
-
-
-def _sub(request: Request, body: JSON) -> Request:
-    sub = Request(body, request.endpoint, request.headers, request.raw_bytes)
-    sub.memo = request.memo
-    return sub
 
 
 class CascadeExecutor:
@@ -232,7 +175,7 @@ class CascadeExecutor:
         deadline = time.monotonic() + self.dispatcher.server.deadline_s
         base = {k: v for k, v in request.body.items() if k not in ("stream", "stream_options")}
         trace.plan, trace.plan_calls = "cascade", 0
-        spend = _Spend()
+        spend = Spend()
         kept: tuple[JSON, str] | None = None  # the latest rejected answer, as a fallback
         for i, stage in enumerate(spec.stages):
             backend = by_name[stage.model]
@@ -241,7 +184,7 @@ class CascadeExecutor:
             if not last and stage.statistic in TOKEN_STATISTICS:
                 # top_logprobs too: llama.cpp's server sends no logprobs without it
                 body = {**base, "logprobs": True, "top_logprobs": base.get("top_logprobs") or 1}
-            sent = _sub(request, body)
+            sent = sub_request(request, body)
             try:
                 answer = await self.dispatcher.complete([backend], sent, trace, deadline)
             except UpstreamError as exc:
@@ -288,20 +231,20 @@ class CascadeExecutor:
         answer: JSON,
         *,
         trace: Trace,
-        spend: _Spend,
+        spend: Spend,
         deadline: float,
     ) -> float | None:
         if stage.statistic in TOKEN_STATISTICS:
             return of_answer(str(stage.statistic), answer)
         messages = [
             *sent.messages,
-            {"role": "assistant", "content": _answer_text(answer)},
+            {"role": "assistant", "content": answer_text(answer)},
             {"role": "user", "content": VERIFY_QUESTION},
         ]
         body = {k: v for k, v in sent.body.items() if k not in _NOT_VERIFIED}
         body.update(messages=messages, max_tokens=1, temperature=0, logprobs=True, top_logprobs=5)
         body.pop("max_completion_tokens", None)
-        question = _sub(sent, body)
+        question = sub_request(sent, body)
         try:
             verdict = await self.dispatcher.complete([backend], question, trace, deadline)
         except UpstreamError:
@@ -317,11 +260,11 @@ class CascadeExecutor:
         request: Request,
         *,
         trace: Trace,
-        spend: _Spend,
+        spend: Spend,
         fallback: bool = False,
     ) -> JSON:
         if request.body.get("logprobs") is not True:
-            _strip_logprobs(answer)
+            strip_logprobs(answer)
         answer["model"] = model
         trace.model = model
         if fallback:
