@@ -8,7 +8,8 @@ probe sets of ``benchmarks/probes/jailbreak_heldout.jsonl`` (written for this pr
 see ``probes/README.md``): recall on ``wild_jailbreak`` and ``indirect_injection``,
 the share flagged on ``hard_benign`` and ``plain_benign``.
 
-Models: the shipped default (static encoder + LR, loaded, not retrained); the
+Models: the shipped default (loaded, not retrained; ``--models DIR,DIR`` adds other
+saved models, say the previous default, and ``--quick`` stops after them); the
 TF-IDF baseline exactly as ``bench_signals.py`` trains it (word 1-2-grams, LR C=4);
 then alternatives whose C and class weight are chosen by 5-fold cross-validation on
 train (the recall at the out-of-fold threshold keeping benign false positives at
@@ -103,7 +104,7 @@ class Features:
         if "+" in kind:
             parts = [self.get(k) for k in kind.split("+")]
             return [hstack([p[i] for p in parts]) for i in range(4)]
-        if kind in ("static", "minilm"):
+        if kind in ("static", "minilm", "ngram"):
             enc = make_encoder(kind)
             enc.fit(self.splits[0].texts)
             return [enc.encode(s.texts) for s in self.splits]
@@ -271,13 +272,17 @@ CANDIDATES: tuple[tuple[str, bool], ...] = (
 AVERAGES = (("minilm", "tfidf"), ("minilm", "char"), ("static+minilm", "char"), ("tfidf", "char"))
 
 
-def shipped(feats: Features, texts: list[str], train: Split) -> Result:
-    model = load_model(default_model_dir("jailbreak"), "jailbreak")
+def saved(feats: Features, texts: list[str], train: Split, path: Path, name: str) -> Result:
+    """A saved model (the shipped default, or ``--models DIR``), loaded, not retrained."""
+    model = load_model(path, "jailbreak")
     xv, xp = feats.get(model.encoder)[1:3]
     row = encoder_scorer(model.encoder, train)
     ms = per_prompt_ms(texts, lambda t: float(model.scores(row(t))[0]))
-    note = f"manifest threshold {model.threshold:.4f}"
-    return Result("shipped: static + LR (C=4)", model.scores(xv), model.scores(xp), ms, note=note)
+    note = (
+        f"manifest threshold {model.threshold:.4f}; {model.metrics.get('extra_rows', 0)} extra rows"
+    )
+    label = f"{name}: {model.encoder} + LR ({path.name})"
+    return Result(label, model.scores(xv), model.scores(xp), ms, note=note)
 
 
 def latency_of(kind: str, feats: Features, lr: Any, texts: list[str], train: Split) -> float:
@@ -308,17 +313,21 @@ def candidate(kind: str, aug: Augmented | None, feats: Features, texts: list[str
     return res, pick.oof
 
 
-def run_all(train: Split, val: Split, probe: Split, n: int, n_aug: int) -> list[Result]:
-    aug = augment(train, n_aug)
+def run_all(train: Split, val: Split, probe: Split, args: argparse.Namespace) -> list[Result]:
+    aug = augment(train, args.augment)
     feats = Features(train, val, probe, aug.split)
-    y, texts = train.positive, probe.texts[:n]
-    results = [shipped(feats, texts, train)]
+    y, texts = train.positive, probe.texts[: args.latency_n]
+    results = [saved(feats, texts, train, default_model_dir("jailbreak"), "shipped")]
+    for d in filter(None, (args.models or "").split(",")):
+        results.append(saved(feats, texts, train, Path(d), "saved"))
     xt, xv, xp, _ = feats.get("tfidf")
     lr = fit_lr(xt, y, 4.0, None)
     ms = latency_of("tfidf", feats, lr, texts, train)
     cv = recall_at_fpr(oof_scores(xt, y, 4.0, None), y)
     results.append(Result("baseline: TF-IDF word 1-2 + LR (C=4)", lr.predict_proba(xv)[:, 1],
                           lr.predict_proba(xp)[:, 1], ms, cv))  # fmt: skip
+    if args.quick:
+        return results
     members: dict[str, tuple[Result, Scores]] = {}
     for kind, with_aug in CANDIDATES:
         res, oof = candidate(kind, aug if with_aug else None, feats, texts, train)
@@ -389,6 +398,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency-n", type=int, default=100)
     parser.add_argument("--augment", type=int, default=4000, help="concatenated train rows")
+    parser.add_argument(
+        "--models",
+        default=None,
+        metavar="DIR,DIR",
+        help="also judge these saved models (say the previous default)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="only the saved models and the baseline (no CV families)",
+    )
     parser.add_argument("--errors", default=None, metavar="NAME,NAME",
                         help="print the probes these models get wrong")  # fmt: skip
     args = parser.parse_args()
@@ -397,7 +417,7 @@ def main() -> None:
     probe = read_split(PROBES)
     counts = {s: probe.sets.count(s) for s in SETS}
     print(json.dumps({"train": len(train.texts), "validation": len(val.texts), **counts}))
-    results = run_all(train, val, probe, args.latency_n, args.augment)
+    results = run_all(train, val, probe, args)
     rows = [judge(r, val, probe) for r in results]
     for row in rows:
         print(json.dumps(row), flush=True)

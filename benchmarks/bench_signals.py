@@ -15,7 +15,11 @@ baseline, trained on the train split and judged on the validation split:
 Plus the per-prompt latency of the shipped signals (``compute`` on one request, one
 thread).
 
-    python benchmarks/bench_signals.py [--encoders static,minilm,tfidf] [--latency-n 500]
+    python benchmarks/bench_signals.py [--encoders static,minilm,tfidf,cascade] [--latency-n 500]
+        [--latency-set validation|dcrouter128]
+
+``cascade`` trains the domain cascade (static, then MiniLM when the static model is
+unsure; ``polyroute.signals.cascade``) and reports the share of prompts sent to MiniLM.
 
 ``--domain-models DIR,DIR`` judges saved domain models instead (say the previous and
 the new shipped default; ``default`` is the shipped one), without training: the
@@ -33,6 +37,7 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,19 +89,49 @@ def oos_rates(model: TextModel, sets: dict[str, list[str]]) -> dict[str, float]:
         for name, texts in sets.items()}  # fmt: skip
 
 
-def judge_domain_models(dirs: list[str], n: int) -> None:
-    from polyroute.signals.textmodel import default_model_dir, load_model
+def judge_domain_models(dirs: list[str], n: int, latency_set: str) -> None:
+    from polyroute.signals.cascade import is_cascade
+    from polyroute.signals.textmodel import default_model_dir
 
     val, sets = clinc("validation"), unrelated()
     for name in dirs:
         path = default_model_dir("domain") if name == "default" else Path(name)
-        model = load_model(path, "domain")
-        pred = model.predict_labels(make_encoder(model.encoder).encode(val.texts))
-        result = {"model": str(path), "encoder": model.encoder, "threshold": model.threshold,
-                  "centroid_weight": model.centroid_weight,
-                  **domain_metrics(pred, val.labels), **oos_rates(model, sets),
-                  **latency(n, {"domain": str(path)}, ("domain",))}  # fmt: skip
+        label = labeller(path)
+        pred, share = label(val.texts)
+        result = {
+            "model": str(path),
+            "cascade": is_cascade(path),
+            **domain_metrics(pred, val.labels),
+            "accurate_share_validation": share,
+        }
+        for set_name, texts in sets.items():
+            got, sent = label(texts)
+            result[f"unrelated_oos_{set_name}"] = round(float(np.mean(
+                [p == OUT_OF_SCOPE for p in got])), 4)  # fmt: skip
+            result[f"accurate_share_{set_name}"] = sent
+        result.update(latency(n, {"domain": str(path)}, ("domain",), latency_set))
         print(json.dumps(result), flush=True)
+
+
+def labeller(path: Path) -> Callable[[list[str]], tuple[list[str], float]]:
+    """Texts -> the saved domain model's labels (and a cascade's share sent to its
+    accurate stage), encoded in batches through the embedding cache."""
+    from polyroute.signals.cascade import is_cascade, load_cascade
+    from polyroute.signals.cascade_train import cascade_labels
+    from polyroute.signals.textmodel import load_model
+
+    if is_cascade(path):
+        cascade = load_cascade(path)
+        fast, accurate = make_encoder(cascade.fast.encoder), make_encoder(cascade.accurate.encoder)
+
+        def both(texts: list[str]) -> tuple[list[str], float]:
+            got, share = cascade_labels(cascade, fast.encode(texts), accurate.encode(texts), texts)
+            return got, round(share, 4)
+
+        return both
+    model = load_model(path, "domain")
+    encoder = make_encoder(model.encoder)
+    return lambda texts: (model.predict_labels(encoder.encode(texts)), 1.0)
 
 
 def tfidf_baseline(jb: tuple[Rows, Rows], dom: tuple[Rows, Rows]) -> dict[str, Any]:
@@ -130,29 +165,79 @@ def tfidf_baseline(jb: tuple[Rows, Rows], dom: tuple[Rows, Rows]) -> dict[str, A
     return out
 
 
+def latency_prompts(n: int, which: str) -> list[str]:
+    """``validation``: injection validation prompts; ``dcrouter128``: distinct dcrouter
+    prompts cut to at most 128 MiniLM tokens (as ``bench_signal_gateway.py`` sends)."""
+    if which == "validation":
+        return read_rows(GUARDS / "injection" / "validation.jsonl", "jailbreak").texts[:n]
+    from polyroute.embed_static import tokenizer
+    from polyroute.eval.io import load_dataset, resolve_data_path
+
+    tok = tokenizer()
+    out: dict[str, None] = {}
+    for text in load_dataset(resolve_data_path("dcrouter")).prompts:
+        offsets = tok.encode(text, add_special_tokens=False).offsets
+        cut = text if len(offsets) <= 128 else text[: offsets[127][1]]
+        if cut.strip():
+            out[cut] = None
+        if len(out) == n:
+            break
+    return list(out)
+
+
 def latency(
-    n: int, models: dict[str, str] | None = None, kinds: tuple[str, ...] = ("jailbreak", "domain")
+    n: int,
+    models: dict[str, str] | None = None,
+    kinds: tuple[str, ...] = ("jailbreak", "domain"),
+    which: str = "validation",
 ) -> dict[str, float]:
+    """p50 / p99 of one signal ``compute()`` per prompt (fresh request, one thread); a
+    fresh suffix per prompt keeps the MiniLM runtime's memory of recent texts out of it."""
     from polyroute.signals.domain import DomainSignal
     from polyroute.signals.jailbreak import JailbreakSignal
     from polyroute.types import Request
 
-    prompts = read_rows(GUARDS / "injection" / "validation.jsonl", "jailbreak").texts[:n]
+    prompts = latency_prompts(n, which)
     out = {}
     classes = {"jailbreak": JailbreakSignal, "domain": DomainSignal}
+    salt = time.perf_counter_ns()
     for name in kinds:
         chosen = (models or {}).get(name)
         signal = classes[name](name, {"model": chosen} if chosen else {})
         signal.warmup()
         times = []
-        for text in prompts:
-            request = Request.chat(text)
+        for k, text in enumerate(prompts):
+            request = Request.chat(f"{text} #{salt + k}")
             start = time.perf_counter()
             signal.compute(request)
             times.append(time.perf_counter() - start)
         out[f"{name}_p50_ms"] = round(float(np.percentile(times, 50)) * 1e3, 4)
         out[f"{name}_p99_ms"] = round(float(np.percentile(times, 99)) * 1e3, 4)
+        out[f"{name}_mean_ms"] = round(float(np.mean(times)) * 1e3, 4)
     return out
+
+
+def cascade_result(dom: tuple[Rows, Rows], sets: dict[str, list[str]]) -> dict[str, Any]:
+    """The domain cascade (static, then MiniLM when unsure) as ``train-signal`` trains it."""
+    import tempfile
+
+    from polyroute.signals.cascade import save_cascade
+    from polyroute.signals.cascade_train import train_domain_cascade
+
+    model = train_domain_cascade(dom[0], validation=dom[1], min_oos_recall=0.9)
+    with tempfile.TemporaryDirectory() as tmp:
+        label = labeller(save_cascade(model, Path(tmp) / "cascade"))
+        rates = {}
+        for name, texts in sets.items():
+            got, share = label(texts)
+            rates[f"unrelated_oos_{name}"] = round(
+                float(np.mean([p == OUT_OF_SCOPE for p in got])), 4
+            )
+            rates[f"accurate_share_{name}"] = share
+    return {
+        "domain_min_oos_recall_0.9": {**model.metrics, **rates},
+        "band": [model.low, model.high],
+    }
 
 
 def main() -> None:
@@ -160,9 +245,12 @@ def main() -> None:
     parser.add_argument("--encoders", default="static,minilm,tfidf")
     parser.add_argument("--latency-n", type=int, default=500)
     parser.add_argument("--domain-models", default=None, metavar="DIR,DIR")
+    parser.add_argument(
+        "--latency-set", default="validation", choices=("validation", "dcrouter128")
+    )
     args = parser.parse_args()
     if args.domain_models:
-        judge_domain_models(args.domain_models.split(","), args.latency_n)
+        judge_domain_models(args.domain_models.split(","), args.latency_n, args.latency_set)
         return
     inj = GUARDS / "injection"
     jb = (
@@ -175,6 +263,8 @@ def main() -> None:
         started = time.perf_counter()
         if encoder == "tfidf":
             result = tfidf_baseline(jb, dom)
+        elif encoder == "cascade":
+            result = cascade_result(dom, sets)
         else:
             j = train_jailbreak(jb[0], encoder=encoder, validation=jb[1])
             d = train_domain(dom[0], encoder=encoder, validation=dom[1])
@@ -186,7 +276,7 @@ def main() -> None:
                       "domain_min_oos_recall_0.9_threshold": floor.threshold}  # fmt: skip
         result["seconds"] = round(time.perf_counter() - started, 1)
         print(json.dumps({"encoder": encoder, **result}), flush=True)
-    print(json.dumps({"latency": latency(args.latency_n)}), flush=True)
+    print(json.dumps({"latency": latency(args.latency_n, which=args.latency_set)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,14 @@
 ::
 
     polyroute train-signal jailbreak --data TRAIN.jsonl [--validation VAL.jsonl] --out DIR
-    polyroute train-signal domain --data TRAIN.jsonl --out DIR [--encoder static|minilm]
-        [--min-oos-recall 0.9]
+    polyroute train-signal domain --data TRAIN.jsonl --out DIR
+        [--encoder static|minilm|ngram|cascade] [--min-oos-recall 0.9]
+
+``--encoder cascade`` (``domain`` only) trains a static model and a MiniLM one and the
+band of the static model's confidence in which MiniLM answers (see
+``polyroute.signals.cascade``).  ``--extra-data FILE`` adds rows to the training data
+(not to cross-validation's held-out folds' scoring; e.g. the benign look-alike prompts
+of ``polyroute/data/signals/jailbreak-lookalikes.jsonl``).
 
 Rows are ``{"text", "label"}``, for ``domain`` optionally with a finer ``"intent"``
 (see ``polyroute.signals.textmodel_train``); label ``out_of_scope`` rows calibrate the
@@ -21,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from polyroute.errors import ConfigError
+from polyroute.signals.cascade import CASCADE
 from polyroute.signals.textmodel import MODEL_TYPES, SIGNAL_ENCODERS, save_model
 
 
@@ -41,8 +49,16 @@ def add_train_signal_parser(subparsers: Any) -> None:
     p.add_argument(
         "--encoder",
         default="static",
-        choices=SIGNAL_ENCODERS,
-        help="the request-path encoder the model reads (static: ~0.1 ms, minilm: ~6 ms)",
+        choices=(*SIGNAL_ENCODERS, CASCADE),
+        help="the request-path encoder the model reads (static: ~0.1 ms, minilm: ~6 ms; "
+        "cascade: static, and minilm when static is unsure; domain only)",
+    )
+    p.add_argument(
+        "--extra-data",
+        action="append",
+        default=[],
+        metavar="FILE.jsonl",
+        help="more training rows (repeatable); never scored in cross-validation",
     )
     p.add_argument("--C", type=float, default=None, help="inverse L2 strength (LR)")
     p.add_argument(
@@ -58,6 +74,20 @@ def add_train_signal_parser(subparsers: Any) -> None:
         help="domain: the lowest threshold whose cross-validated out-of-scope recall reaches "
         "this (default 0: the threshold maximising in-scope accuracy + out-of-scope recall)",
     )
+    p.add_argument(
+        "--cascade-tolerance",
+        type=float,
+        default=None,
+        help="domain cascade: the out-of-fold in-scope accuracy the cascade may give up "
+        "against its accurate stage alone for speed (default 0.01)",
+    )
+    p.add_argument(
+        "--cascade-max-words",
+        type=int,
+        default=None,
+        help="domain cascade: longer prompts never reach the accurate stage (default: twice "
+        "the longest training prompt; 0: no cap)",
+    )
     p.set_defaults(func=cmd_train_signal)
 
 
@@ -65,19 +95,46 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
     from polyroute.signals.textmodel_train import read_rows, train_domain, train_jailbreak
 
     rows = read_rows(args.data, args.type)
+    extra = [read_rows(f, args.type) for f in args.extra_data]
     validation = read_rows(args.validation, args.type) if args.validation else None
     started = time.perf_counter()
-    common: dict[str, Any] = {"encoder": args.encoder, "validation": validation}
+    common: dict[str, Any] = {"validation": validation, "where": args.data}
     if args.C is not None:
         common["c"] = args.C
+    info = {"trained_on": Path(args.data).name, "rows": len(rows.texts)}
+    if extra:
+        info["extra_data"] = [Path(f).name for f in args.extra_data]
     if args.type == "jailbreak":
-        model = train_jailbreak(rows, max_fpr=args.max_fpr, where=args.data, **common)
+        if args.encoder == CASCADE:
+            raise ConfigError("--encoder cascade is for domain models only")
+        model = train_jailbreak(rows, encoder=args.encoder, max_fpr=args.max_fpr, extra=extra,
+                                **common)  # fmt: skip
+    elif extra:
+        raise ConfigError("--extra-data is for jailbreak models only")
+    elif args.encoder == CASCADE:
+        from polyroute.signals.cascade import save_cascade
+        from polyroute.signals.cascade_train import train_domain_cascade
+
+        floor = args.min_oos_recall or None
+        if args.cascade_tolerance is not None:
+            common["tolerance"] = args.cascade_tolerance
+        if args.cascade_max_words is not None:
+            common["max_words"] = args.cascade_max_words
+        cascade = train_domain_cascade(rows, min_oos_recall=floor, **common)
+        out = save_cascade(cascade, args.out, info)
+        _report(out, f"domain cascade (band {cascade.low:.4f}-{cascade.high:.4f})",
+                cascade.metrics, started)  # fmt: skip
+        return 0
     else:
         floor = args.min_oos_recall or None
-        model = train_domain(rows, min_oos_recall=floor, where=args.data, **common)
-    info = {"trained_on": Path(args.data).name, "rows": len(rows.texts)}
+        model = train_domain(rows, encoder=args.encoder, min_oos_recall=floor, **common)
     out = save_model(model, args.out, info)
-    seconds = time.perf_counter() - started
-    print(f"{out}: {args.type} model over {args.encoder}, threshold {model.threshold:.4f}")
-    print(f"metrics: {json.dumps(model.metrics, sort_keys=True)}  ({seconds:.1f} s)")
+    what = f"{args.type} model over {args.encoder}, threshold {model.threshold:.4f}"
+    _report(out, what, model.metrics, started)
     return 0
+
+
+def _report(out: Path, what: str, metrics: dict[str, Any], started: float) -> None:
+    seconds = time.perf_counter() - started
+    print(f"{out}: {what}")
+    print(f"metrics: {json.dumps(metrics, sort_keys=True)}  ({seconds:.1f} s)")

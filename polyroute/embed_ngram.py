@@ -6,7 +6,7 @@ Each prompt becomes one ``DIM``-wide float32 vector: word 1-2-grams and characte
 each n-gram hashed (CRC-32) to a column with a sign from another bit of the hash, its
 weight ``1 + log(count)``; the word block and the character block are each scaled to
 unit length and summed.  No vocabulary and no fitted state: the same vector in training
-and serving, whatever the data.  About a millisecond a prompt (pure Python); prompts
+and serving, whatever the data.  About half a millisecond for a 128-token prompt; prompts
 are read up to ``MAX_CHARS`` characters (first and last halves).
 """
 
@@ -19,6 +19,7 @@ import unicodedata
 import zlib
 from collections import Counter
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -33,17 +34,20 @@ _MASK = DIM - 1
 
 
 def _block(counts: Counter[str], prefix: str, out: npt.NDArray[np.float32]) -> None:
+    """Add the unit-length hashed block of ``counts`` to ``out`` (vectorised: the hashing
+    is per n-gram, the sums and the scaling are numpy's)."""
     if not counts:
         return
-    columns: dict[int, float] = {}
-    for gram, n in counts.items():
-        h = zlib.crc32((prefix + gram).encode())
-        col = h & _MASK
-        weight = (1.0 + math.log(n)) * (1.0 if (h >> 20) & 1 else -1.0)
-        columns[col] = columns.get(col, 0.0) + weight
-    norm = math.sqrt(sum(v * v for v in columns.values())) or 1.0
-    for col, value in columns.items():
-        out[col] += value / norm
+    size = len(counts)
+    # crc32(prefix + gram) continues crc32(prefix): all in C, no per-gram Python frame
+    seed = zlib.crc32(prefix.encode())
+    h = np.fromiter(map(zlib.crc32, map(str.encode, counts), repeat(seed)), np.uint32, size)
+    n = np.fromiter(counts.values(), np.float64, size)
+    weight = (1.0 + np.log(n)) * np.where((h >> 20) & 1, 1.0, -1.0)
+    columns, where = np.unique(h & _MASK, return_inverse=True)
+    summed = np.bincount(where, weights=weight, minlength=len(columns))
+    norm = math.sqrt(float(summed @ summed)) or 1.0
+    out[columns] += (summed / norm).astype(np.float32)
 
 
 def features(text: str) -> npt.NDArray[np.float32]:
@@ -56,7 +60,7 @@ def features(text: str) -> npt.NDArray[np.float32]:
     _block(grams, "w:", out)
     chars: Counter[str] = Counter()
     for n in range(2, 6):
-        chars.update(t[i : i + n] for i in range(len(t) - n + 1))
+        chars.update(map(t.__getitem__, map(slice, range(len(t) - n + 1), range(n, len(t) + 1))))
     _block(chars, "c:", out)
     return out
 

@@ -39,6 +39,7 @@ from polyroute.signals.textmodel import OUT_OF_SCOPE, ModelType, TextModel
 JAILBREAK_LABELS = ("benign", "injection")
 FOLDS = 5
 CENTROID_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+SPARSE_FROM = 4096  # feature width above which LR is fitted on a sparse copy
 BoolArray = npt.NDArray[np.bool_]
 
 
@@ -83,9 +84,12 @@ def _check_classes(rows: Rows, kind: ModelType, where: str) -> None:
 
 
 def _fit(x: Array, y: Sequence[str], c: float) -> tuple[list[str], Array, Array]:
+    from scipy.sparse import csr_matrix
     from sklearn.linear_model import LogisticRegression
 
-    lr = LogisticRegression(C=c, max_iter=3000).fit(x, np.asarray(y))
+    # wide hashed n-gram rows are mostly zeros: a sparse matrix fits the same model faster
+    data = csr_matrix(x) if x.shape[1] > SPARSE_FROM else x
+    lr = LogisticRegression(C=c, max_iter=3000).fit(data, np.asarray(y))
     classes = [str(k) for k in lr.classes_]
     coef = np.asarray(lr.coef_, dtype=np.float32)
     intercept = np.asarray(lr.intercept_, dtype=np.float32)
@@ -136,28 +140,37 @@ def train_jailbreak(
     validation: Rows | None = None,
     c: float = 4.0,
     max_fpr: float = 0.03,
+    extra: Sequence[Rows] = (),
     where: str = "training data",
 ) -> TextModel:
+    """``extra`` rows join every fit (each cross-validation fold's too) but are never
+    scored: the threshold and metrics come from ``rows`` (or ``validation``) alone."""
     _check_classes(rows, "jailbreak", where)
     enc = make_encoder(encoder)
-    x = enc.fit(rows.texts).encode(rows.texts)
+    more = [t for r in extra for t in r.texts]
+    x = enc.fit(rows.texts + more).encode(rows.texts)
     y = ["injection" if lab == "injection" else "benign" for lab in rows.labels]
+    xe = enc.encode(more) if more else x[:0]
+    ye = ["injection" if lab == "injection" else "benign" for r in extra for lab in r.labels]
     positive = np.asarray(y) == "injection"
     if validation is not None:
-        scores = _jailbreak_fit(x, y, c, encoder).scores(enc.encode(validation.texts))
+        fitted = _jailbreak_fit(np.vstack([x, xe]), y + ye, c, encoder)
+        scores = fitted.scores(enc.encode(validation.texts))
         truth = np.asarray(validation.labels) == "injection"
         source = "validation"
     else:
         scores = np.zeros(len(y), dtype=np.float32)
         folds = _folds(y)
         for train, test in folds:
-            fold = _jailbreak_fit(x[train], [y[i] for i in train], c, encoder)
+            fold = _jailbreak_fit(np.vstack([x[train], xe]), [y[i] for i in train] + ye, c,
+                                  encoder)  # fmt: skip
             scores[test] = fold.scores(x[test])
         truth, source = positive, f"{len(folds)}-fold cross-validation"
+        fitted = _jailbreak_fit(np.vstack([x, xe]), y + ye, c, encoder)
     threshold = jailbreak_threshold(scores, truth, max_fpr)
-    model = _jailbreak_fit(x, y, c, encoder)
-    metrics = {"source": source, "max_fpr": max_fpr, **jailbreak_metrics(scores, truth, threshold)}
-    return TextModel(**{**model.__dict__, "threshold": round(threshold, 6), "metrics": metrics})
+    metrics = {"source": source, "max_fpr": max_fpr, "extra_rows": len(ye),
+               **jailbreak_metrics(scores, truth, threshold)}  # fmt: skip
+    return TextModel(**{**fitted.__dict__, "threshold": round(threshold, 6), "metrics": metrics})
 
 
 def _jailbreak_fit(x: Array, y: Sequence[str], c: float, encoder: str) -> TextModel:
@@ -220,12 +233,23 @@ def _domain_fit(
     return TextModel(**{**model.__dict__, "centroids": _centroids(x, y, classes)})
 
 
+@dataclass(frozen=True)
+class OutOfFold:
+    """A domain model's out-of-fold view of its training rows: the best in-scope label,
+    its confidence, and the label after the chosen cut."""
+
+    names: list[str]
+    top: Array
+    labels: list[str]
+
+
 def _choose_weight(
     folds: list[tuple[TextModel, Any]], x: Array, truth: list[str], min_oos_recall: float | None
-) -> tuple[float, float, list[str]]:
+) -> tuple[float, float, OutOfFold]:
     """The centroid weight and cut doing best on the out-of-fold scores (ties: the smaller
-    weight), and the out-of-fold labels they give."""
-    best: tuple[float, float, float, list[str]] = (-2.0, 0.0, 0.0, [])
+    weight), and the out-of-fold view they give."""
+    empty = OutOfFold([], np.zeros(0, dtype=np.float32), [])
+    best: tuple[float, float, float, OutOfFold] = (-2.0, 0.0, 0.0, empty)
     for weight in CENTROID_WEIGHTS:
         names: list[str] = [""] * len(truth)
         top = np.zeros(len(truth), dtype=np.float32)
@@ -237,7 +261,7 @@ def _choose_weight(
         cut, objective = _domain_threshold(names, top, truth, min_oos_recall)
         if objective > best[0]:
             cv = [n if s >= cut else OUT_OF_SCOPE for n, s in zip(names, top, strict=True)]
-            best = (objective, weight, cut, cv)
+            best = (objective, weight, cut, OutOfFold(names, top, cv))
     return best[1], best[2], best[3]
 
 
@@ -250,6 +274,21 @@ def train_domain(
     min_oos_recall: float | None = None,
     where: str = "training data",
 ) -> TextModel:
+    model, _ = train_domain_oof(rows, encoder=encoder, validation=validation, c=c,
+                                min_oos_recall=min_oos_recall, where=where)  # fmt: skip
+    return model
+
+
+def train_domain_oof(
+    rows: Rows,
+    *,
+    encoder: str = "static",
+    validation: Rows | None = None,
+    c: float = 10.0,
+    min_oos_recall: float | None = None,
+    where: str = "training data",
+) -> tuple[TextModel, OutOfFold]:
+    """``train_domain``, and the out-of-fold view of the training rows behind its choices."""
     _check_classes(rows, "domain", where)
     enc = make_encoder(encoder)
     x = enc.fit(rows.texts).encode(rows.texts)
@@ -257,7 +296,7 @@ def train_domain(
     group_of = dict(zip(y, rows.labels, strict=True))
     folds = [(_domain_fit(x[tr], [y[i] for i in tr], c, encoder, group_of), te)
              for tr, te in _folds(y)]  # fmt: skip
-    weight, threshold, cv = _choose_weight(folds, x, rows.labels, min_oos_recall)
+    weight, threshold, oof = _choose_weight(folds, x, rows.labels, min_oos_recall)
     full = _domain_fit(x, y, c, encoder, group_of)
     kept = full.centroids if weight > 0 else None
     model = TextModel(**{**full.__dict__, "threshold": round(threshold, 6),
@@ -265,9 +304,9 @@ def train_domain(
     metrics: dict[str, Any] = {
         "min_oos_recall": min_oos_recall,
         "centroid_weight": weight,
-        "cross_validation": domain_metrics(cv, rows.labels),
+        "cross_validation": domain_metrics(oof.labels, rows.labels),
     }
     if validation is not None:
         pred = model.predict_labels(enc.encode(validation.texts))
         metrics["validation"] = domain_metrics(pred, validation.labels)
-    return TextModel(**{**model.__dict__, "metrics": metrics})
+    return TextModel(**{**model.__dict__, "metrics": metrics}), oof
