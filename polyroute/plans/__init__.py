@@ -8,6 +8,8 @@ PLANS: Registry[type[PlanExecutor]] = Registry(
     {
         "single": "polyroute.plans.single:SingleExecutor",
         "cascade": "polyroute.plans.cascade:CascadeExecutor",
+        "ensemble": "polyroute.plans.ensemble:EnsembleExecutor",
+        "adaptive": "polyroute.plans.adaptive:AdaptiveExecutor",
     },
 )
 
