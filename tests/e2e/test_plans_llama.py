@@ -24,9 +24,19 @@ def plan_gateway(gateway_factory: GatewayFactory, llama_small: Proc, llama_large
         "models": {
             "small": _entry(llama_small, 0.1),
             "large": _entry(llama_large, 3.0),
+            "third": _entry(llama_large, 1.0),
         },
-        "signals": {"hard": {"type": "keyword", "any": ["prove"]}},
+        "signals": {
+            "hard": {"type": "keyword", "any": ["prove"]},
+            "vote": {"type": "keyword", "any": ["vote"]},
+            "adapt": {"type": "keyword", "any": ["adapt"]},
+        },
         "decisions": [
+            {"name": "vote", "priority": 20, "when": "vote", "models": ["small", "large"],
+             "plan": {"ensemble": {"aggregate": "vote"}}},
+            {"name": "adapt", "priority": 20, "when": "adapt",
+             "models": ["small", "large", "third"],
+             "plan": {"adaptive": {"probe": "small", "samples": 3}}},
             # a token logprob is never above 0: this cheap stage is always too unsure
             {"name": "strict", "priority": 10, "when": "hard", "models": ["small", "large"],
              "plan": cascade(0.0)},
@@ -100,3 +110,39 @@ def _text(parsed: Any, stream: bool) -> str:
         return str(parsed.choices[0].message.content or "")
     with parsed:
         return "".join(c.choices[0].delta.content or "" for c in parsed if c.choices)
+
+
+def test_an_ensemble_votes_over_real_answers(plan_gateway: Gateway) -> None:
+    with plan_gateway.client() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto",
+            messages=[{"role": "user", "content": "Please vote: is water wet? Answer yes or no."}],
+            max_tokens=4,
+            temperature=0,
+        )
+        assert raw.headers["x-polyroute-decision"] == "vote"
+        assert raw.headers["x-polyroute-plan"] == "ensemble; calls=2"
+        assert raw.parse().choices[0].message.content
+    trace = plan_gateway.wait_trace(raw.headers["x-polyroute-trace-id"])
+    [event] = [e for e in trace["plugins"] if e.get("aggregate") == "vote"]
+    assert sum(event["votes"].values()) == 2 and 0.5 <= event["agreement"] <= 1.0
+    assert trace["plan"] == "ensemble" and trace["cost_source"] == "usage"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_adaptive_execution_reports_sigma(plan_gateway: Gateway, stream: bool) -> None:
+    with plan_gateway.client() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto",
+            messages=[{"role": "user", "content": "adapt: name a colour."}],
+            max_tokens=4,
+            stream=stream,
+        )
+        assert raw.headers["x-polyroute-decision"] == "adapt"
+        assert raw.headers["x-polyroute-plan"].startswith("adaptive; calls=")
+        assert _text(raw.parse(), stream).strip()
+    trace = plan_gateway.wait_trace(raw.headers["x-polyroute-trace-id"])
+    [event] = [e for e in trace["plugins"] if e.get("plan") == "adaptive"]
+    assert event["samples"] == 3 and 1 / 3 <= event["sigma"] <= 1.0
+    assert event["models"] in (1, 2, 3)
+    assert trace["plan_calls"] == 3 + event["models"] - 1
