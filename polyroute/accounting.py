@@ -84,6 +84,9 @@ class UsageTap:
         self.usage: tuple[int, int] | None = None
 
     def chunk(self, chunk: JSON) -> None:
+        choices = chunk.get("choices")
+        if choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"):
+            self.trace.finish_reason = str(choices[0]["finish_reason"])
         if "usage" not in chunk:
             return
         found = usage_of(chunk)

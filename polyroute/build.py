@@ -27,16 +27,17 @@ if TYPE_CHECKING:
     from polyroute.config import Config, DecisionConfig
 
 
-def build_store(config: Config) -> Store:
-    options = dict(config.store)
+def build_store(config: Config, raw: dict[str, Any] | None = None, where: str = "store") -> Store:
+    """The config's ``store`` (or ``raw``, the store of section ``where``)."""
+    options = dict(config.store if raw is None else raw)
     kind = str(options.pop("type", "memory"))
-    cls = STORES.get(kind, f"{config.source}: store.type")
+    cls = STORES.get(kind, f"{config.source}: {where}.type")
     if kind == "sqlite" and isinstance(options.get("path"), str):
         options["path"] = str(Path(config.base_dir) / options["path"])  # beside the config
     try:
         return cls(**options)
     except TypeError as exc:
-        raise ConfigError(f"{config.source}: store: invalid options ({exc})") from None
+        raise ConfigError(f"{config.source}: {where}: invalid options ({exc})") from None
 
 
 # signal options that name a file or directory

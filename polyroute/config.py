@@ -135,6 +135,20 @@ class ApiKeyConfig(_Frozen):
         return digest
 
 
+class FeedbackConfig(_Frozen):
+    """``feedback:``: keep a record per served request for ``POST /v1/feedback`` and
+    learning (``polyroute.feedback``)."""
+
+    # a week: feedback may come late; records hold no prompt text unless asked
+    ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    store_prompts: bool = False
+    retry_window_s: float = Field(default=600.0, gt=0)
+    # SQLite beside the config by default (zero setup); {type: redis, url: ...} for replicas
+    store: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "sqlite", "path": "polyroute-feedback.sqlite3"}
+    )
+
+
 class ServerConfig(_Frozen):
     api_keys: tuple[ApiKeyConfig, ...] = ()
     allow_unauthenticated: bool = False
@@ -183,6 +197,7 @@ class Config(_Frozen):
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: dict[str, Any] = Field(default_factory=lambda: {"type": "memory"})
+    feedback: FeedbackConfig | None = None
     # request and response plugins run for every request, before the decision's own
     plugins: list[dict[str, Any]] = Field(default_factory=list)
     source: str = "<config>"

@@ -64,6 +64,7 @@ from polyroute.errors import (
     RequestError,
     RoutingError,
 )
+from polyroute.feedback import TraceLog
 from polyroute.plans import PLANS, Plan, PlanExecutor, StreamStart
 from polyroute.plugins.base import BasePlugin, ChunkTap, Context, PluginEnv, Reroute, Respond
 from polyroute.plugins.stream import replay, tapped
@@ -98,6 +99,12 @@ class Engine:
         self.instance_id = os.urandom(12).hex()
         self.backends: dict[str, Backend] = build_backends(config, {LOOP_HEADER: self.instance_id})
         self.store = build_store(config)
+        #: the trace log behind ``POST /v1/feedback`` (``feedback:`` in the config)
+        self.trace_log: TraceLog | None = None
+        if config.feedback is not None:
+            fb = config.feedback
+            store = build_store(config, fb.store, "feedback.store")
+            self.trace_log = TraceLog(store, fb.ttl_s, fb.store_prompts, fb.retry_window_s)
         sets = {n: m for n, sig in self.signals.items() if (m := sig.members()) is not None}
         self.env = PluginEnv(
             config.base_dir, self.store, frozenset(self.signals), sets, self.signals
@@ -180,6 +187,8 @@ class Engine:
         for plugin in plugins_of(self).values():
             await plugin.aclose()
         await self.store.aclose()
+        if self.trace_log is not None:
+            await self.trace_log.store.aclose()
 
     # ------------------------------------------------------------------ phases 1-2
 
@@ -458,6 +467,9 @@ class Engine:
         if ctx is not None:
             for plugin in reversed(ran):
                 answer = await plugin.on_answer(ctx, answer)
+        choices = answer.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            trace.finish_reason = str(choices[0].get("finish_reason") or "")
         return answer, trace
 
     async def stream(

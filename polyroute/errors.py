@@ -16,6 +16,7 @@
     │   ├── Overloaded             over the gateway's concurrency limit  -> 429
     │   ├── Blocked                refused by a rule or plugin           -> 403
     │   └── LoopDetected           a request the gateway sent itself     -> 508
+    ├── StoreUnavailable       the trace store behind /v1/feedback is down -> 503
     ├── RoutingError           no decision or no usable candidate      -> 503
     └── UpstreamError          every candidate failed                  -> 502
         ├── UpstreamTimeout        deadline or per-attempt timeout        -> 504
@@ -135,6 +136,14 @@ class LoopDetected(RequestError):
     status = 508
     type = "invalid_request_error"
     code = "loop_detected"
+
+
+class StoreUnavailable(PolyrouteError):
+    """A store a request needs (the trace log behind ``/v1/feedback``) does not answer."""
+
+    status = 503
+    type = "server_error"
+    code = "store_unavailable"
 
 
 class RoutingError(PolyrouteError):

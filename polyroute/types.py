@@ -264,6 +264,8 @@ class Trace:
     #: model calls it made
     plan: str = ""
     plan_calls: int = 0
+    #: the answer's (first choice's) finish reason, when known (``length``: cut short)
+    finish_reason: str = ""
 
     def as_dict(self) -> JSON:
         return {

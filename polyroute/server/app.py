@@ -36,7 +36,9 @@ from polyroute.errors import (
     ModelNotFound,
     PayloadTooLarge,
     PolyrouteError,
+    StoreUnavailable,
 )
+from polyroute.feedback import TraceNotFound, parse_rating
 from polyroute.server.errors import error_body, error_response
 from polyroute.server.fastpath import FastPath
 from polyroute.server.limits import ConcurrencyLimit, Deadlines
@@ -100,6 +102,8 @@ class Gateway:
         self.limit = engine.config.server.max_body_bytes
         self.body_timeout_s = engine.config.server.body_timeout_s
         self.body_deadlines = Deadlines(self.body_timeout_s)
+        # trace-log writes in flight (a reference keeps each task alive until it ends)
+        self._background: set[asyncio.Task[None]] = set()
         self.keys = KeyRing(engine.config.server.api_keys)
         self.redactor = engine.redactor
         self.ready = False
@@ -117,11 +121,26 @@ class Gateway:
         of a 5xx)."""
         return error_response(exc, headers, trace_id=trace_id, redactor=self.redactor, wire=shape)
 
-    def _done(self, trace: Trace, status: int, endpoint: str, stream: bool, started: float) -> None:
-        """One finished request (any endpoint, errors included): its access log line and
-        its metrics."""
+    def _done(
+        self,
+        trace: Trace,
+        status: int,
+        endpoint: str,
+        stream: bool,
+        started: float,
+        *,
+        request: Request | None = None,
+    ) -> None:
+        """One finished request (any endpoint, errors included): its access log line, its
+        metrics, and (a routed model call, with ``feedback:`` on) its trace-log record,
+        written in the background."""
         log_request(trace, status, endpoint, stream, started)
         self.metrics.observe(trace, status, endpoint, stream, time.perf_counter() - started)
+        log = self.engine.trace_log
+        if log is not None and request is not None and trace.decision:
+            task = asyncio.get_running_loop().create_task(log.record(trace, request))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     @staticmethod
     def _trace(http: HttpRequest) -> Trace:
@@ -216,6 +235,32 @@ class Gateway:
         headers = {"x-request-id": trace.request_id}
         return Response(orjson.dumps(counted), media_type=JSON_TYPE, headers=headers)
 
+    async def feedback(self, http: HttpRequest) -> Response:
+        """``POST /v1/feedback``: a score (or label) for a served request of this key."""
+        started = time.perf_counter()
+        trace = self._trace(http)
+        try:
+            self._authorize(http, trace)
+            rating = parse_rating(parse_body(await self._body(http), self.limit))
+            log = self.engine.trace_log
+            if log is None:
+                raise TraceNotFound(
+                    "feedback is not enabled on this gateway (its config has no `feedback:`)"
+                )
+            try:
+                await log.rate(trace.client, rating)
+            except PolyrouteError:
+                raise
+            except Exception as exc:
+                raise StoreUnavailable(f"the trace store is unavailable ({exc})") from None
+        except PolyrouteError as exc:
+            trace.outcome = f"refused:{exc.code}"
+            self._done(trace, exc.status, "feedback", False, started)
+            return self._error(exc, trace.trace_id, {"x-request-id": trace.request_id})
+        trace.outcome = "ok"
+        self._done(trace, 204, "feedback", False, started)
+        return Response(status_code=204, headers={"x-request-id": trace.request_id})
+
     async def embeddings(self, http: HttpRequest) -> Response:
         """``POST /v1/embeddings``: passed to the named embedding model (not routed)."""
         started = time.perf_counter()
@@ -240,6 +285,7 @@ class Gateway:
         started = time.perf_counter()
         trace = self._trace(http)
         stream = False
+        request: Request | None = None
         try:
             self._check_loop(http)
             self._authorize(http, trace)
@@ -255,13 +301,13 @@ class Gateway:
             if trace.outcome == "pending":
                 trace.outcome = f"refused:{exc.code}"
             headers = _headers(trace, started)
-            self._done(trace, exc.status, wire.name, stream, started)
+            self._done(trace, exc.status, wire.name, stream, started, request=request)
             return self._error(exc, trace.trace_id, headers, wire.errors)
         except Exception as exc:  # a bug: still one JSON 500 and one log line per request
             trace.outcome = "internal_error"
-            self._done(trace, 500, wire.name, stream, started)
+            self._done(trace, 500, wire.name, stream, started, request=request)
             return self._error(exc, trace.trace_id, {"x-request-id": trace.request_id}, wire.errors)
-        self._done(trace, 200, wire.name, False, started)
+        self._done(trace, 200, wire.name, False, started, request=request)
         return response
 
     async def _stream(
@@ -274,7 +320,7 @@ class Gateway:
             headers["cache-control"] = "no-cache"
 
             def on_end(status: int) -> None:
-                self._done(trace, status, wire.name, True, started)
+                self._done(trace, status, wire.name, True, started, request=request)
 
             return RelayResponse(start, trace, on_end, headers, pieces)
         except BaseException:
@@ -408,6 +454,7 @@ def create_app(engine: Engine) -> Starlette:
         Route("/v1/models", gateway.models, methods=["GET"]),
         Route("/v1/models/{model:path}", gateway.model, methods=["GET"]),
         Route("/v1/route", gateway.route, methods=["POST"]),
+        Route("/v1/feedback", gateway.feedback, methods=["POST"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),

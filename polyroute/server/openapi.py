@@ -35,6 +35,23 @@ def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+FEEDBACK_REQUEST: Schema = {
+    "type": "object",
+    "required": ["trace_id"],
+    "additionalProperties": False,
+    "properties": {
+        "trace_id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "score": {"type": "number", "minimum": 0, "maximum": 1},
+        "label": {"type": "string", "enum": ["good", "bad"]},
+        "comment": {"type": "string", "maxLength": 2000},
+    },
+    "oneOf": [
+        {"required": ["score"], "not": {"required": ["label"]}},
+        {"required": ["label"], "not": {"required": ["score"]}},
+    ],
+}
+
+
 def _error(description: str, headers: Schema | None = None) -> Schema:
     response: Schema = {
         "description": description,
@@ -367,6 +384,31 @@ def build_spec() -> Schema:
                         "413": _TOO_LARGE,
                         "429": _OVERLOADED,
                         "503": _error("No decision matched (`no_route`)."),
+                    },
+                }
+            },
+            "/v1/feedback": {
+                "post": {
+                    "summary": "Rate a served request of this key (needs `feedback:` in the "
+                    "config); the last rating counts.",
+                    "operationId": "feedback",
+                    "requestBody": {
+                        "required": True,
+                        "content": {JSON_TYPE: {"schema": FEEDBACK_REQUEST}},
+                    },
+                    "responses": {
+                        "204": {"description": "Recorded."},
+                        "400": _INVALID,
+                        "401": _UNAUTHORIZED,
+                        "404": _error(
+                            "No such trace for this key, expired, or feedback is not enabled "
+                            "(`trace_not_found`)."
+                        ),
+                        "405": _NOT_ALLOWED,
+                        "408": _BODY_TIMEOUT,
+                        "413": _TOO_LARGE,
+                        "429": _OVERLOADED,
+                        "503": _error("The trace store does not answer (`store_unavailable`)."),
                     },
                 }
             },

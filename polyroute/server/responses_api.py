@@ -72,7 +72,7 @@ class ResponsesApi:
                     headers["cache-control"] = "no-cache"
 
                     def on_end(status: int) -> None:
-                        g._done(trace, status, "responses", True, started)
+                        g._done(trace, status, "responses", True, started, request=request)
 
                     return RelayResponse(start, trace, on_end, headers, pieces)
                 except BaseException:
@@ -95,7 +95,7 @@ class ResponsesApi:
             trace.outcome = "internal_error"
             g._done(trace, 500, "responses", stream, started)
             return g._error(exc, trace.trace_id, {"x-request-id": trace.request_id})
-        g._done(trace, 200, "responses", False, started)
+        g._done(trace, 200, "responses", False, started, request=request)
         return response
 
     async def _before(self, tenant: str, previous: object) -> tuple[list[JSON], str | None]:
