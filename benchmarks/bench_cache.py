@@ -15,25 +15,35 @@ For each fold k, the hit rule (``threshold``/``accept``/``margin``/``lexical`` o
 ``polyroute.cache.Similarity``; plain cosine = one threshold) is chosen on the *train*-split
 stream of the other fold's intents (40 queries per intent + the 100 train ``oos`` rows,
 3,100 requests: as many entries as the full validation stream): the largest hit rate
-whose wrong-hit rate is <= ``--cap`` (0.5 %: half the 1 % target, because a calibration
-stream holds half the distinct requests of the full stream, and the wrong-hit rate of
-every rule we tried about doubled from 75 to 150 intents).  It is then scored on the
-validation stream of fold k (its 75 intents, unseen by the choice, + the 100 validation
-``oos`` rows).  The
-shipped default is chosen the same way on both train streams pooled, and is then run
-through the real ``MemoryIndex`` and ``RedisIndex`` on two validation streams over all
-150 intents: ``full`` (all 3,100 rows) and ``sparse`` (4 queries per intent + oos: 700
-rows, a lower ceiling).  Folds are large on purpose: the wrong-hit rate of a rule grows
-with the number of distinct requests cached (a first run with 5 folds of 30 intents
-chose a lexical rule that made 1.8 % wrong hits over all 150 intents).
+whose wrong-hit rate is <= ``--cap`` there (0.5 %: half the 1 % target, because a
+calibration stream holds half the distinct requests of the full stream, and the wrong-hit
+rate of every rule we tried about doubled from 75 to 150 intents) *and* <= ``--cap`` on the
+calibration half of the ``distinct`` prompts (below; the same cap for the same halving
+reason).  Ties go to the simpler rule (plain cosine before a margin rule or the lexical
+bonus), then to the fewer wrong hits.  The rule is then scored on the validation stream
+of fold k (its 75 intents, unseen by the choice, + the 100 validation ``oos`` rows).  The
+shipped default is chosen the same way on both train streams pooled (and the same
+distinct calibration half), and is then run through the real ``MemoryIndex`` and
+``RedisIndex`` on two validation streams over all 150 intents: ``full`` (all 3,100 rows)
+and ``sparse`` (4 queries per intent + oos: 700 rows, a lower ceiling).  Folds are large
+on purpose: the wrong-hit rate of a rule grows with the number of distinct requests
+cached (a first run with 5 folds of 30 intents chose a lexical rule that made 1.8 % wrong
+hits over all 150 intents).  The CV table also gives the CLINC-only choice (the protocol
+before the distinct constraint) for comparison.
+
+``distinct``: 1,500 dcrouter prompts (seeded sample of ``polyroute/data/dcrouter``) and the
+benign prompts of the injection validation split, each its own request, so every hit is
+wrong.  They are split into two disjoint seeded halves (``HALF_SEED``): the
+*calibration* half constrains the choice above; every ``distinct`` number reported (the
+CV table's last column, the index runs) is on the *report* half only.  ``swapped``: the
+hand-written word-order and one-term-swap pairs of :data:`SWAPPED` ("flights from A to
+B" / "... from B to A", "gcd" / "lcm"), each in a fresh index (add A, look B up; every
+hit is wrong); reported, never used to choose.
 
 Every rule is scored twice: without and with the guards of ``polyroute.cache.guards``
 (other numbers or quoted strings never match; a prompt over 100 words matches only the
-same words); the shipped default is the grid's choice *with* the guards.  The runs
-through the real indexes also cover ``distinct``: 1,500 dcrouter prompts (seeded sample
-of ``polyroute/data/dcrouter``) and the benign prompts of the injection validation split,
-each its own request, so every hit is wrong (this stream is reported, never used to
-choose); ``before`` is the rule shipped before the guards.
+same words); the shipped default is the grid's choice *with* the guards; ``previous`` is
+the rule shipped before the distinct constraint (CLINC alone, guards on).
 
 The grid scores every cached entry (the real indexes re-score only a shortlist of 16 by
 cosine); the runs through the real indexes below the CV table check the chosen rule.
@@ -76,8 +86,85 @@ LEXICAL = (0.0, 0.5, 0.75, 1.0)
 Rule = tuple[float, float, float, float]  # threshold, accept, margin, lexical
 Key = tuple[Rule, bool]  # a rule, with or without the guards
 _WORD = re.compile(r"\w+")  # as polyroute.cache.similarity.words
-#: the rule shipped before the guards (RESULTS_cache.md of 2026-11-30 09:43)
-BEFORE: dict[str, Rule] = {"minilm": (0.98, 0.98, 0.0, 0.5), "static": (0.86, 0.86, 0.0, 0.0)}
+#: the rule shipped before this protocol (chosen on CLINC alone, guards on;
+#: RESULTS_cache.md of 2026-11-30 11:55)
+PREVIOUS: dict[str, Rule] = {
+    "minilm": (0.97, 0.97, 0.0, 0.5),
+    "static": (0.80, 0.88, 0.08, 0.0),
+}
+#: what ``choose`` returns when no rule of the family meets the caps: never a hit
+NEVER: Rule = (2.0, 2.0, 0.0, 0.0)
+#: seed of the calibration / report halving of the distinct prompts
+HALF_SEED = 7
+#: hand-written word-order and one-term-swap pairs (not from any dataset): A and B ask for
+#: different answers, so B must not hit A.  Reported (``swapped``), never used to choose.
+SWAPPED: tuple[tuple[str, str], ...] = (
+    ("flights from new york to los angeles", "flights from los angeles to new york"),
+    ("how do i convert celsius to fahrenheit", "how do i convert fahrenheit to celsius"),
+    ("convert euros to dollars", "convert dollars to euros"),
+    (
+        "translate this sentence from english to french",
+        "translate this sentence from french to english",
+    ),
+    ("is the train from boston to chicago on time", "is the train from chicago to boston on time"),
+    (
+        "transfer money from my checking account to my savings account",
+        "transfer money from my savings account to my checking account",
+    ),
+    ("convert a string to an integer in java", "convert an integer to a string in java"),
+    ("rename the column price to cost in pandas", "rename the column cost to price in pandas"),
+    ("send the report to alice and copy bob", "send the report to bob and copy alice"),
+    ("why does the cat chase the dog", "why does the dog chase the cat"),
+    ("did microsoft acquire github", "did github acquire microsoft"),
+    ("how do i add a user to a group in linux", "how do i remove a user from a group in linux"),
+    ("how do i upload a file to google drive", "how do i download a file from google drive"),
+    (
+        "write a python function to find the gcd of two numbers",
+        "write a python function to find the lcm of two numbers",
+    ),
+    (
+        "write a sql query to find the maximum salary",
+        "write a sql query to find the minimum salary",
+    ),
+    ("sort a list in ascending order in python", "sort a list in descending order in python"),
+    (
+        "write a function that returns the first element of a list",
+        "write a function that returns the last element of a list",
+    ),
+    (
+        "write a python function to check whether a number is even",
+        "write a python function to check whether a number is odd",
+    ),
+    (
+        "write a regex that matches lowercase letters",
+        "write a regex that matches uppercase letters",
+    ),
+    (
+        "compute the area of a circle given its radius",
+        "compute the circumference of a circle given its radius",
+    ),
+    (
+        "how to encrypt a file with a password on linux",
+        "how to decrypt a file with a password on linux",
+    ),
+    ("what is the capital of austria", "what is the capital of australia"),
+    ("what are the side effects of ibuprofen", "what are the side effects of acetaminophen"),
+    ("how many calories are in an apple", "how many calories are in a banana"),
+    (
+        "what is the boiling point of water in fahrenheit",
+        "what is the freezing point of water in fahrenheit",
+    ),
+    ("what time does the bank open on saturday", "what time does the bank close on saturday"),
+    ("turn the living room lights on", "turn the living room lights off"),
+    ("set an alarm for monday morning", "set an alarm for friday morning"),
+    ("how do i increase the font size in word", "how do i decrease the font size in word"),
+    ("recipe for chocolate cake without eggs", "recipe for chocolate cake with eggs"),
+    ("list the pros of remote work", "list the cons of remote work"),
+    (
+        "summarize the plot of the first harry potter book",
+        "summarize the plot of the last harry potter book",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -160,11 +247,11 @@ def simulate(scores: np.ndarray, labels: np.ndarray, rule: Rule) -> tuple[int, i
 def grid() -> list[Rule]:
     rules: list[Rule] = []
     for lexical in LEXICAL:
-        lo, hi = 0.60 + 0.3 * lexical, 0.95 + 0.6 * lexical
+        lo, hi = 0.60 + 0.3 * lexical, 1.00 + 0.6 * lexical
         for t in np.round(np.arange(lo, hi, 0.01), 3).tolist():
             rules.append((t, t, 0.0, lexical))
     for lexical in (0.0,):
-        lo, hi = 0.60, 0.90
+        lo, hi = 0.60, 0.96
         for t in np.round(np.arange(lo, hi, 0.02), 3).tolist():
             for gap in (0.04, 0.08, 0.12, 0.16):
                 rules += [(t, round(t + gap, 3), m, lexical) for m in (0.03, 0.05, 0.08)]
@@ -229,20 +316,41 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+def complexity(rule: Rule) -> int:
+    """0 for plain cosine; one per extra mechanism (margin rule, lexical bonus)."""
+    return int(rule[1] > rule[0]) + int(rule[3] > 0.0)
+
+
 def choose(
-    table: dict[Key, list[Scored]], streams: list[int], cap: float, family: Family, guard: bool
+    table: dict[Key, list[Scored]],
+    streams: list[int],
+    cap: float,
+    family: Family,
+    guard: bool,
+    distinct: bool = True,
 ) -> Rule:
-    best: tuple[float, Rule] = (-1.0, (0.99, 0.99, 0.0, 0.0))
+    """The family's rule with the most hits on the pooled CLINC train ``streams`` whose
+    wrong-hit rate is <= ``cap`` there and (``distinct``) <= ``cap`` on the calibration half
+    of the distinct prompts (the last stream of ``table``).  Ties: the simpler rule, then
+    the fewer wrong hits, then grid order."""
+    best: tuple[float, int, int] = (-1.0, 0, 0)
+    chosen: Rule = NEVER
     for (rule, guarded), per_stream in table.items():
         if guarded != guard or not family(rule):
             continue
-        hit, wrong = sum((per_stream[s] for s in streams), Scored()).rates
-        if wrong <= cap and hit > best[0]:
-            best = (hit, rule)
-    return best[1]
+        pooled = sum((per_stream[s] for s in streams), Scored())
+        hit, wrong = pooled.rates
+        if wrong > cap or (distinct and per_stream[-1].rates[1] > cap):
+            continue
+        key = (hit, -complexity(rule), -(pooled.wrong + per_stream[-1].wrong))
+        if key > best:
+            best, chosen = key, rule
+    return chosen
 
 
 def fmt(rule: Rule) -> str:
+    if rule == NEVER:
+        return "none meets the caps (never hit)"
     t, a, m, lex = rule
     text = f"t={t:.2f}" if t == a else f"t={t:.2f} accept={a:.2f} margin={m:.2f}"
     return text + (f" lexical={lex:.2f}" if lex else "")
@@ -279,41 +387,79 @@ async def drop_keys(url: str, prefix: str) -> None:
 
 
 def cv_table(
-    table: dict[Key, list[Scored]], val: list[Stream], cap: float
-) -> tuple[list[str], dict[tuple[str, bool], Rule]]:
-    lines = ["| method | guards | rule per held-out fold | hit rate | wrong-hit rate | ceiling |"]
-    lines.append("|---|---|---|---|---|---|")
+    table: dict[Key, list[Scored]], val: list[Stream], report: Stream, cap: float
+) -> tuple[list[str], dict[tuple[str, bool], Rule], Rule]:
+    """The CV rows (and every family's rule chosen on all train streams; last, the rule the
+    CLINC-only constraint chooses with the guards, as before this protocol)."""
+    lines = [
+        "| method | guards | constraint | rule per held-out fold | hit rate | wrong-hit rate "
+        "| ceiling | distinct wrong (report half) |"
+    ]
+    lines.append("|---|---|---|---|---|---|---|---|")
     defaults = {}
-    for guard in (False, True):
-        for name, family in FAMILIES.items():
-            total, chosen = Scored(), []
-            for f in range(FOLDS):
-                rule = choose(table, [s for s in range(FOLDS) if s != f], cap, family, guard)
-                total += val[f].run(rule, guard)
-                chosen.append(fmt(rule))
-            hit, wrong = total.rates
-            ceil = np.mean([ceiling(s.labels) for s in val])
-            lines.append(
-                f"| {name} | {'on' if guard else 'off'} | {'; '.join(chosen)} | {hit:.1%} "
-                f"| {wrong:.2%} | {ceil:.1%} |"
-            )
-            defaults[(name, guard)] = choose(table, list(range(FOLDS)), cap, family, guard)
-    return lines, defaults
+    clinc_only: Rule = NEVER
+    ceil = np.mean([ceiling(s.labels) for s in val])
+    runs = [(g, name, fam, True) for g in (False, True) for name, fam in FAMILIES.items()]
+    runs.append((True, "any rule of the grid", FAMILIES["any rule of the grid"], False))
+    for guard, name, family, distinct in runs:
+        total, off, chosen = Scored(), Scored(), []
+        for f in range(FOLDS):
+            rule = choose(table, [s for s in range(FOLDS) if s != f], cap, family, guard, distinct)
+            total += val[f].run(rule, guard)
+            off += report.run(rule, guard)
+            chosen.append(fmt(rule))
+        hit, wrong = total.rates
+        constraint = "CLINC + distinct" if distinct else "CLINC only"
+        lines.append(
+            f"| {name} | {'on' if guard else 'off'} | {constraint} "
+            f"| {'; '.join(chosen)} | {hit:.1%} | {wrong:.2%} | {ceil:.1%} | {off.rates[1]:.2%} |"
+        )
+        rule = choose(table, list(range(FOLDS)), cap, family, guard, distinct)
+        if distinct:
+            defaults[(name, guard)] = rule
+        else:
+            clinc_only = rule
+    return lines, defaults, clinc_only
 
 
-def distinct_prompts() -> Split:
+def distinct_prompts() -> tuple[Split, np.ndarray, np.ndarray]:
     """Off-CLINC prompts, each its own request (every hit is wrong): 1,500 dcrouter prompts
-    (seeded sample) and the benign prompts of the injection validation split."""
+    (seeded sample) and the benign prompts of the injection validation split; with the
+    stream orders of its two disjoint seeded halves (calibration, report)."""
     dc = [json.loads(line)["prompt"] for line in DCROUTER.open()]
     picked = np.random.default_rng(0).choice(len(dc), 1500, replace=False)
     rows = [json.loads(line) for line in INJECTION.open()]
     benign = sorted({r["text"] for r in rows if r["label"] == "benign"})
     texts = [dc[i] for i in sorted(picked.tolist())] + benign
-    return Split(texts, np.arange(len(texts)))
+    order = np.random.default_rng(HALF_SEED).permutation(len(texts))
+    half = len(texts) // 2
+    return Split(texts, np.arange(len(texts))), order[:half], order[half:]
+
+
+def swapped_pairs(encoder: str) -> tuple[np.ndarray, Split]:
+    """Vectors and texts of :data:`SWAPPED`: pair k is rows 2k (A, cached) and 2k+1 (B)."""
+    texts = [t for pair in SWAPPED for t in pair]
+    return embed(encoder, texts), Split(texts, np.arange(len(texts)))
+
+
+async def through_pairs(sim: Similarity, x: np.ndarray, split: Split) -> tuple[Scored, list[float]]:
+    """Each pair in a fresh memory index: add A, look B up; every hit is wrong."""
+    scored = Scored(requests=len(split.texts) // 2)
+    lat: list[float] = []
+    for k in range(scored.requests):
+        index = MemoryIndex(sim, max_entries=10)
+        await index.add("bench", x[2 * k], split.texts[2 * k], b"a")
+        t0 = time.perf_counter()
+        hit = await index.lookup("bench", x[2 * k + 1], split.texts[2 * k + 1])
+        lat.append((time.perf_counter() - t0) * 1000)
+        scored.hits += hit is not None
+        scored.wrong += hit is not None
+        await index.aclose()
+    return scored, lat
 
 
 def similarity(encoder: str, dim: int, rule: Rule, guard: bool) -> Similarity:
-    """The rule, with the shipped guards or with none (``before``)."""
+    """The rule, with the shipped guards or with none."""
     if guard:
         return replace(
             DEFAULTS[encoder], threshold=rule[0], accept=rule[1], margin=rule[2], lexical=rule[3]
@@ -325,6 +471,7 @@ def index_rows(
     encoder: str,
     rules: dict[str, tuple[Rule, bool]],
     streams: dict[str, tuple[np.ndarray, Split, np.ndarray]],
+    pairs: tuple[np.ndarray, Split],
     redis_url: str | None,
 ) -> list[str]:
     lines = [
@@ -338,7 +485,7 @@ def index_rows(
             makers: dict[str, Callable[[], SemanticIndex]] = {
                 "memory": partial(MemoryIndex, sim, max_entries=100_000)
             }
-            if redis_url and label == "chosen" and stream != "distinct":
+            if redis_url and label == "chosen" and stream in ("full", "sparse"):
                 prefix = f"bench:{uuid.uuid4().hex}:"
                 makers["redis"] = partial(
                     RedisIndex, sim, url=redis_url, prefix=prefix, max_entries=5000
@@ -353,6 +500,17 @@ def index_rows(
                     f"| {len(order)} | {ceiling(split.labels[order]):.1%} | {hit:.1%} "
                     f"| {wrong:.2%} | {pct(lat, 50):.3f} | {pct(lat, 99):.3f} |"
                 )
+    x, split = pairs
+    for label, (rule, guard) in rules.items():
+        scored, lat = asyncio.run(
+            through_pairs(similarity(encoder, x.shape[1], rule, guard), x, split)
+        )
+        hit, wrong = scored.rates
+        lines.append(
+            f"| swapped | {label}: {fmt(rule)} | {'on' if guard else 'off'} | memory "
+            f"| {scored.requests} pairs | 0.0% | {hit:.1%} | {wrong:.2%} | {pct(lat, 50):.3f} "
+            f"| {pct(lat, 99):.3f} |"
+        )
     return lines
 
 
@@ -371,6 +529,10 @@ def evaluate(encoder: str, cap: float, redis_url: str | None) -> list[str]:
     held = [
         Stream(xv, val, make_stream(val, folds[f], None, 200 + f), guards) for f in range(FOLDS)
     ]
+    off, off_cal, off_report = distinct_prompts()
+    xd = embed(encoder, off.texts)
+    cal.append(Stream(xd, off, off_cal, guards))  # the distinct calibration half, last
+    report = Stream(xd, off, off_report, guards)
     t0 = time.time()
     table = {
         (rule, guard): [s.run(rule, guard) for s in cal]
@@ -378,55 +540,62 @@ def evaluate(encoder: str, cap: float, redis_url: str | None) -> list[str]:
         for rule in grid()
     }
     print(
-        f"[{encoder}] grid {len(table)} rules x {FOLDS}: {time.time() - t0:.0f} s", file=sys.stderr
+        f"[{encoder}] grid {len(table)} rules x {len(cal)}: {time.time() - t0:.0f} s",
+        file=sys.stderr,
     )
-    cv, chosen = cv_table(table, held, cap)
+    cv, chosen, clinc_only = cv_table(table, held, report, cap)
     ship = DEFAULTS[encoder]
     shipped: Rule = (ship.threshold, ship.accept, ship.margin, ship.lexical)
     best = chosen[("any rule of the grid", True)]
     same = "equal to" if shipped == best and ship.literal_guard else "**differs from**"
-    off = distinct_prompts()
     n_intents = len(ids)
     streams = {
         "full": (xv, val, make_stream(val, set(range(n_intents)), None, seed=300)),
         "sparse": (xv, val, make_stream(val, set(range(n_intents)), 4, seed=300)),
-        "distinct": (
-            embed(encoder, off.texts),
-            off,
-            np.random.default_rng(1).permutation(len(off.texts)),
-        ),
+        "distinct (report half)": (xd, off, off_report),
     }
     rules = {
         "chosen": (best, True),
         "plain": (chosen[("plain cosine", True)], True),
-        "before": (BEFORE[encoder], False),
+        "previous": (PREVIOUS[encoder], True),
     }
+    if clinc_only != PREVIOUS[encoder]:
+        rules["CLINC only"] = (clinc_only, True)
     return [
         f"### Encoder `{encoder}`",
         "",
         f"Leave-intent-out CV: validation streams of held-out intents ({FOLDS} folds of "
         f"{len(ids) // FOLDS} intents + 100 oos, pooled); each fold's rule chosen on the train "
-        f"stream of the other fold's intents ({CAL_PER_INTENT} queries per intent + 100 oos; "
-        f"wrong-hit cap {cap:.1%}); `guards`: the literal and long-prompt guards of "
-        "`polyroute.cache.guards` (off: the rules as before them).",
+        f"stream of the other fold's intents ({CAL_PER_INTENT} queries per intent + 100 oos): the "
+        f"most hits with wrong hits <= {cap:.1%} there and (`CLINC + distinct`) <= {cap:.1%} on "
+        f"the calibration half of the distinct prompts ({len(off_cal)} requests); `guards`: the "
+        "literal and long-prompt guards of `polyroute.cache.guards` (off: the rules as before "
+        "them).  The last column runs each fold's rule on the *report* half of the distinct "
+        f"prompts ({len(off_report)} requests, disjoint from the calibration half; every hit is "
+        "wrong; both folds pooled).",
         "",
         *cv,
         "",
         "Chosen on all "
-        f"{FOLDS} train streams: "
+        f"{FOLDS} train streams and the distinct calibration half: "
         + "; ".join(
             f"{k} (guards {'on' if g else 'off'}): `{fmt(r)}`" for (k, g), r in chosen.items()
         )
-        + f". Shipped `DEFAULTS[{encoder!r}]`: `{fmt(shipped)}`, guards "
+        + f"; CLINC only (guards on, as before): `{fmt(clinc_only)}`. Shipped "
+        f"`DEFAULTS[{encoder!r}]`: `{fmt(shipped)}`, guards "
         f"{'on' if ship.literal_guard else 'off'} ({same} the grid's choice with the guards).",
         "",
         "Through the real indexes (`chosen`: the grid's choice with the guards on all train "
-        "streams; `plain`: the plain-cosine rule chosen the same way; `before`: the rule shipped "
-        "before the guards).  `full`: all 150 intents of the validation split; `sparse`: 4 "
-        "queries per intent + oos; `distinct`: 1,500 dcrouter prompts and the benign prompts of "
-        "the injection validation split, each its own request (every hit is wrong):",
+        "streams and the distinct calibration half; `plain`: the plain-cosine rule chosen the "
+        "same way; `previous`: the rule shipped before this protocol, chosen on CLINC alone; "
+        "all with the guards).  `full`: all 150 intents of the validation split; `sparse`: 4 "
+        "queries per intent + oos; `distinct (report half)`: the report half of the 1,500 "
+        "dcrouter prompts and the benign prompts of the injection validation split, each its "
+        f"own request (every hit is wrong); `swapped`: {len(SWAPPED)} hand-written word-order / "
+        "one-term-swap pairs, each in a fresh index (add A, look B up; every hit is wrong; "
+        "reported, never used to choose):",
         "",
-        *index_rows(encoder, rules, streams, redis_url),
+        *index_rows(encoder, rules, streams, swapped_pairs(encoder), redis_url),
         "",
     ]
 
