@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from polyroute.backends import PROVIDERS, Backend, CircuitBreaker
+from polyroute.budget import parse_budget
 from polyroute.errors import ConfigError
 from polyroute.plans import PLANS
 from polyroute.plugins import PLUGINS, BasePlugin
@@ -180,6 +181,14 @@ def build_decisions(
                 )
         selector = build_selector(d.select, f"{at}.select", config.base_dir)
         kind, spec = build_plan(d.plan, f"{at}.plan", Path(config.base_dir), d.models)
+        budgets = tuple(
+            parse_budget(raw, name, f"{config.source}: {w}")
+            for raw, name, w in (
+                (config.budget, "global", "budget"),
+                (d.budget, d.name, f"{where}[{i}].budget"),
+            )
+            if raw is not None
+        )
         built.append(
             Decision(
                 name=d.name,
@@ -192,6 +201,7 @@ def build_decisions(
                 signals=tuple(sorted(used)),
                 plan=kind,
                 plan_spec=spec,
+                budgets=budgets,
             )
         )
     # highest priority first; ties keep file order

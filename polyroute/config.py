@@ -102,6 +102,8 @@ class DecisionConfig(_Frozen):
     # how the chosen models answer: one with failover (the default), or a plan
     # (``{cascade: DIR}``, ``{cascade: {stages: [...], accept: {...}}}``); see polyroute.plans
     plan: dict[str, Any] | None = None
+    # this decision's spending budget (polyroute.budget)
+    budget: dict[str, Any] | None = None
 
     _name = field_validator("name")(_check_name)
 
@@ -198,6 +200,8 @@ class Config(_Frozen):
     server: ServerConfig = Field(default_factory=ServerConfig)
     store: dict[str, Any] = Field(default_factory=lambda: {"type": "memory"})
     feedback: FeedbackConfig | None = None
+    # one spending budget over every request (polyroute.budget)
+    budget: dict[str, Any] | None = None
     # request and response plugins run for every request, before the decision's own
     plugins: list[dict[str, Any]] = Field(default_factory=list)
     source: str = "<config>"

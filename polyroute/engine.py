@@ -48,6 +48,7 @@ from polyroute.accounting import (
 from polyroute.backends.backend import Backend
 from polyroute.backends.failover import Dispatcher
 from polyroute.batching import MicroBatcher
+from polyroute.budget import Budgets, parse_budget
 from polyroute.build import (
     build_backends,
     build_decisions,
@@ -131,10 +132,19 @@ class Engine:
             self.profiles[name] = build_decisions(
                 config, profile.decisions, self.backends, f"profiles.{name}.decisions", env=self.env
             )
+        every = (
+            (parse_budget(config.budget, "global", f"{config.source}: budget"),)
+            if config.budget is not None
+            else ()
+        )
         self._direct = {
-            name: Decision(f"direct:{name}", 0, lambda _s: True, (b,), StaticSelector())
+            name: Decision(
+                f"direct:{name}", 0, lambda _s: True, (b,), StaticSelector(), budgets=every
+            )
             for name, b in self.backends.items()
         }
+        #: spend per budget and period, in the engine's store
+        self.budgets = Budgets(self.store)
         self._check_reroutes()
         # per profile: the signals that run an encoder, prefetched in one thread hop
         global_signals = {n for p in self.plugins for n in p.signals}
@@ -441,6 +451,8 @@ class Engine:
         plugins whose request phase ran, and a plan (or a plugin's answer)."""
         decision, signals = await self.adecide(request, trace)
         if not (self.plugins or decision.plugins):
+            if decision.budgets:
+                await self.budgets.check(decision.budgets, trace)
             return None, [], await self.aselect(decision, request, trace)
         ctx = Context(request, trace, signals, decision.name)
         ran: list[BasePlugin] = []
@@ -449,6 +461,8 @@ class Engine:
             trace.model = answered.model
             trace.outcome = answered.outcome
             return ctx, ran, answered
+        if decision.budgets:
+            await self.budgets.check(decision.budgets, trace)
         return ctx, ran, await self.aselect(decision, ctx.original, trace)
 
     async def complete(self, request: Request, trace: Trace | None = None) -> tuple[JSON, Trace]:
@@ -464,6 +478,8 @@ class Engine:
             answer = await executor.complete(planned, sent, trace)
             if not executor.accounts:
                 account(trace, self.backends[trace.model], usage_of(answer))
+            if planned.decision.budgets:
+                await self.budgets.charge(planned.decision.budgets, trace)
         if ctx is not None:
             for plugin in reversed(ran):
                 answer = await plugin.on_answer(ctx, answer)
@@ -493,6 +509,8 @@ class Engine:
                 start = await executor.stream(planned, upstream, trace)
                 account(trace, self.backends[trace.model], None)  # until the usage arrives
                 taps.append(UsageTap(trace, self.backends[trace.model], strip))
+            if planned.decision.budgets:  # after the usage tap: the cost is known then
+                taps.append(self.budgets.tap(planned.decision.budgets, trace))
         if ctx is not None:
             taps += [t for p in reversed(ran) if (t := p.on_stream(ctx)) is not None]
         try:

@@ -266,6 +266,10 @@ class Trace:
     plan_calls: int = 0
     #: the answer's (first choice's) finish reason, when known (``length``: cut short)
     finish_reason: str = ""
+    #: a steering budget's multiplier of the willingness to pay (``polyroute.budget``),
+    #: and the willingness to pay a cost-weighing selector used
+    budget_scale: float = 1.0
+    willingness_to_pay: float | None = None
 
     def as_dict(self) -> JSON:
         return {
@@ -285,6 +289,7 @@ class Trace:
             "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens},
             "cost_usd": self.cost_usd,
             "cost_source": self.cost_source,
+            "willingness_to_pay": self.willingness_to_pay,
             "plan": self.plan or "single",
             "plan_calls": self.plan_calls,
             "overhead_ms": round(self.overhead_ms, 3),
@@ -395,3 +400,5 @@ class Decision:
     #: built spec (``polyroute.plans``)
     plan: str = "single"
     plan_spec: Any = None
+    #: the budgets its requests count against (the global one, then its own)
+    budgets: tuple[Any, ...] = ()

@@ -189,7 +189,9 @@ class LearnedSelector:
         for b in candidates:
             trace.estimates.append(Estimate(b.name, costs[b.name], quality.get(b.name)))
 
-        lam = 0.0 if math.isinf(self.w) else 1.0 / self.w
+        w = self.w * trace.budget_scale  # a steering budget scales it (polyroute.budget)
+        trace.willingness_to_pay = None if math.isinf(w) else w
+        lam = 0.0 if math.isinf(w) else 1.0 / w
 
         def key(b: Backend) -> tuple[bool, bool, float, float]:
             # polyroute.curves.choose's order: utility, then the cheaper, then config order
