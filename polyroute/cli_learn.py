@@ -3,6 +3,7 @@
 ::
 
     polyroute train --data TRAIN.jsonl --models MODELS.json --router NAME|auto --out DIR
+    polyroute train --plan cascade --data DIR --out DIR --target-cost-fraction F
     polyroute predict --router DIR --data PROMPTS.jsonl --out PREDS.jsonl
 
 ``--router`` takes a registry name with optional hyperparameters
@@ -10,6 +11,8 @@
 ``polyroute.routers.artifact``) whose manifest also holds a calibration table
 (willingness to pay -> expected cost fraction of the best single model, from
 out-of-fold predictions) used by ``select: {router: DIR, target_cost_fraction: F}``.
+``train --plan cascade`` tunes a cascade on recorded answers with confidences instead
+(``polyroute.plans.cascade_fit``; the artifact is ``polyroute.plans.artifact``).
 ``predict`` writes one line per prompt: ``{"id": ..., "predicted": {model: quality}}``.
 Errors are ``ConfigError`` / ``DatasetError``; ``polyroute.cli`` prints them as one line.
 """
@@ -33,15 +36,17 @@ from polyroute.routers.base import validate_params
 def add_train_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train",
-        help="fit a learned router and write it as an artifact directory",
-        description="Fit a learned router on a routing dataset and save it (JSON + numpy).",
+        help="fit a learned router (or, with --plan, tune a plan) and write an artifact",
+        description="Fit a learned router on a routing dataset and save it (JSON + numpy); "
+        "with --plan cascade, tune a cascade on recorded answers and save it (JSON).",
     )
     p.add_argument("--data", required=True, help="training JSONL, dataset directory or built-in")
     p.add_argument("--models", default=None, help="models.json (default: beside --data)")
     p.add_argument(
         "--router",
-        required=True,
-        help="router NAME[:KEY=VALUE...] or 'auto' (chosen by cross-validation)",
+        default=None,
+        help="router NAME[:KEY=VALUE...] or 'auto' (chosen by cross-validation); "
+        "required unless --plan is given",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write")
     p.add_argument(
@@ -54,6 +59,9 @@ def add_train_parser(subparsers: Any) -> None:
     p.add_argument(
         "--no-calibration", action="store_true", help="skip the calibration table (faster)"
     )
+    from polyroute.cli_plan import add_plan_arguments
+
+    add_plan_arguments(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -122,6 +130,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     _check_out(out)
+    if args.plan is not None:
+        from polyroute.cli_plan import train_plan
+
+        return train_plan(args)
+    if args.router is None:
+        raise ConfigError("train: give --router NAME (a router) or --plan cascade (a plan)")
     data = load_dataset(args.data, args.models)
     router = _make(args.router, args.time_budget)
     start = time.monotonic()

@@ -34,7 +34,6 @@ its answer is correct (one more short call).  The last stage is always accepted.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,14 +43,13 @@ from typing import Any, ClassVar
 from polyroute.backends.backend import Backend
 from polyroute.backends.failover import Dispatcher
 from polyroute.errors import ConfigError, UpstreamError
+from polyroute.plans import artifact
 from polyroute.plans.base import Plan, StreamStart
 from polyroute.plans.common import Spend, answer_text, strip_logprobs, sub_request
 from polyroute.plans.confidence import STATISTICS, TOKEN_STATISTICS, of_answer, verify
 from polyroute.plugins.stream import replay
 from polyroute.types import JSON, Request, Trace
 
-MANIFEST = "manifest.json"
-FORMAT = "polyroute.plan"
 VERIFY_QUESTION = "Is the answer above correct? Reply with Y or N only."
 #: fields a self-verification call does not inherit from the request
 _NOT_VERIFIED = ("tools", "tool_choice", "response_format", "n", "logprobs", "top_logprobs")
@@ -90,21 +88,11 @@ def _stage(raw: Any, where: str, last: bool) -> Stage:
 
 
 def load_cascade(path: Path) -> CascadeSpec:
-    """A trained cascade (``polyroute train --plan cascade``); a ConfigError names the file."""
-    file = path if path.suffix == ".json" else path / MANIFEST
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read the cascade artifact ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ConfigError(f"{file}: format: expected {FORMAT!r} (a polyroute plan artifact)")
-    if manifest.get("kind") != "cascade":
-        raise ConfigError(f"{file}: kind: expected 'cascade', got {manifest.get('kind')!r}")
-    raw = manifest.get("stages")
-    if not isinstance(raw, list) or len(raw) < 1:
-        raise ConfigError(f"{file}: stages: expected a list of stages")
-    stages = tuple(_stage(s, f"{file}: stages[{i}]", i == len(raw) - 1) for i, s in enumerate(raw))
-    return CascadeSpec(stages, str(file))
+    """A trained cascade (``polyroute train --plan cascade``; :mod:`polyroute.plans.artifact`
+    validates it and names the file and field of what is wrong)."""
+    trained = artifact.load_cascade(path)
+    stages = tuple(Stage(s.model, s.statistic, s.threshold) for s in trained.stages)
+    return CascadeSpec(stages, trained.path)
 
 
 def cascade_spec(value: Any, where: str, base_dir: Path, models: Sequence[str]) -> CascadeSpec:

@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from polyroute import Engine, parse_config
 from polyroute.errors import ConfigError
+from polyroute.plans.artifact import CascadeStage, save_cascade
 from polyroute.plans.cascade import VERIFY_QUESTION
 from polyroute.server import create_app
 
@@ -201,19 +202,14 @@ def test_a_failing_stage_escalates_and_a_failing_last_stage_falls_back(
 
 def test_a_trained_artifact_is_served(gateway: Any, ups: Ups, tmp_path: Path) -> None:
     small, _ = ups
-    manifest = {
-        "format": "polyroute.plan",
-        "format_version": 1,
-        "kind": "cascade",
-        "stages": [
-            {"model": "small", "accept": {"statistic": "logprob_mean", "gt": -0.5}},
-            {"model": "large"},
-        ],
-    }
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    stages = (CascadeStage("small", "logprob_mean", -0.5), CascadeStage("large", None, None))
+    save_cascade(tmp_path / "cascade", stages, {"cost_fraction": 0.5}, {})
     small.logprob = -0.4
-    r = gateway({"cascade": str(tmp_path)}).post("/v1/chat/completions", json=BODY)
+    r = gateway({"cascade": str(tmp_path / "cascade")}).post("/v1/chat/completions", json=BODY)
     assert r.headers["x-polyroute-model"] == "small"
+    small.logprob = -0.6
+    r = gateway({"cascade": str(tmp_path / "cascade")}).post("/v1/chat/completions", json=BODY)
+    assert r.headers["x-polyroute-model"] == "large"
 
 
 @pytest.mark.parametrize(
