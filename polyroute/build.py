@@ -106,6 +106,8 @@ def build_selector(select: str | Mapping[str, Any], where: str, base_dir: str) -
     cls = SELECTORS.get(name, where)
     if name == "router":
         options["router"] = str((Path(base_dir) / str(options["router"])).resolve())
+    if name == "bandit" and isinstance(options.get("warm_start"), str):
+        options["warm_start"] = str((Path(base_dir) / options["warm_start"]).resolve())
     try:
         return cls(**options)
     except TypeError as exc:

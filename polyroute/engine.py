@@ -35,6 +35,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -146,6 +147,11 @@ class Engine:
         #: spend per budget and period, in the engine's store
         self.budgets = Budgets(self.store)
         self._check_reroutes()
+        for built in self.profiles.values():  # learning selectors share the store
+            for rule in built:
+                bind = getattr(rule.selector, "bind", None)
+                if bind is not None:
+                    bind(self.store, rule.name, self.instance_id)
         # per profile: the signals that run an encoder, prefetched in one thread hop
         global_signals = {n for p in self.plugins for n in p.signals}
         self._prefetch: dict[str, tuple[str, ...]] = {
@@ -165,6 +171,16 @@ class Engine:
         self.executors: dict[str, PlanExecutor] = {
             kind: PLANS.get(kind)(self.dispatcher) for kind in PLANS.names()
         }
+
+    def learn(self, record: JSON, score: float) -> bool:
+        """Feedback (``score`` in [0, 1]) for a served request's trace-log ``record``: the
+        selector of its decision learns from it when it can (``select: {type: bandit}``)."""
+        learn = _learner(self, str(record.get("decision", "")))
+        if learn is None:
+            return False
+        cost = record.get("cost_usd")
+        cost = float(cost) if isinstance(cost, int | float) else 0.0
+        return bool(learn(str(record.get("trace_id")), str(record.get("model")), score, cost))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Engine:
@@ -518,6 +534,14 @@ class Engine:
         except BaseException:
             await start.rest.aclose()
             raise
+
+
+def _learner(engine: Engine, decision: str) -> Any:
+    for profile in engine.profiles.values():
+        for d in profile:
+            if d.name == decision:
+                return getattr(d.selector, "learn", None)
+    return None
 
 
 def _edits_answers(plugin: BasePlugin) -> bool:

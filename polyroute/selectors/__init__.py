@@ -18,6 +18,7 @@ SELECTORS: Registry[type[Selector]] = Registry(
         "fastest": "polyroute.selectors.fastest:FastestSelector",
         "least-busy": "polyroute.selectors.least_busy:LeastBusySelector",
         "router": "polyroute.selectors.learned:LearnedSelector",
+        "bandit": "polyroute.selectors.bandit:BanditSelector",
     },
 )
 

@@ -248,11 +248,13 @@ class Gateway:
                     "feedback is not enabled on this gateway (its config has no `feedback:`)"
                 )
             try:
-                await log.rate(trace.client, rating)
+                record = await log.rate(trace.client, rating)
             except PolyrouteError:
                 raise
             except Exception as exc:
                 raise StoreUnavailable(f"the trace store is unavailable ({exc})") from None
+            trace.decision = str(record.get("decision", ""))
+            trace.events.append({"learned": self.engine.learn(record, rating.score)})
         except PolyrouteError as exc:
             trace.outcome = f"refused:{exc.code}"
             self._done(trace, exc.status, "feedback", False, started)

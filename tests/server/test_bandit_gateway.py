@@ -1,0 +1,114 @@
+"""``select: {type: bandit}`` through the gateway app: feedback that rates one model's
+answers bad moves the bandit away from it; two gateways on one Redis learn together."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fakes import FakeUpstream, running
+from starlette.testclient import TestClient
+
+from polyroute import Engine, parse_config
+from polyroute.errors import ConfigError
+from polyroute.server import create_app
+
+REDIS = "redis://127.0.0.1:6379/15"
+PROMPTS = [f"question number {i}: what is {i} plus {i + 1}?" for i in range(60)]
+
+
+@pytest.fixture
+def ups() -> Iterator[tuple[FakeUpstream, FakeUpstream]]:
+    with running(FakeUpstream("small"), FakeUpstream("large")) as found:
+        yield found  # type: ignore[misc]
+
+
+def config(ups: tuple[FakeUpstream, FakeUpstream], **store: Any) -> dict[str, Any]:
+    small, large = ups
+    shared = store or {"type": "memory"}
+    return {
+        "models": {
+            "small": {"base_url": small.base_url, "input_price_per_mtok": 0.1},
+            "large": {"base_url": large.base_url, "input_price_per_mtok": 1.0},
+        },
+        "decisions": [
+            {
+                "name": "learn",
+                "models": ["small", "large"],
+                "select": {"type": "bandit", "algorithm": "linucb", "sync_s": 0.01},
+            }
+        ],
+        "store": shared,
+        "feedback": {"store": shared},
+    }
+
+
+def ask(client: TestClient, prompt: str) -> tuple[str, str]:
+    r = client.post(
+        "/v1/chat/completions",
+        json={"model": "auto", "messages": [{"role": "user", "content": prompt}]},
+    )
+    assert r.status_code == 200, r.text
+    return r.headers["x-polyroute-model"], r.headers["x-polyroute-trace-id"]
+
+
+def rate(client: TestClient, trace_id: str, label: str) -> None:
+    deadline = time.monotonic() + 5
+    while True:  # the trace record is written just after the answer
+        r = client.post("/v1/feedback", json={"trace_id": trace_id, "label": label})
+        if r.status_code == 204 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert r.status_code == 204, r.text
+
+
+def teach(client: TestClient, prompts: list[str], bad: str) -> list[str]:
+    """Ask each prompt and rate the answer: ``bad``'s are bad, the other's good."""
+    chosen = []
+    for prompt in prompts:
+        model, trace_id = ask(client, prompt)
+        chosen.append(model)
+        rate(client, trace_id, "bad" if model == bad else "good")
+    return chosen
+
+
+def test_bad_feedback_moves_the_bandit_away_from_a_model(
+    ups: tuple[FakeUpstream, FakeUpstream],
+) -> None:
+    engine = Engine(parse_config(config(ups)))
+    with TestClient(create_app(engine)) as client:
+        first = ask(client, PROMPTS[0])[0]
+        other = "large" if first == "small" else "small"
+        chosen = teach(client, PROMPTS[1:40], bad=first)
+    assert chosen[-10:] == [other] * 10, chosen  # within 30 rated requests it moved away
+
+
+def test_two_gateways_on_one_redis_learn_together(
+    ups: tuple[FakeUpstream, FakeUpstream],
+) -> None:
+    redis = pytest.importorskip("redis")
+    redis.Redis.from_url(REDIS).flushdb()
+    shared = {"type": "redis", "url": REDIS, "prefix": "bandit-test:"}
+    a = TestClient(create_app(Engine(parse_config(config(ups, **shared)))))
+    b = TestClient(create_app(Engine(parse_config(config(ups, **shared)))))
+    with a, b:
+        first = ask(b, PROMPTS[0])[0]  # b routes once (its bandit exists), learns nothing
+        other = "large" if first == "small" else "small"
+        teach(a, PROMPTS[1:40], bad=first)  # only a is rated
+        time.sleep(0.05)
+        ask(b, PROMPTS[40])  # b applies a's updates (polled every sync_s)
+        time.sleep(0.2)
+        chosen = [ask(b, p)[0] for p in PROMPTS[41:51]]
+    assert chosen == [other] * 10, chosen
+
+
+def test_bad_bandit_options_are_config_errors(ups: tuple[FakeUpstream, FakeUpstream]) -> None:
+    raw = config(ups)
+    raw["decisions"][0]["select"] = {"type": "bandit", "algorithm": "greedy"}
+    with pytest.raises(ConfigError, match="algorithm"):
+        Engine(parse_config(raw))
+    raw["decisions"][0]["select"] = {"type": "bandit", "algorithm": "ema", "warm_start": "x"}
+    with pytest.raises(ConfigError, match="warm_start"):
+        Engine(parse_config(raw))
