@@ -14,7 +14,9 @@
   exploration, and the willingness to pay in force (a steering budget scales it).
 - Learning: ``POST /v1/feedback`` for a request this selector routed updates the model
   that answered with ``quality = score`` and the request's cost (bandit feedback: only
-  that model).  The context of each routed request is kept for ``pending_s`` (one hour),
+  that model).  A request is learned from once, on its first rating (a bandit has no
+  undo; later ratings still update the trace log).  The context of each routed request is
+  kept for ``pending_s`` (one hour),
   at most ``pending_max`` of them; feedback for an older request is recorded in the trace
   log but not learned from.
 - Several replicas learn together through the engine's ``store`` (Redis): each update is
@@ -167,7 +169,7 @@ class BanditSelector:
     def learn(self, trace_id: str, model: str, score: float, cost: float) -> bool:
         """Feedback for a request this selector routed (the answering ``model``, its
         ``score`` in [0, 1] and cost in USD); False when its context is gone."""
-        kept = self._pending.get(trace_id)
+        kept = self._pending.pop(trace_id, None)  # a request is learned from once
         if kept is None or self._router is None or model not in self._models:
             return False
         context = kept[0]
