@@ -40,10 +40,15 @@ hand-written word-order and one-term-swap pairs of :data:`SWAPPED` ("flights fro
 B" / "... from B to A", "gcd" / "lcm"), each in a fresh index (add A, look B up; every
 hit is wrong); reported, never used to choose.
 
-Every rule is scored twice: without and with the guards of ``polyroute.cache.guards``
-(other numbers or quoted strings never match; a prompt over 100 words matches only the
-same words); the shipped default is the grid's choice *with* the guards; ``previous`` is
-the rule shipped before the distinct constraint (CLINC alone, guards on).
+Every rule is scored at four guard levels (:data:`GUARDS`; ``polyroute.cache.guards``):
+``off``; ``literal`` (other numbers or quoted strings never match; a prompt over 100 words
+matches only the same words: the guards shipped before the swap guard); ``on`` (those and
+the swap guard: no word-order or one-term swap of content words; as shipped); and
+``on+added`` (the swap guard also refusing a one-word addition or removal; measured, not
+shipped).  The shipped default is the grid's choice at level ``on``; ``before`` is the
+rule shipped before the swap guard (:data:`BEFORE`), run with the guards of then and with
+the swap guard.  The guard matrices are exact: ``Similarity.allowed`` itself runs on
+every pair a guard other than the (vectorised) literal one could refuse.
 
 The grid scores every cached entry (the real indexes re-score only a shortlist of 16 by
 cosine); the runs through the real indexes below the CV table check the chosen rule.
@@ -84,13 +89,22 @@ KEPT = "## Notes (hand-kept)"
 CAL_PER_INTENT = 40
 LEXICAL = (0.0, 0.5, 0.75, 1.0)
 Rule = tuple[float, float, float, float]  # threshold, accept, margin, lexical
-Key = tuple[Rule, bool]  # a rule, with or without the guards
+Key = tuple[Rule, str]  # a rule, with the guards of one level of GUARDS
 _WORD = re.compile(r"\w+")  # as polyroute.cache.similarity.words
-#: the rule shipped before this protocol (chosen on CLINC alone, guards on;
-#: RESULTS_cache.md of 2026-11-30 11:55)
-PREVIOUS: dict[str, Rule] = {
-    "minilm": (0.97, 0.97, 0.0, 0.5),
-    "static": (0.80, 0.88, 0.08, 0.0),
+#: guard levels (``Similarity`` fields): none; the literal and long-prompt guards (as
+#: shipped before the swap guard); all guards (as shipped); all guards, the swap guard
+#: also refusing a one-word addition or removal (measured, not shipped)
+GUARDS: dict[str, dict[str, object]] = {
+    "off": {"literal_guard": False, "long_words": 10**9, "swap_guard": False},
+    "literal": {"swap_guard": False},
+    "on": {"swap_guard": True, "swap_added": False},
+    "on+added": {"swap_guard": True, "swap_added": True},
+}
+#: the rule shipped before the swap guard (chosen with the ``literal`` guards under the
+#: CLINC + distinct caps; RESULTS_cache.md of 2026-11-30 12:11)
+BEFORE: dict[str, Rule] = {
+    "minilm": (0.87, 0.87, 0.0, 0.0),
+    "static": (0.89, 0.89, 0.0, 0.0),
 }
 #: what ``choose`` returns when no rule of the family meets the caps: never a hit
 NEVER: Rule = (2.0, 2.0, 0.0, 0.0)
@@ -275,34 +289,50 @@ class Scored:
 
 
 def allowed_matrix(texts: list[str], sim: Similarity) -> np.ndarray:
-    """Pairs the guards let match (``Similarity.allowed``), vectorised over literal sets."""
+    """Pairs the guards let match (``Similarity.allowed``, exactly): vectorised over literal
+    sets, then ``allowed`` itself on every pair another guard could refuse (a long prompt;
+    a swap needs two shared content words)."""
     surfaces = [surface(t) for t in texts]
-    ids: dict[frozenset[str], int] = {}
-    lit = np.asarray([ids.setdefault(x.literals, len(ids)) for x in surfaces])
-    ok = lit[:, None] == lit[None, :]
-    for i in (i for i, x in enumerate(surfaces) if x.length > sim.long_words):
-        for j in np.flatnonzero(ok[i]).tolist():
-            ok[i, j] = ok[j, i] = sim.allowed(surfaces[i], surfaces[j])
+    n = len(texts)
+    if sim.literal_guard:
+        ids: dict[frozenset[str], int] = {}
+        lit = np.asarray([ids.setdefault(x.literals, len(ids)) for x in surfaces])
+        ok = lit[:, None] == lit[None, :]
+    else:
+        ok = np.ones((n, n), dtype=bool)
+    check = np.zeros((n, n), dtype=bool)
+    long_rows = [i for i, x in enumerate(surfaces) if x.length > sim.long_words]
+    check[long_rows, :] = check[:, long_rows] = True
+    if sim.swap_guard:
+        vocab: dict[str, int] = {}
+        bow = np.zeros((n, 1 + sum(len(x.content) for x in surfaces)), dtype=np.float32)
+        for i, x in enumerate(surfaces):
+            bow[i, [vocab.setdefault(w, len(vocab)) for w in x.content]] = 1.0
+        check |= (bow @ bow.T) >= 2.0
+    for i, j in zip(*np.nonzero(np.triu(check & ok, 1)), strict=True):
+        ok[i, j] = ok[j, i] = sim.allowed(surfaces[i], surfaces[j])
     return ok
 
 
 class Stream:
     """One stream's cosine, word-overlap and guard matrices (stream order) and labels."""
 
-    def __init__(self, x: np.ndarray, split: Split, order: np.ndarray, sim: Similarity) -> None:
+    def __init__(
+        self, x: np.ndarray, split: Split, order: np.ndarray, sims: dict[str, Similarity]
+    ) -> None:
         v = x[order]
         texts = [split.texts[i] for i in order]
         self.cos = v @ v.T
         self.jac = jaccard_matrix(texts)
-        self.allowed = allowed_matrix(texts, sim)
+        self.allowed = {level: allowed_matrix(texts, sim) for level, sim in sims.items()}
         self.labels = split.labels[order]
-        self._bonus: dict[tuple[float, bool], np.ndarray] = {}
+        self._bonus: dict[tuple[float, str], np.ndarray] = {}
 
-    def run(self, rule: Rule, guard: bool = False) -> Scored:
+    def run(self, rule: Rule, guard: str = "off") -> Scored:
         key = (rule[3], guard)
         if key not in self._bonus:
             scores = self.cos + rule[3] * self.jac
-            self._bonus[key] = np.where(self.allowed, scores, -np.inf) if guard else scores
+            self._bonus[key] = np.where(self.allowed[guard], scores, -np.inf)
         hits, wrong = simulate(self._bonus[key], self.labels, rule)
         return Scored(hits, wrong, len(self.labels))
 
@@ -326,7 +356,7 @@ def choose(
     streams: list[int],
     cap: float,
     family: Family,
-    guard: bool,
+    guard: str,
     distinct: bool = True,
 ) -> Rule:
     """The family's rule with the most hits on the pooled CLINC train ``streams`` whose
@@ -388,9 +418,10 @@ async def drop_keys(url: str, prefix: str) -> None:
 
 def cv_table(
     table: dict[Key, list[Scored]], val: list[Stream], report: Stream, cap: float
-) -> tuple[list[str], dict[tuple[str, bool], Rule], Rule]:
-    """The CV rows (and every family's rule chosen on all train streams; last, the rule the
-    CLINC-only constraint chooses with the guards, as before this protocol)."""
+) -> tuple[list[str], dict[tuple[str, str], Rule], Rule]:
+    """The CV rows (and the rules chosen on all train streams: every family with all the
+    guards, the whole grid at the other guard levels; last, the rule the CLINC-only
+    constraint chooses with all the guards)."""
     lines = [
         "| method | guards | constraint | rule per held-out fold | hit rate | wrong-hit rate "
         "| ceiling | distinct wrong (report half) |"
@@ -399,8 +430,10 @@ def cv_table(
     defaults = {}
     clinc_only: Rule = NEVER
     ceil = np.mean([ceiling(s.labels) for s in val])
-    runs = [(g, name, fam, True) for g in (False, True) for name, fam in FAMILIES.items()]
-    runs.append((True, "any rule of the grid", FAMILIES["any rule of the grid"], False))
+    anyrule = FAMILIES["any rule of the grid"]
+    runs = [(g, "any rule of the grid", anyrule, True) for g in GUARDS if g != "on"]
+    runs += [("on", name, fam, True) for name, fam in FAMILIES.items()]
+    runs.append(("on", "any rule of the grid", anyrule, False))
     for guard, name, family, distinct in runs:
         total, off, chosen = Scored(), Scored(), []
         for f in range(FOLDS):
@@ -411,7 +444,7 @@ def cv_table(
         hit, wrong = total.rates
         constraint = "CLINC + distinct" if distinct else "CLINC only"
         lines.append(
-            f"| {name} | {'on' if guard else 'off'} | {constraint} "
+            f"| {name} | {guard} | {constraint} "
             f"| {'; '.join(chosen)} | {hit:.1%} | {wrong:.2%} | {ceil:.1%} | {off.rates[1]:.2%} |"
         )
         rule = choose(table, list(range(FOLDS)), cap, family, guard, distinct)
@@ -458,18 +491,16 @@ async def through_pairs(sim: Similarity, x: np.ndarray, split: Split) -> tuple[S
     return scored, lat
 
 
-def similarity(encoder: str, dim: int, rule: Rule, guard: bool) -> Similarity:
-    """The rule, with the shipped guards or with none."""
-    if guard:
-        return replace(
-            DEFAULTS[encoder], threshold=rule[0], accept=rule[1], margin=rule[2], lexical=rule[3]
-        )
-    return Similarity(encoder, dim, *rule, literal_guard=False, long_words=10**9)
+def similarity(encoder: str, rule: Rule, guard: str) -> Similarity:
+    """The rule, with the guards of level ``guard`` (:data:`GUARDS`)."""
+    t, a, m, lex = rule
+    kwargs: dict[str, object] = {"threshold": t, "accept": a, "margin": m, "lexical": lex}
+    return replace(DEFAULTS[encoder], **kwargs, **GUARDS[guard])  # type: ignore[arg-type]
 
 
 def index_rows(
     encoder: str,
-    rules: dict[str, tuple[Rule, bool]],
+    rules: dict[str, tuple[Rule, str]],
     streams: dict[str, tuple[np.ndarray, Split, np.ndarray]],
     pairs: tuple[np.ndarray, Split],
     redis_url: str | None,
@@ -481,7 +512,7 @@ def index_rows(
     ]
     for stream, (x, split, order) in streams.items():
         for label, (rule, guard) in rules.items():
-            sim = similarity(encoder, x.shape[1], rule, guard)
+            sim = similarity(encoder, rule, guard)
             makers: dict[str, Callable[[], SemanticIndex]] = {
                 "memory": partial(MemoryIndex, sim, max_entries=100_000)
             }
@@ -496,18 +527,16 @@ def index_rows(
                     asyncio.run(drop_keys(redis_url, prefix))
                 hit, wrong = scored.rates
                 lines.append(
-                    f"| {stream} | {label}: {fmt(rule)} | {'on' if guard else 'off'} | {backend} "
+                    f"| {stream} | {label}: {fmt(rule)} | {guard} | {backend} "
                     f"| {len(order)} | {ceiling(split.labels[order]):.1%} | {hit:.1%} "
                     f"| {wrong:.2%} | {pct(lat, 50):.3f} | {pct(lat, 99):.3f} |"
                 )
     x, split = pairs
     for label, (rule, guard) in rules.items():
-        scored, lat = asyncio.run(
-            through_pairs(similarity(encoder, x.shape[1], rule, guard), x, split)
-        )
+        scored, lat = asyncio.run(through_pairs(similarity(encoder, rule, guard), x, split))
         hit, wrong = scored.rates
         lines.append(
-            f"| swapped | {label}: {fmt(rule)} | {'on' if guard else 'off'} | memory "
+            f"| swapped | {label}: {fmt(rule)} | {guard} | memory "
             f"| {scored.requests} pairs | 0.0% | {hit:.1%} | {wrong:.2%} | {pct(lat, 50):.3f} "
             f"| {pct(lat, 99):.3f} |"
         )
@@ -521,7 +550,7 @@ def evaluate(encoder: str, cap: float, redis_url: str | None) -> list[str]:
     xt, xv = embed(encoder, train.texts), embed(encoder, val.texts)
     perm = np.random.default_rng(0).permutation(len(ids))
     folds = [set(perm[f::FOLDS].tolist()) for f in range(FOLDS)]
-    guards = DEFAULTS[encoder]
+    guards = {level: similarity(encoder, BEFORE[encoder], level) for level in GUARDS}
     cal = [
         Stream(xt, train, make_stream(train, folds[f], CAL_PER_INTENT, 100 + f), guards)
         for f in range(FOLDS)
@@ -535,9 +564,7 @@ def evaluate(encoder: str, cap: float, redis_url: str | None) -> list[str]:
     report = Stream(xd, off, off_report, guards)
     t0 = time.time()
     table = {
-        (rule, guard): [s.run(rule, guard) for s in cal]
-        for guard in (False, True)
-        for rule in grid()
+        (rule, guard): [s.run(rule, guard) for s in cal] for guard in GUARDS for rule in grid()
     }
     print(
         f"[{encoder}] grid {len(table)} rules x {len(cal)}: {time.time() - t0:.0f} s",
@@ -546,8 +573,9 @@ def evaluate(encoder: str, cap: float, redis_url: str | None) -> list[str]:
     cv, chosen, clinc_only = cv_table(table, held, report, cap)
     ship = DEFAULTS[encoder]
     shipped: Rule = (ship.threshold, ship.accept, ship.margin, ship.lexical)
-    best = chosen[("any rule of the grid", True)]
-    same = "equal to" if shipped == best and ship.literal_guard else "**differs from**"
+    best = chosen[("any rule of the grid", "on")]
+    guarded = ship.literal_guard and ship.swap_guard and not ship.swap_added
+    same = "equal to" if shipped == best and guarded else "**differs from**"
     n_intents = len(ids)
     streams = {
         "full": (xv, val, make_stream(val, set(range(n_intents)), None, seed=300)),
@@ -555,12 +583,13 @@ def evaluate(encoder: str, cap: float, redis_url: str | None) -> list[str]:
         "distinct (report half)": (xd, off, off_report),
     }
     rules = {
-        "chosen": (best, True),
-        "plain": (chosen[("plain cosine", True)], True),
-        "previous": (PREVIOUS[encoder], True),
+        "chosen": (best, "on"),
+        "plain": (chosen[("plain cosine", "on")], "on"),
+        "before": (BEFORE[encoder], "literal"),
+        "before + swap guard": (BEFORE[encoder], "on"),
+        "with additions": (chosen[("any rule of the grid", "on+added")], "on+added"),
+        "CLINC only": (clinc_only, "on"),
     }
-    if clinc_only != PREVIOUS[encoder]:
-        rules["CLINC only"] = (clinc_only, True)
     return [
         f"### Encoder `{encoder}`",
         "",
@@ -568,9 +597,12 @@ def evaluate(encoder: str, cap: float, redis_url: str | None) -> list[str]:
         f"{len(ids) // FOLDS} intents + 100 oos, pooled); each fold's rule chosen on the train "
         f"stream of the other fold's intents ({CAL_PER_INTENT} queries per intent + 100 oos): the "
         f"most hits with wrong hits <= {cap:.1%} there and (`CLINC + distinct`) <= {cap:.1%} on "
-        f"the calibration half of the distinct prompts ({len(off_cal)} requests); `guards`: the "
-        "literal and long-prompt guards of `polyroute.cache.guards` (off: the rules as before "
-        "them).  The last column runs each fold's rule on the *report* half of the distinct "
+        f"the calibration half of the distinct prompts ({len(off_cal)} requests); `guards` "
+        "(`polyroute.cache.guards`): `off` none; `literal` the literal and long-prompt guards "
+        "(as shipped before the swap guard); `on` those and the swap guard (word-order and "
+        "one-term swaps; as shipped); `on+added` the swap guard also refusing a one-word "
+        "addition or removal (measured, not shipped).  The last column runs each fold's rule "
+        "on the *report* half of the distinct "
         f"prompts ({len(off_report)} requests, disjoint from the calibration half; every hit is "
         "wrong; both folds pooled).",
         "",
@@ -578,17 +610,18 @@ def evaluate(encoder: str, cap: float, redis_url: str | None) -> list[str]:
         "",
         "Chosen on all "
         f"{FOLDS} train streams and the distinct calibration half: "
-        + "; ".join(
-            f"{k} (guards {'on' if g else 'off'}): `{fmt(r)}`" for (k, g), r in chosen.items()
-        )
-        + f"; CLINC only (guards on, as before): `{fmt(clinc_only)}`. Shipped "
+        + "; ".join(f"{k} (guards {g}): `{fmt(r)}`" for (k, g), r in chosen.items())
+        + f"; CLINC only (guards on): `{fmt(clinc_only)}`. Shipped "
         f"`DEFAULTS[{encoder!r}]`: `{fmt(shipped)}`, guards "
-        f"{'on' if ship.literal_guard else 'off'} ({same} the grid's choice with the guards).",
+        f"{'on' if guarded else 'not as measured'} ({same} the grid's choice with the guards "
+        "on).",
         "",
-        "Through the real indexes (`chosen`: the grid's choice with the guards on all train "
-        "streams and the distinct calibration half; `plain`: the plain-cosine rule chosen the "
-        "same way; `previous`: the rule shipped before this protocol, chosen on CLINC alone; "
-        "all with the guards).  `full`: all 150 intents of the validation split; `sparse`: 4 "
+        "Through the real indexes (`chosen`: the grid's choice with the guards on, on all "
+        "train streams and the distinct calibration half; `plain`: the plain-cosine rule "
+        "chosen the same way; `before`: the rule shipped before the swap guard, with the "
+        "guards of then (`literal`) and with the swap guard; `with additions`: the grid's "
+        "choice at guard level `on+added`; `CLINC only`: the choice without the distinct "
+        "cap, guards on).  `full`: all 150 intents of the validation split; `sparse`: 4 "
         "queries per intent + oos; `distinct (report half)`: the report half of the 1,500 "
         "dcrouter prompts and the benign prompts of the injection validation split, each its "
         f"own request (every hit is wrong); `swapped`: {len(SWAPPED)} hand-written word-order / "

@@ -24,6 +24,33 @@ also needs the word-bigram Jaccard overlap of the two texts (:func:`shingles`) t
 ``long_overlap`` (1 by default: the same word bigrams, so case, punctuation and spacing
 aside the same text; a long template with another question at its end is a miss).
 
+**Swap guard.**  Sentence encoders barely see word order or a single changed term:
+"flights from new york to los angeles" and "... from los angeles to new york" embed at
+MiniLM cosine 0.995, "sort ... in ascending order" and "... descending ..." at 0.95,
+"turn the lights on" and "... off" at 0.90.  The guard compares the
+prompts' *content words* (:func:`content_words`: the lower-cased ``\\w+`` runs minus the
+small built-in stopword list :data:`STOPWORDS`, in order) and refuses a match when
+
+- *word-order swap*: both carry the same multiset of content words in a different order
+  ("from A to B" / "from B to A", "did microsoft acquire github" / "did github acquire
+  microsoft"), or
+- *one-term swap*: both carry at least :data:`SWAP_MIN_WORDS` (3) content words and their
+  content-word sets differ by exactly one word replaced by another ("find the gcd of two
+  numbers" / "... lcm ...", "ascending" / "descending", "add a user to" / "remove a user
+  from": ``to`` and ``from`` are stopwords); an inflected form of the same word
+  (:func:`inflection`: ``find`` / ``finding``, ``use`` / ``used``) or a spelling variant
+  one letter apart (``colour`` / ``color``, words of 5+ letters) is no swap.
+
+Numbers are left to the literal guard (``five`` / ``5`` is no swap).  Directional and
+negating words (``on``/``off``, ``up``/``down``, ``before``/``after``, ``not``, ``no``,
+``without``, the ``t`` of ``don't``) are *not* stopwords.  The cost is an ordinary
+paraphrase that only reorders its content words ("send a text to joe" / "send joe a
+text") or swaps one of them for a synonym ("present" / "current status of my credit card
+application"): a miss, the safe side.  Two changed terms pass the guard ("gcd of two
+numbers" / "lcm of two integers"); so does a one-word addition or removal ("cube" /
+"cube root", "with eggs" / "without eggs") unless ``Similarity.swap_added`` asks for it
+(off by default: ``benchmarks/RESULTS_cache.md``, 2026-11-30 evening note).
+
 The guards run on the shortlist only (~µs per pair), on the memory and the Redis index
 alike (``Similarity.best``).
 """
@@ -92,6 +119,32 @@ def literals(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
+#: words that carry no request of their own (articles, pronouns, auxiliaries, most
+#: prepositions, wh-words, request verbs and politeness); directional, negating and
+#: quantity words (on/off, up/down, out, before/after, not, no, without, all, more,
+#: many) stay content words on purpose
+_STOPWORDS = """
+    a an the and or but so than then also just as if
+    of at by for with about to from in into onto via per
+    i me my mine myself we us our ours you your yours yourself he him his she her hers
+    it its they them their theirs this that these those there here
+    what which who whom whose when where why how
+    am is are was were be been being do does did doing have has had having
+    can could will would shall should may might must
+    s d ll re ve m
+    please tell show give let know want need like help get
+    some any too very really now currently
+    hey hi hello thanks thank ok okay
+"""
+STOPWORDS: frozenset[str] = frozenset(_STOPWORDS.split())
+#: endings that make an inflected form of the same word (:func:`inflection`)
+_INFLECTIONS = frozenset({"s", "es", "ed", "ing"})
+#: words at least this long that differ by one letter are spelling variants, no swap
+SPELLING_MIN_CHARS = 5
+#: the one-term swap needs at least this many content words on both sides
+SWAP_MIN_WORDS = 3
+
+
 def tokens(text: str) -> list[str]:
     """The lower-cased ``\\w+`` runs of ``text``, in order."""
     return _TOKEN.findall(text.lower())
@@ -100,3 +153,59 @@ def tokens(text: str) -> list[str]:
 def shingles(words: list[str]) -> frozenset[tuple[str, str]]:
     """The word bigrams of a token list (what the long-prompt guard compares)."""
     return frozenset(itertools.pairwise(words))
+
+
+def content_words(words: list[str]) -> tuple[str, ...]:
+    """The words of a token list (:func:`tokens`), in order, minus :data:`STOPWORDS` and
+    numbers (digit runs and the number words of :func:`literals`: the literal guard's
+    business, so "five" and "5" are no swap)."""
+    return tuple(
+        w for w in words if w not in STOPWORDS and w not in _NUMBER_WORDS and not w.isdigit()
+    )
+
+
+def inflection(x: str, y: str) -> bool:
+    """Whether one word is the other plus a regular English inflection (``card`` /
+    ``cards``, ``use`` / ``used`` / ``using``, ``find`` / ``finding``): the same term, no swap.
+    Only these endings count (``car`` / ``card`` and ``add`` / ``address`` are swaps)."""
+    short, long = sorted((x, y), key=len)
+    if len(short) < 3:
+        return False
+    if long.startswith(short) and long[len(short) :] in _INFLECTIONS:
+        return True
+    if short.endswith("e") and long in (short + "d", short[:-1] + "ing"):
+        return True
+    return len(short) >= SPELLING_MIN_CHARS and _one_edit(short, long)
+
+
+def _one_edit(short: str, long: str) -> bool:
+    """One letter added, dropped or changed (``color`` / ``colour``, ``organize`` /
+    ``organise``): a spelling variant.  Two or more (``ascending`` / ``descending``,
+    ``austria`` / ``australia``) are different words."""
+    if len(long) - len(short) > 1:
+        return False
+    if len(long) == len(short):
+        return sum(p != q for p, q in zip(short, long, strict=True)) == 1
+    i = next((i for i, (p, q) in enumerate(zip(short, long, strict=False)) if p != q), len(short))
+    return short[i:] == long[i + 1 :]
+
+
+def swapped(a: tuple[str, ...], b: tuple[str, ...], *, added: bool = False) -> bool:
+    """Whether two content-word sequences (:func:`content_words`) are a word-order swap
+    (the same multiset, another order) or a one-term swap (at least
+    :data:`SWAP_MIN_WORDS` words on each side, sets that differ by one word replaced by
+    another); with ``added``, also a one-word addition or removal (the shorter set has
+    at least :data:`SWAP_MIN_WORDS` words; measured, not shipped)."""
+    if a == b:
+        return False
+    if len(a) == len(b) and sorted(a) == sorted(b):
+        return True
+    sa, sb = frozenset(a), frozenset(b)
+    da, db = sa - sb, sb - sa
+    if len(da) == 1 and len(db) == 1:
+        (x,), (y,) = da, db
+        return min(len(sa), len(sb)) >= SWAP_MIN_WORDS and not inflection(x, y)
+    only_a, only_b = len(da), len(db)
+    if added and only_a + only_b == 1:
+        return min(len(sa), len(sb)) >= SWAP_MIN_WORDS
+    return False

@@ -134,7 +134,7 @@ async def test_lexical_verifier_in_redis(prefix: str) -> None:
 
 
 async def test_memory_and_redis_give_the_same_hits(prefix: str) -> None:
-    """One stream through both indexes: same hits, same answers, guards included."""
+    """One stream through both indexes: same hits, same answers, all guards included."""
     from polyroute.cache import MemoryIndex, RedisIndex
 
     sim = Similarity("test", 3, threshold=0.9, accept=0.9, lexical=0.25)
@@ -149,6 +149,12 @@ async def test_memory_and_redis_give_the_same_hits(prefix: str) -> None:
         (vec(0, 0, 1), template.format(n=4) + "who owns the sedan?"),
         (vec(0, 0.05, 1), template.format(n=4) + "who owns the truck?"),  # long, not the same
         (vec(0, 0.02, 1), template.format(n=4) + "who owns the sedan?"),  # the same long text
+        (vec(-1, 0, 0), "flights from new york to los angeles"),
+        (vec(-1, 0.02, 0), "flights from los angeles to new york"),  # word-order swap: a miss
+        (vec(-1, 0.01, 0), "show me flights from new york to los angeles"),  # hits the first
+        (vec(0, -1, 0), "write a python function to find the gcd of two numbers"),
+        (vec(0, -1, 0.02), "write a python function to find the lcm of two numbers"),  # swap
+        (vec(0, -1, 0.01), "write a python function that finds the gcd of two numbers"),
     ]
     memory = MemoryIndex(sim)
     redis = RedisIndex(sim, url=REDIS_URL, prefix=prefix)
@@ -163,4 +169,7 @@ async def test_memory_and_redis_give_the_same_hits(prefix: str) -> None:
     finally:
         await redis.aclose()
     assert outcomes["memory"] == outcomes["redis"]
-    assert outcomes["memory"] == [None, None, b"0", b"1", None, None, None, None, b"6"]
+    assert outcomes["memory"] == [
+        *(None, None, b"0", b"1", None, None, None, None, b"6"),
+        *(None, None, b"9", None, None, b"12"),
+    ]
