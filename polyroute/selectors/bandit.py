@@ -22,8 +22,9 @@
 - Several replicas learn together through the engine's ``store`` (Redis): each update is
   appended to a shared log (``bandit:<decision>:...``) and every replica applies every
   other replica's updates when it next routes (polled at most every ``sync_s``); the
-  store being down never fails a request (the selector keeps its own state, and the
-  trace says the sync failed).
+  store being down never fails a request (the selector keeps learning alone from its own
+  state, and the trace's bandit event says ``shared: unavailable``).  A restarted replica
+  replays the shared log (kept a day) and so resumes where the others are.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class BanditSelector:
         self._applied = 0  # the shared log's last sequence number applied here
         self._last_sync = 0.0
         self._syncing: asyncio.Task[None] | None = None
+        self._sync_failed = False
 
     def bind(self, store: Store, decision: str, origin: str) -> None:
         """Learn together with the other replicas through ``store``."""
@@ -148,9 +150,10 @@ class BanditSelector:
         choice = router.choose(context)
         chosen = candidates[choice.model]
         self._remember(trace.trace_id, context)
-        trace.events.append(
-            {"bandit": self.algorithm, "chosen": chosen.name, "explored": choice.explored}
-        )
+        event = {"bandit": self.algorithm, "chosen": chosen.name, "explored": choice.explored}
+        if self._sync_failed:  # learning alone (from its warm start) until the store answers
+            event["shared"] = "unavailable"
+        trace.events.append(event)
         rest = [b for b in candidates if b is not chosen]
         return healthy_first([chosen, *rest])
 
@@ -202,6 +205,7 @@ class BanditSelector:
             seq = int(await self.store.incr(self._key("seq")))
             await self.store.set(self._key(f"ev:{seq}"), orjson.dumps(event), LOG_TTL_S)
         except Exception as exc:
+            self._sync_failed = True
             _LOG.warning("bandit %s: could not share an update (%s)", self.name, exc)
 
     def _maybe_sync(self) -> None:
@@ -237,7 +241,10 @@ class BanditSelector:
                     context, str(event["model"]), float(event["score"]), float(event["cost"])
                 )
         except Exception as exc:
+            self._sync_failed = True
             _LOG.warning("bandit %s: could not read the shared updates (%s)", self.name, exc)
+        else:
+            self._sync_failed = False
 
     async def sync_now(self) -> None:
         """Apply the shared updates now (tests, start-up)."""

@@ -112,3 +112,20 @@ def test_bad_bandit_options_are_config_errors(ups: tuple[FakeUpstream, FakeUpstr
     raw["decisions"][0]["select"] = {"type": "bandit", "algorithm": "ema", "warm_start": "x"}
     with pytest.raises(ConfigError, match="warm_start"):
         Engine(parse_config(raw))
+
+
+def test_a_store_that_is_down_never_fails_a_request(
+    ups: tuple[FakeUpstream, FakeUpstream], caplog: pytest.LogCaptureFixture
+) -> None:
+    down = {"type": "redis", "url": "redis://127.0.0.1:9/0"}
+    raw = config(ups, **down)
+    raw["feedback"] = {"store": {"type": "memory"}}
+    with TestClient(create_app(Engine(parse_config(raw)))) as client:
+        for prompt in PROMPTS[:3]:
+            _, trace_id = ask(client, prompt)
+            rate(client, trace_id, "good")
+            time.sleep(0.05)
+        with caplog.at_level("INFO", logger="polyroute.access"):
+            ask(client, PROMPTS[4])
+    line = next(r.getMessage() for r in caplog.records if r.name == "polyroute.access")
+    assert '"shared":"unavailable"' in line
