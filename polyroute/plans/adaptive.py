@@ -22,18 +22,16 @@ chooses one-, two- or three-model execution.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from polyroute.backends.failover import Dispatcher
 from polyroute.errors import ConfigError, UpstreamError
-from polyroute.plans.base import Plan, StreamStart
-from polyroute.plans.common import Spend, answer_text, normalised, sub_request
-from polyroute.plans.ensemble import ask_all, finish, replayed
+from polyroute.plans.base import Plan
+from polyroute.plans.common import MultiCall, answer_text, finish, normalised, sub_request
+from polyroute.plans.ensemble import ask_all
 from polyroute.types import JSON, Request, Trace
 
 PROBE_TEMPERATURE = 0.7
@@ -82,11 +80,8 @@ def agreement(texts: Sequence[str]) -> tuple[str, float]:
     return form, count / len(texts)
 
 
-class AdaptiveExecutor:
-    accounts: ClassVar[bool] = True
-
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
+class AdaptiveExecutor(MultiCall):
+    kind = "adaptive"
 
     @staticmethod
     def spec(value: Any, where: str, base_dir: Path, models: Sequence[str]) -> AdaptiveSpec:
@@ -94,12 +89,9 @@ class AdaptiveExecutor:
 
     async def complete(self, plan: Plan, request: Request, trace: Trace) -> JSON:
         spec: AdaptiveSpec = plan.decision.plan_spec
-        by_name = {b.name: b for b in plan.decision.candidates}
-        deadline = time.monotonic() + self.dispatcher.server.deadline_s
-        trace.plan, trace.plan_calls = "adaptive", 0
-        spend = Spend()
-        base = {k: v for k, v in request.body.items() if k not in ("stream", "stream_options")}
-        sent = sub_request(request, base)
+        run = self.start(plan, request, trace)
+        by_name, sent, spend, deadline = run.by_name, run.sent, run.spend, run.deadline
+        base = sent.body
         temperature = base.get("temperature")
         hot = isinstance(temperature, int | float) and temperature > 0
         sampling = sub_request(request, base if hot else {**base, "temperature": PROBE_TEMPERATURE})
@@ -159,9 +151,6 @@ class AdaptiveExecutor:
     def _majority(samples: Sequence[JSON]) -> JSON:
         form, _ = agreement([answer_text(a) for a in samples])
         return next(a for a in samples if normalised(answer_text(a)) == form)
-
-    async def stream(self, plan: Plan, request: Request, trace: Trace) -> StreamStart:
-        return replayed(await self.complete(plan, request, trace), request, trace)
 
 
 __all__ = ["AdaptiveExecutor", "AdaptiveSpec", "agreement"]

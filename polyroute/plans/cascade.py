@@ -34,20 +34,17 @@ its answer is correct (one more short call).  The last stage is always accepted.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from polyroute.backends.backend import Backend
-from polyroute.backends.failover import Dispatcher
 from polyroute.errors import ConfigError, UpstreamError
 from polyroute.plans import artifact
-from polyroute.plans.base import Plan, StreamStart
-from polyroute.plans.common import Spend, answer_text, strip_logprobs, sub_request
+from polyroute.plans.base import Plan
+from polyroute.plans.common import MultiCall, Spend, answer_text, finish, sub_request
 from polyroute.plans.confidence import STATISTICS, TOKEN_STATISTICS, of_answer, verify
-from polyroute.plugins.stream import replay
 from polyroute.types import JSON, Request, Trace
 
 VERIFY_QUESTION = "Is the answer above correct? Reply with Y or N only."
@@ -146,12 +143,8 @@ def _y_logprob(answer: JSON) -> float | None:
     return None
 
 
-class CascadeExecutor:
-    #: the executor sets the trace's tokens and cost itself (every call of the plan)
-    accounts: ClassVar[bool] = True
-
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
+class CascadeExecutor(MultiCall):
+    kind = "cascade"
 
     @staticmethod
     def spec(value: Any, where: str, base_dir: Path, models: Sequence[str]) -> CascadeSpec:
@@ -159,11 +152,8 @@ class CascadeExecutor:
 
     async def complete(self, plan: Plan, request: Request, trace: Trace) -> JSON:
         spec: CascadeSpec = plan.decision.plan_spec
-        by_name = {b.name: b for b in plan.decision.candidates}
-        deadline = time.monotonic() + self.dispatcher.server.deadline_s
-        base = {k: v for k, v in request.body.items() if k not in ("stream", "stream_options")}
-        trace.plan, trace.plan_calls = "cascade", 0
-        spend = Spend()
+        run = self.start(plan, request, trace)
+        by_name, spend, deadline, base = run.by_name, run.spend, run.deadline, run.sent.body
         kept: tuple[JSON, str] | None = None  # the latest rejected answer, as a fallback
         for i, stage in enumerate(spec.stages):
             backend = by_name[stage.model]
@@ -180,9 +170,8 @@ class CascadeExecutor:
                     {"plan": "cascade", "stage": i, "model": stage.model, "failed": exc.code}
                 )
                 if last and kept is not None:
-                    return self._finish(
-                        kept[0], kept[1], request, trace=trace, spend=spend, fallback=True
-                    )
+                    trace.events.append({"plan": "cascade", "fallback": kept[1]})
+                    return finish(kept[0], kept[1], request, trace, spend)
                 if last:
                     spend.account(trace)
                     raise
@@ -192,7 +181,7 @@ class CascadeExecutor:
             event: JSON = {"plan": "cascade", "stage": i, "model": stage.model, "cost_usd": cost}
             if last:
                 trace.events.append({**event, "accepted": True})
-                return self._finish(answer, stage.model, request, trace=trace, spend=spend)
+                return finish(answer, stage.model, request, trace, spend)
             confidence = await self._confidence(
                 stage, backend, sent, answer, trace=trace, spend=spend, deadline=deadline
             )
@@ -207,7 +196,7 @@ class CascadeExecutor:
                 }
             )
             if accepted:
-                return self._finish(answer, stage.model, request, trace=trace, spend=spend)
+                return finish(answer, stage.model, request, trace, spend)
             kept = (answer, stage.model)
         raise AssertionError("unreachable: the last stage always returns or raises")
 
@@ -240,33 +229,6 @@ class CascadeExecutor:
         trace.plan_calls += 1
         spend.add(backend, question, verdict)
         return _y_logprob(verdict)
-
-    @staticmethod
-    def _finish(
-        answer: JSON,
-        model: str,
-        request: Request,
-        *,
-        trace: Trace,
-        spend: Spend,
-        fallback: bool = False,
-    ) -> JSON:
-        if request.body.get("logprobs") is not True:
-            strip_logprobs(answer)
-        answer["model"] = model
-        trace.model = model
-        if fallback:
-            trace.events.append({"plan": "cascade", "fallback": model})
-        spend.account(trace)
-        return answer
-
-    async def stream(self, plan: Plan, request: Request, trace: Trace) -> StreamStart:
-        answer = await self.complete(plan, request, trace)
-        options = request.body.get("stream_options")
-        if not (isinstance(options, dict) and options.get("include_usage") is True):
-            answer.pop("usage", None)
-        trace.outcome = "streaming"
-        return replay(answer, request.endpoint, trace.model)
 
 
 __all__ = ["CascadeExecutor", "CascadeSpec", "Stage", "cascade_spec", "load_cascade"]

@@ -1,14 +1,23 @@
-"""What the plan executors share: sub-requests, the spend over several calls, answers'
-text and the normalised form votes compare."""
+"""What the plan executors share: :class:`MultiCall` (the base of the executors whose plan
+makes several calls: one deadline, the spend, the final answer replayed as a stream),
+sub-requests, answers' text and the normalised form votes compare."""
 
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 from polyroute.backends.backend import Backend
+from polyroute.plans.base import Plan, StreamStart
+from polyroute.plugins.stream import replay
 from polyroute.tokens import request_cost_usd
 from polyroute.types import JSON, Request, Trace
+
+if TYPE_CHECKING:
+    from polyroute.backends.failover import Dispatcher
 
 _SPACE = re.compile(r"\s+")
 _EDGE = re.compile(r"^[\s\"'`*_.,;:!?()\[\]]+|[\s\"'`*_.,;:!?()\[\]]+$")
@@ -85,4 +94,68 @@ class Spend:
         trace.cost_source = "usage" if self.all_usage else "estimate"
 
 
-__all__ = ["Spend", "answer_text", "normalised", "strip_logprobs", "sub_request"]
+@dataclass(slots=True)
+class Run:
+    """One plan's request: its models by name, the deadline every call shares, the spend,
+    and the request the calls start from (the client's, never streamed)."""
+
+    by_name: dict[str, Backend]
+    deadline: float
+    spend: Spend
+    sent: Request
+
+
+def finish(answer: JSON, model: str, request: Request, trace: Trace, spend: Spend) -> JSON:
+    """The client's answer: the answering model named, the plan's logprobs dropped (unless
+    the client asked), the trace's cost set from every call."""
+    if request.body.get("logprobs") is not True:
+        strip_logprobs(answer)
+    answer["model"] = model
+    trace.model = model
+    spend.account(trace)
+    return answer
+
+
+class MultiCall:
+    """Base of the executors whose plan makes several calls (``accounts``: they set the
+    trace's tokens and cost from every call; a stream replays the final answer, since an
+    answer that may be rejected is never streamed)."""
+
+    accounts: ClassVar[bool] = True
+    kind: ClassVar[str] = ""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    def start(self, plan: Plan, request: Request, trace: Trace) -> Run:
+        trace.plan, trace.plan_calls = self.kind, 0
+        body = {k: v for k, v in request.body.items() if k not in ("stream", "stream_options")}
+        return Run(
+            {b.name: b for b in plan.decision.candidates},
+            time.monotonic() + self.dispatcher.server.deadline_s,
+            Spend(),
+            sub_request(request, body),
+        )
+
+    async def complete(self, plan: Plan, request: Request, trace: Trace) -> JSON:
+        raise NotImplementedError
+
+    async def stream(self, plan: Plan, request: Request, trace: Trace) -> StreamStart:
+        answer = await self.complete(plan, request, trace)
+        options = request.body.get("stream_options")
+        if not (isinstance(options, dict) and options.get("include_usage") is True):
+            answer.pop("usage", None)  # usage only when the client asked for it
+        trace.outcome = "streaming"
+        return replay(answer, request.endpoint, trace.model)
+
+
+__all__ = [
+    "MultiCall",
+    "Run",
+    "Spend",
+    "answer_text",
+    "finish",
+    "normalised",
+    "strip_logprobs",
+    "sub_request",
+]

@@ -26,19 +26,17 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from polyroute.backends.backend import Backend
 from polyroute.backends.failover import Dispatcher
 from polyroute.errors import ConfigError, UpstreamError
-from polyroute.plans.base import Plan, StreamStart
-from polyroute.plans.common import Spend, answer_text, normalised, strip_logprobs, sub_request
-from polyroute.plugins.stream import replay
+from polyroute.plans.base import Plan
+from polyroute.plans.common import MultiCall, answer_text, finish, normalised, sub_request
 from polyroute.types import JSON, Request, Trace
 
 #: what the merger is told (a user turn after the conversation; the answers follow)
@@ -121,30 +119,8 @@ def vote(answers: Sequence[tuple[str, JSON]]) -> tuple[str, JSON, float, dict[st
     return model, answer, best / len(forms), shown
 
 
-def finish(answer: JSON, model: str, request: Request, trace: Trace, spend: Spend) -> JSON:
-    """The client's answer: the answering model named, plan logprobs dropped, cost set."""
-    if request.body.get("logprobs") is not True:
-        strip_logprobs(answer)
-    answer["model"] = model
-    trace.model = model
-    spend.account(trace)
-    return answer
-
-
-def replayed(answer: JSON, request: Request, trace: Trace) -> StreamStart:
-    """A plan's whole answer as the client's stream (usage only when the client asked)."""
-    options = request.body.get("stream_options")
-    if not (isinstance(options, dict) and options.get("include_usage") is True):
-        answer.pop("usage", None)
-    trace.outcome = "streaming"
-    return replay(answer, request.endpoint, trace.model)
-
-
-class EnsembleExecutor:
-    accounts: ClassVar[bool] = True
-
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
+class EnsembleExecutor(MultiCall):
+    kind = "ensemble"
 
     @staticmethod
     def spec(value: Any, where: str, base_dir: Path, models: Sequence[str]) -> EnsembleSpec:
@@ -152,18 +128,11 @@ class EnsembleExecutor:
 
     async def complete(self, plan: Plan, request: Request, trace: Trace) -> JSON:
         spec: EnsembleSpec = plan.decision.plan_spec
-        by_name = {b.name: b for b in plan.decision.candidates}
-        deadline = time.monotonic() + self.dispatcher.server.deadline_s
-        trace.plan, trace.plan_calls = "ensemble", 0
-        spend = Spend()
-        base = {k: v for k, v in request.body.items() if k not in ("stream", "stream_options")}
-        sent = sub_request(request, base)
+        run = self.start(plan, request, trace)
+        by_name, sent, spend = run.by_name, run.sent, run.spend
         members = [by_name[m] for m in spec.members]
-        got = [
-            (b.name, a)
-            for b, a in await ask_all(self.dispatcher, members, sent, trace, deadline)
-            if a is not None
-        ]
+        asked = await ask_all(self.dispatcher, members, sent, trace, run.deadline)
+        got = [(b.name, a) for b, a in asked if a is not None]
         for name, answer in got:
             trace.plan_calls += 1
             spend.add(by_name[name], sent, answer)
@@ -181,8 +150,8 @@ class EnsembleExecutor:
         merger = by_name[spec.merger]
         shown = "\n\n".join(f"Answer {i + 1}:\n{answer_text(a)}" for i, (_, a) in enumerate(got))
         ask = {"role": "user", "content": f"{MERGE_INSTRUCTION}\n\n{shown}"}
-        merge = sub_request(sent, {**base, "messages": [*sent.messages, ask]})
-        answer = await self.dispatcher.complete([merger], merge, trace, deadline)
+        merge = sub_request(sent, {**sent.body, "messages": [*sent.messages, ask]})
+        answer = await self.dispatcher.complete([merger], merge, trace, run.deadline)
         trace.plan_calls += 1
         spend.add(merger, merge, answer)
         trace.events.append(
@@ -191,8 +160,5 @@ class EnsembleExecutor:
         )  # fmt: skip
         return finish(answer, merger.name, request, trace, spend)
 
-    async def stream(self, plan: Plan, request: Request, trace: Trace) -> StreamStart:
-        return replayed(await self.complete(plan, request, trace), request, trace)
 
-
-__all__ = ["EnsembleExecutor", "EnsembleSpec", "ask_all", "finish", "replayed", "vote"]
+__all__ = ["EnsembleExecutor", "EnsembleSpec", "ask_all", "vote"]
