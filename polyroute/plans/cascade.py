@@ -14,6 +14,10 @@ clears the stage's threshold, else the next (stronger) stage is asked.
             stages: [small, large]
             accept: {logprob_mean: {gt: -0.35}}    # or {verify: {gt: -0.1}}
 
+A first stage named ``selected`` is the model the decision's selector picks for the
+request (a learned router's choice: route, then verify), escalating to the later stages
+when its answer is unsure: ``stages: [selected, large]``.
+
 Confidence is what a real server returns (``polyroute.plans.confidence``, the same
 functions the workbench fits on): ``logprob_mean`` / ``logprob_min`` of the answer's
 tokens (the stage is asked for ``logprobs``; they are removed from the client's answer
@@ -48,6 +52,8 @@ from polyroute.plans.confidence import STATISTICS, TOKEN_STATISTICS, of_answer, 
 from polyroute.types import JSON, Request, Trace
 
 VERIFY_QUESTION = "Is the answer above correct? Reply with Y or N only."
+#: a first stage named so is the decision selector's pick for the request
+SELECTED = "selected"
 #: fields a self-verification call does not inherit from the request
 _NOT_VERIFIED = ("tools", "tool_choice", "response_format", "n", "logprobs", "top_logprobs")
 
@@ -117,13 +123,26 @@ def cascade_spec(value: Any, where: str, base_dir: Path, models: Sequence[str]) 
         )
     else:
         raise ConfigError(f"{where}: expected an artifact directory or {{stages, accept}}")
-    for stage in spec.stages:
+    for i, stage in enumerate(spec.stages):
+        if stage.model == SELECTED and i == 0 and len(spec.stages) > 1:
+            continue  # the decision's selector picks it per request (route, then verify)
         if stage.model not in models:
             raise ConfigError(
                 f"{where}: stage model {stage.model!r} is not one of the decision's models "
                 f"{list(models)}"
             )
     return spec
+
+
+def _chosen(stages: tuple[Stage, ...], plan: Plan) -> tuple[Stage, ...]:
+    """The stages for this request: a first stage ``selected`` is the selector's pick
+    (``plan.candidates[0]``, e.g. a learned router's), dropped when it is a later stage."""
+    if not stages or stages[0].model != SELECTED:
+        return stages
+    picked = plan.candidates[0].name if plan.candidates else stages[1].model
+    first = Stage(picked, stages[0].statistic, stages[0].gt)
+    rest = stages[1:]
+    return rest if any(s.model == picked for s in rest) else (first, *rest)
 
 
 def _y_logprob(answer: JSON) -> float | None:
@@ -155,9 +174,10 @@ class CascadeExecutor(MultiCall):
         run = self.start(plan, request, trace)
         by_name, spend, deadline, base = run.by_name, run.spend, run.deadline, run.sent.body
         kept: tuple[JSON, str] | None = None  # the latest rejected answer, as a fallback
-        for i, stage in enumerate(spec.stages):
+        stages = _chosen(spec.stages, plan)
+        for i, stage in enumerate(stages):
             backend = by_name[stage.model]
-            last = i == len(spec.stages) - 1
+            last = i == len(stages) - 1
             body = base
             if not last and stage.statistic in TOKEN_STATISTICS:
                 # top_logprobs too: llama.cpp's server sends no logprobs without it

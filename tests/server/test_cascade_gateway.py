@@ -200,6 +200,22 @@ def test_a_failing_stage_escalates_and_a_failing_last_stage_falls_back(
     assert r.status_code == 502
 
 
+def test_a_cascade_can_start_from_the_selectors_choice(gateway: Any, ups: Ups) -> None:
+    small, large = ups
+    plan = {"cascade": {"stages": ["selected", "large"], "accept": {"logprob_mean": {"gt": -0.35}}}}
+    small.logprob = -2.0  # the cheapest selector picks small; unsure: verified, escalated
+    r = gateway(plan).post("/v1/chat/completions", json=BODY)
+    assert r.headers["x-polyroute-model"] == "large"
+    assert r.headers["x-polyroute-plan"] == "cascade; calls=2"
+    assert small.requests[0]["logprobs"] is True
+    raw = config(ups, plan)
+    raw["decisions"][0]["select"] = {"type": "weighted", "weights": {"small": 0, "large": 1}}
+    with TestClient(create_app(Engine(parse_config(raw)))) as client:
+        r = client.post("/v1/chat/completions", json=BODY)
+    assert r.headers["x-polyroute-plan"] == "cascade; calls=1"  # the pick is the last stage
+    assert "logprobs" not in large.requests[-1]
+
+
 def test_a_trained_artifact_is_served(gateway: Any, ups: Ups, tmp_path: Path) -> None:
     small, _ = ups
     stages = (CascadeStage("small", "logprob_mean", -0.5), CascadeStage("large", None, None))
