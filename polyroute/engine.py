@@ -178,9 +178,11 @@ class Engine:
         learn = _learner(self, str(record.get("decision", "")))
         if learn is None:
             return False
-        cost = record.get("cost_usd")
-        cost = float(cost) if isinstance(cost, int | float) else 0.0
-        return bool(learn(str(record.get("trace_id")), str(record.get("model")), score, cost))
+        cost, ms = record.get("cost_usd"), record.get("upstream_ms")
+        usd = float(cost) if isinstance(cost, int | float) else 0.0
+        latency_s = float(ms) / 1000 if isinstance(ms, int | float) else 0.0
+        trace_id, model = str(record.get("trace_id")), str(record.get("model"))
+        return bool(learn(trace_id, model, score, usd, latency_s))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Engine:

@@ -13,8 +13,11 @@
   follow in config order (failover).  The trace says which was picked, whether it was
   exploration, and the willingness to pay in force (a steering budget scales it).
 - Learning: ``POST /v1/feedback`` for a request this selector routed updates the model
-  that answered with ``quality = score`` and the request's cost (bandit feedback: only
-  that model).  A request is learned from once, on its first rating (a bandit has no
+  that answered with ``quality = score``, the request's cost, its upstream latency and
+  the model's configured ``energy_wh`` per request (bandit feedback: only that model); the
+  reward weighs them: ``score - cost / W - latency_weight * s - energy_weight * Wh``
+  (GreenServ).  ``domain_signal: NAME`` gives the EMA router its per-label averages.
+  A request is learned from once, on its first rating (a bandit has no
   undo; later ratings still update the trace log).  The context of each routed request is
   kept for ``pending_s`` (one hour),
   at most ``pending_max`` of them; feedback for an older request is recorded in the trace
@@ -76,6 +79,10 @@ class BanditSelector:
         pending_s: float = 3600.0,
         pending_max: int = 100_000,
         sync_s: float = 1.0,
+        latency_weight: float = 0.0,
+        energy_weight: float = 0.0,
+        energy_wh: dict[str, float] | None = None,
+        domain_signal: str | None = None,
         params: dict[str, Any] | None = None,
     ) -> None:
         if algorithm not in ALGORITHMS:
@@ -92,6 +99,15 @@ class BanditSelector:
         self.pending_max = pending_max
         self.sync_s = sync_s
         self.params = dict(params or {})
+        if latency_weight < 0 or energy_weight < 0:
+            raise ConfigError("latency_weight and energy_weight must be >= 0")
+        bad = {k: v for k, v in (energy_wh or {}).items() if not v >= 0}
+        if bad:
+            raise ConfigError(f"energy_wh: expected Wh per request >= 0, got {bad}")
+        self.latency_weight = latency_weight
+        self.energy_weight = energy_weight
+        self.energy_wh = dict(energy_wh or {})
+        self.domain_signal = domain_signal
         self._artifact: Any = None
         if warm_start is not None:
             from polyroute.routers.artifact import load_router
@@ -117,7 +133,7 @@ class BanditSelector:
 
     def _router_for(self, models: tuple[str, ...]) -> OnlineRouter:
         if self._router is None or self._models != models:
-            reward = Reward(self.w)
+            reward = Reward(self.w, self.latency_weight, self.energy_weight)
             self._router = build_online_router(
                 ALGORITHMS[self.algorithm],
                 dict(self.params),
@@ -131,13 +147,15 @@ class BanditSelector:
             self._models = models
         return self._router
 
-    def _context(self, request: Request) -> Context:
+    def _context(self, request: Request, trace: Trace) -> Context:
         prompt = request.prompt
         x = self.features.transform([prompt])[0]
+        label = trace.signals.get(self.domain_signal) if self.domain_signal else None
+        domain = label if isinstance(label, str) else None
         if self._artifact is None:
-            return Context(x)
+            return Context(x, domain=domain)
         quality, cost = artifact_priors(self._artifact, [prompt], self._models, "warm_start")
-        return Context(x, quality[0], cost[0])
+        return Context(x, quality[0], cost[0], domain)
 
     def order(self, candidates: Sequence[Backend], request: Request, trace: Trace) -> list[Backend]:
         self._maybe_sync()
@@ -146,7 +164,7 @@ class BanditSelector:
         w = self.w * trace.budget_scale
         router.reward.willingness_to_pay = w
         trace.willingness_to_pay = None if math.isinf(w) else w
-        context = self._context(request)
+        context = self._context(request, trace)
         choice = router.choose(context)
         chosen = candidates[choice.model]
         self._remember(trace.trace_id, context)
@@ -169,14 +187,17 @@ class BanditSelector:
 
     # ----------------------------------------------------------------- learning
 
-    def learn(self, trace_id: str, model: str, score: float, cost: float) -> bool:
+    def learn(
+        self, trace_id: str, model: str, score: float, cost: float, latency_s: float = 0.0
+    ) -> bool:
         """Feedback for a request this selector routed (the answering ``model``, its
-        ``score`` in [0, 1] and cost in USD); False when its context is gone."""
+        ``score`` in [0, 1], cost in USD and upstream latency); False when its context is
+        gone.  A model's ``energy_wh`` (per request, as configured) joins the outcome."""
         kept = self._pending.pop(trace_id, None)  # a request is learned from once
         if kept is None or self._router is None or model not in self._models:
             return False
         context = kept[0]
-        self._apply(context, model, score, cost)
+        self._apply(context, model, score, cost, latency_s)
         if self.store is not None:
             event = {
                 "origin": self.origin,
@@ -186,13 +207,19 @@ class BanditSelector:
                 "model": model,
                 "score": score,
                 "cost": cost,
+                "latency_s": latency_s,
+                "domain": context.domain,
             }
             self._spawn(self._publish(event))
         return True
 
-    def _apply(self, context: Context, model: str, score: float, cost: float) -> None:
+    def _apply(
+        self, context: Context, model: str, score: float, cost: float, latency_s: float = 0.0
+    ) -> None:
         assert self._router is not None
-        self._router.update(context, self._models.index(model), Outcome(score, cost))
+        energy = self.energy_wh.get(model, 0.0)
+        outcome = Outcome(score, cost, latency_s, energy)
+        self._router.update(context, self._models.index(model), outcome)
 
     # --------------------------------------------------------------- replicas
 
@@ -232,14 +259,16 @@ class BanditSelector:
                 if event.get("origin") == self.origin or event.get("model") not in self._models:
                     continue
                 pq, pc = event.get("pq"), event.get("pc")
+                domain = event.get("domain")
                 context = Context(
                     np.asarray(event["x"], dtype=np.float64),
                     None if pq is None else np.asarray(pq, dtype=np.float64),
                     None if pc is None else np.asarray(pc, dtype=np.float64),
+                    domain if isinstance(domain, str) else None,
                 )
-                self._apply(
-                    context, str(event["model"]), float(event["score"]), float(event["cost"])
-                )
+                model, score = str(event["model"]), float(event["score"])
+                latency = float(event.get("latency_s") or 0.0)
+                self._apply(context, model, score, float(event["cost"]), latency)
         except Exception as exc:
             self._sync_failed = True
             _LOG.warning("bandit %s: could not read the shared updates (%s)", self.name, exc)

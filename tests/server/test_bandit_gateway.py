@@ -129,3 +129,22 @@ def test_a_store_that_is_down_never_fails_a_request(
             ask(client, PROMPTS[4])
     line = next(r.getMessage() for r in caplog.records if r.name == "polyroute.access")
     assert '"shared":"unavailable"' in line
+
+
+def test_energy_per_request_weighs_in_the_reward(ups: tuple[FakeUpstream, FakeUpstream]) -> None:
+    """GreenServ's knob: both models answer well, the one that costs energy loses."""
+    raw = config(ups)
+    select = raw["decisions"][0]["select"]
+    select.update(energy_weight=1.0, energy_wh={"small": 2.0, "large": 2.0})
+    with TestClient(create_app(Engine(parse_config(raw)))) as client:
+        first = ask(client, PROMPTS[0])[0]
+        other = "large" if first == "small" else "small"
+        select["energy_wh"][other] = 0.0
+    raw["decisions"][0]["select"] = select
+    with TestClient(create_app(Engine(parse_config(raw)))) as client:
+        chosen = []
+        for prompt in PROMPTS[1:30]:
+            model, trace_id = ask(client, prompt)
+            chosen.append(model)
+            rate(client, trace_id, "good")
+    assert chosen[-8:] == [other] * 8, chosen
