@@ -138,7 +138,7 @@ class Budgets:
     async def check(self, budgets: tuple[Budget, ...], trace: Trace) -> None:
         """Before selection: refuse on a spent hard budget; set the steering scale."""
         now = self.clock()
-        scale = 1.0
+        scales: list[float] = []  # the tightest steering budget wins
         for budget in budgets:
             spent = await self.spent(budget, trace.client)
             if spent is None:
@@ -150,8 +150,8 @@ class Budgets:
                     f"(${spent:.4f}); it resets at {budget.resets_at(now)}"
                 )
             if budget.steer:
-                scale = min(scale, budget.scale(spent, now))
-        trace.budget_scale = scale
+                scales.append(budget.scale(spent, now))
+        trace.budget_scale = min(scales) if scales else 1.0
 
     async def charge(self, budgets: tuple[Budget, ...], trace: Trace) -> None:
         """After the answer: add the request's cost to each budget (errors logged)."""

@@ -94,3 +94,40 @@ def test_a_hard_budget_is_shared_and_enforced(pair: tuple[Gateway, Gateway]) -> 
             json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]},
         )
         assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded"
+
+
+def test_a_steering_budget_turns_a_burst_to_the_cheap_model(
+    gateway_factory: GatewayFactory, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A learned selector under `budget: {mode: steer}`: once the first (strong, dear)
+    answer puts spending far ahead of the period's pace, W drops and the rest of the burst
+    goes to the cheap model; nothing is refused."""
+    from routers.learned_fixtures import synthetic
+
+    from polyroute.routers.artifact import save_router
+    from polyroute.routers.learned.knn import KNNRouter
+
+    where = tmp_path_factory.mktemp("steer")
+    artifact = save_router(KNNRouter(encoder="tfidf", k=5).fit(synthetic()), where / "knn")
+    with running(FakeUpstream("small"), FakeUpstream("big")) as (small, big):
+        config: dict[str, Any] = {
+            "models": {
+                "small": {"base_url": small.base_url, "input_price_per_mtok": 1.0,
+                          "output_price_per_mtok": 1.0},
+                "big": {"base_url": big.base_url, "input_price_per_mtok": 10.0,
+                        "output_price_per_mtok": 10.0},
+            },
+            "decisions": [{"name": "learned", "models": ["small", "big"],
+                           "select": {"router": str(artifact), "willingness_to_pay": 0.01},
+                           "budget": {"usd": 1e-5, "per": "hour", "mode": "steer"}}],
+        }  # fmt: skip
+        gateway = gateway_factory("gw-steer", config)
+        maths = "compute the integral of {} x squared plus 7 dx please"
+        picked, ws = [], []
+        for i in range(10):
+            model, trace_id = _ask(gateway, maths.format(11 + i))
+            picked.append(model)
+            ws.append(gateway.wait_trace(trace_id)["willingness_to_pay"])
+            time.sleep(1.05 if i == 0 else 0.0)  # the replica re-reads its counter each second
+    assert picked == ["big"] + ["small"] * 9, picked
+    assert ws[0] > 0.01 and all(w == pytest.approx(0.01 / 16) for w in ws[1:]), ws

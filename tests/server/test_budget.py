@@ -4,6 +4,7 @@ scoped so), ``steer`` scales a learned selector's willingness to pay by the pace
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,7 @@ def test_steering_lowers_the_willingness_to_pay_when_spending_runs_ahead(
             client.post("/v1/chat/completions", json=maths).headers["x-polyroute-model"] == "small"
         )
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "polyroute.access"]
-    assert lines[0]["willingness_to_pay"] == pytest.approx(0.01)
+    assert lines[0]["willingness_to_pay"] == pytest.approx(0.01 * math.e)  # behind pace
     assert lines[1]["willingness_to_pay"] == pytest.approx(0.01 / 16)
 
 
@@ -135,3 +136,15 @@ def test_the_pace_sets_the_scale() -> None:
 def test_bad_budgets_name_the_field(raw: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         parse_budget(raw, "b", "cfg.yaml: budget")
+
+
+def test_spending_behind_pace_raises_the_willingness_to_pay(
+    learned: tuple[dict[str, Any], FakeUpstream, FakeUpstream],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config, _, _ = learned
+    client, _ = client_for(config)
+    with client, caplog.at_level("INFO", logger="polyroute.access"):
+        client.post("/v1/chat/completions", json=BODY)  # nothing spent yet: behind pace
+    line = next(json.loads(r.getMessage()) for r in caplog.records if r.name == "polyroute.access")
+    assert line["willingness_to_pay"] > 0.01
