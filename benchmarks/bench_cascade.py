@@ -49,20 +49,13 @@ from polyroute.plans.cascade_fit import (
     fit_cascade,
     grid_search,
 )
-from polyroute.plans.cascade_model import grid_curve, simulate, threshold_grid
+from polyroute.plans.cascade_fit import run_stages as _run
+from polyroute.plans.cascade_model import grid_curve, threshold_grid
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cascades"
 SETS = (("mc", "logprob_mean"), ("verify", "verify"))
 FRACTIONS = (1.0, 0.5)
 OUT = Path(__file__).resolve().parent / "RESULTS_cascade.md"
-
-
-def _run(data: CascadeData, stages: Any) -> tuple[np.ndarray, np.ndarray]:
-    col = {m: j for j, m in enumerate(data.models)}
-    chain = tuple(col[s.model] for s in stages)
-    t = np.array([s.threshold for s in stages[:-1]], dtype=np.float64)
-    q, c, _ = simulate(data.scores, data.costs, data.confidence, chain, t)
-    return q, c
 
 
 def _votes(path: Path, models: tuple[str, ...]) -> np.ndarray:

@@ -4,7 +4,7 @@
 
     polyroute eval --data DATA.jsonl --models MODELS.json [--test TEST.jsonl | --cv K]
                    [--repeat N] [--group-by FIELD]
-                   --routers a,b,... --json OUT.json --plot OUT.png
+                   --routers a,b,... [--plans cascade,vote:K] --json OUT.json --plot OUT.png
     polyroute calibrate --router DIR --data DATA.jsonl
                         (--target-cost-fraction F | --target-quality Q)
 
@@ -67,6 +67,15 @@ def add_eval_parser(subparsers: Any) -> None:
         default=None,
         help="comma-separated routers, each NAME[:KEY=VALUE...] (e.g. knn:k=20:encoder=tfidf); "
         "default: every learned router but auto and the baselines",
+    )
+    p.add_argument(
+        "--plans",
+        default=None,
+        metavar="SPEC[,SPEC...]",
+        help="also judge plans on the same folds: cascade[:lo=0.1:hi=1.2:points=12"
+        ":statistic=S:max_stages=3] (a cascade fitted per target cost fraction) and vote:K "
+        "(majority of the K best models); needs rows with answers and logprobs or "
+        "verify_logprob",
     )
     p.add_argument(
         "--json", dest="json_out", default=None, metavar="OUT.json", help="write the report as JSON"
@@ -157,6 +166,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError("--group-by: expected a row field name (e.g. task)")
     if args.limit is not None and args.limit < 2:
         raise ConfigError(f"--limit: expected >= 2, got {args.limit}")
+    if args.plans and args.test:
+        raise ConfigError("--plans: plans are judged by cross-validation; drop --test")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -171,6 +182,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         data = data.subset(range(min(args.limit, len(data))))
         groups = None if groups is None else groups[: len(data)]
     test = load_dataset(args.test, args.models) if args.test else None
+    plans = None
+    if args.plans:
+        from polyroute.eval.plans import load_plan_rows, parse_plans
+
+        plans = load_plan_rows(args.data, data, parse_plans(args.plans))
     plan = Plan(
         routers=_router_list(args.routers),
         cv=args.cv,
@@ -180,7 +196,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         repeats=args.repeat,
         group_by=args.group_by,
     )
-    report = _run_with_progress(data, plan, test, groups, quiet=args.quiet)
+    report = _run_with_progress(data, plan, test, groups, plans=plans, quiet=args.quiet)
     report["protocol"]["data"] = str(args.data)
     render(report, per_task=args.per_task)
     if args.json_out:
@@ -200,11 +216,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_with_progress(data: Any, plan: Any, test: Any, groups: Any, quiet: bool) -> dict[str, Any]:
+def _run_with_progress(
+    data: Any, plan: Any, test: Any, groups: Any, *, plans: Any, quiet: bool
+) -> dict[str, Any]:
     from polyroute.eval.evaluate import evaluate, scheme_for
 
     if quiet:
-        return evaluate(data, plan, test, groups=groups)
+        return evaluate(data, plan, test, groups=groups, plans=plans)
     from rich.progress import (
         BarColumn,
         Progress,
@@ -213,7 +231,7 @@ def _run_with_progress(data: Any, plan: Any, test: Any, groups: Any, quiet: bool
     )
 
     fits = 1 if test is not None else scheme_for(len(data), plan, groups).fits
-    steps = len(plan.routers) * fits + 1
+    steps = (len(plan.routers) + (len(plans.specs) if plans else 0)) * fits + 1
     columns = (
         TextColumn("{task.description:<28}"),
         BarColumn(),
@@ -232,7 +250,7 @@ def _run_with_progress(data: Any, plan: Any, test: Any, groups: Any, quiet: bool
             started[0] = True
             bar.update(task, description=label)
 
-        report = evaluate(data, plan, test, progress=step, groups=groups)
+        report = evaluate(data, plan, test, progress=step, groups=groups, plans=plans)
         bar.advance(task)
     return report
 

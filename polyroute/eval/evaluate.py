@@ -19,7 +19,7 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from polyroute.dataset import Matrix, RoutingDataset
 from polyroute.errors import ConfigError, DatasetError
 from polyroute.eval import aggregate, splits, summary
 from polyroute.eval.splits import Scheme, folds
+
+if TYPE_CHECKING:
+    from polyroute.eval.plans import PlanRows
 
 __all__ = ["BASELINES", "Plan", "align", "evaluate", "folds", "make_router", "parse_spec"]
 
@@ -195,12 +198,19 @@ def evaluate(
     test: RoutingDataset | None = None,
     progress: Progress | None = None,
     groups: Sequence[str] | None = None,
+    *,
+    plans: PlanRows | None = None,
 ) -> dict[str, Any]:
-    """Judge ``plan.routers`` and the baselines; the JSON-ready report (see docs/metrics.md).
+    """Judge ``plan.routers``, the ``plans`` and the baselines; the JSON-ready report (see
+    docs/metrics.md).
 
     ``groups`` (one label per row of ``data``) keeps each group on one side of every split.
+    ``plans`` (:func:`polyroute.eval.plans.load_plan_rows`) are judged on the same splits.
     """
-    known = (*BASELINES, "zero-router", *plan.routers)
+    specs = () if plans is None else plans.specs
+    if specs and test is not None:
+        raise ConfigError("--plans: plans are judged by cross-validation; drop --test")
+    known = (*BASELINES, "zero-router", *plan.routers, *(s.text for s in specs))
     if plan.compare_to is not None and plan.compare_to not in known:
         raise ConfigError(f"--compare-to {plan.compare_to!r}: not among {', '.join(known)}")
     judged, rounds, protocol = _rounds(data, plan, test, groups)
@@ -218,6 +228,7 @@ def evaluate(
             "fit_seconds": fit_s,
             "predict_ms_per_prompt": 1000 * predict_s / (len(judged) * len(rounds)),
         }
+    extras = _judge_plans(judged, rounds, outcomes, plans, seed=plan.seed, progress=progress)
     if progress is not None:
         progress("bootstrap")
     report = aggregate.report(
@@ -231,8 +242,38 @@ def evaluate(
     )
     for entry in report["routers"]:
         entry.update(timings.get(entry["name"], {}))
+        entry.update(extras.get(entry["name"], {}))
     report["protocol"] = {**protocol, **report["protocol"], "python": platform.python_version()}
     return dict(summary.clean(report))
+
+
+def _judge_plans(
+    judged: RoutingDataset,
+    rounds: list[list[Split]],
+    outcomes: list[list[summary.Outcome]],
+    plans: PlanRows | None,
+    *,
+    seed: int,
+    progress: Progress | None,
+) -> dict[str, dict[str, Any]]:
+    """Append every plan's outcome to each repeat's; per plan, its report extras."""
+    from polyroute.eval.plans import describe, judge_plan
+
+    extras: dict[str, dict[str, Any]] = {}
+    if plans is None:
+        return extras
+    for spec in plans.specs:
+        t0 = time.perf_counter()
+        runs = []
+        for r, parts in enumerate(rounds):
+            folds_ = [(rows, label) for _, _, rows, label in parts]
+            runs.append(judge_plan(spec, plans, judged, folds_, seed=seed, progress=progress))
+            outcomes[r].append(runs[-1])
+        extras[spec.text] = {
+            "plan": describe(spec, runs, judged),
+            "fit_seconds": time.perf_counter() - t0,
+        }
+    return extras
 
 
 def _rounds(

@@ -16,13 +16,14 @@ from polyroute.errors import ConfigError
 from polyroute.eval.tables import (
     Table,
     describe,
+    fmt,
     group_table,
     intervals_note,
     summary_rows,
     task_table,
 )
 
-__all__ = ["markdown", "render", "summary_rows", "write_json", "write_markdown"]
+__all__ = ["markdown", "plan_table", "render", "summary_rows", "write_json", "write_markdown"]
 
 
 def _rich(table: Table) -> Any:
@@ -44,6 +45,27 @@ def _main_table(report: dict[str, Any]) -> Table:
     return title, header, rows
 
 
+def plan_table(report: dict[str, Any]) -> Table | None:
+    """Each plan's operating points (``--plans``): target, quality, cost and cost fraction."""
+    rows = []
+    for r in report["routers"]:
+        for point in r.get("plan", {}).get("points", []):
+            target = point.get("target_cost_fraction")
+            rows.append(
+                [
+                    r["name"],
+                    "—" if target is None else f"{target:g}",
+                    fmt(point["quality"], 4),
+                    f"{point['cost']:.3e}",
+                    fmt(point["cost_fraction"], 3),
+                ]
+            )
+    if not rows:
+        return None
+    title = f"plans: operating points (cost fraction of {report['best_single']}'s cost)"
+    return title, ["plan", "target F", "quality", "cost USD", "cost fraction"], rows
+
+
 def render(report: dict[str, Any], per_task: bool = False) -> None:
     """Print the single models, the main table, the per-group table and optionally per task."""
     from rich.console import Console
@@ -63,7 +85,12 @@ def render(report: dict[str, Any], per_task: bool = False) -> None:
     note = report["protocol"].get("note")
     if note:
         console.print(f"note: {note}")
-    tables = [_main_table(report), group_table(report), task_table(report) if per_task else None]
+    tables = [
+        _main_table(report),
+        plan_table(report),
+        group_table(report),
+        task_table(report) if per_task else None,
+    ]
     for table in tables:
         if table is not None:
             console.print(_rich(table))
@@ -95,7 +122,11 @@ def write_markdown(
     ]
     lines += [f"| {m['name']} | {m['quality']:.4f} | {m['cost']:.3e} |" for m in report["models"]]
     lines += ["", *_md(*summary_rows(report))]
-    for table in (group_table(report), task_table(report) if per_task else None):
+    for table in (
+        plan_table(report),
+        group_table(report),
+        task_table(report) if per_task else None,
+    ):
         if table is not None:
             title, header, rows = table
             lines += ["", f"{title[0].upper()}{title[1:]}:", "", *_md(header, rows)]

@@ -266,6 +266,16 @@ def fit_cascade(
     )
 
 
+def run_stages(data: CascadeData, stages: tuple[CascadeStage, ...]) -> tuple[Floats, Floats]:
+    """Per row of ``data``: the quality and cost of the cascade ``stages``, run on the
+    recorded answers (each stage's recorded confidence against its threshold)."""
+    col = {m: j for j, m in enumerate(data.models)}
+    chain = tuple(col[s.model] for s in stages)
+    t = np.array([s.threshold for s in stages[:-1]], dtype=np.float64)
+    q, c, _ = simulate(data.scores, data.costs, data.confidence, chain, t)
+    return q, c
+
+
 def grid_search(
     data: CascadeData, target: Target, max_stages: int = 3
 ) -> tuple[tuple[CascadeStage, ...], tuple[int, ...], Floats]:
@@ -288,4 +298,5 @@ __all__ = [
     "fit_cascade",
     "fit_thresholds",
     "grid_search",
+    "run_stages",
 ]
