@@ -30,10 +30,14 @@ def plan_gateway(gateway_factory: GatewayFactory, llama_small: Proc, llama_large
             "hard": {"type": "keyword", "any": ["prove"]},
             "vote": {"type": "keyword", "any": ["vote"]},
             "adapt": {"type": "keyword", "any": ["adapt"]},
+            "merge": {"type": "keyword", "any": ["merge"]},
         },
         "decisions": [
             {"name": "vote", "priority": 20, "when": "vote", "models": ["small", "large"],
              "plan": {"ensemble": {"aggregate": "vote"}}},
+            {"name": "merge", "priority": 20, "when": "merge",
+             "models": ["small", "large", "third"],
+             "plan": {"ensemble": {"aggregate": "merge", "merger": "third"}}},
             {"name": "adapt", "priority": 20, "when": "adapt",
              "models": ["small", "large", "third"],
              "plan": {"adaptive": {"probe": "small", "samples": 3}}},
@@ -146,3 +150,20 @@ def test_adaptive_execution_reports_sigma(plan_gateway: Gateway, stream: bool) -
     assert event["samples"] == 3 and 1 / 3 <= event["sigma"] <= 1.0
     assert event["models"] in (1, 2, 3)
     assert trace["plan_calls"] == 3 + event["models"] - 1
+
+
+def test_an_ensemble_merges_real_answers(plan_gateway: Gateway) -> None:
+    with plan_gateway.client() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto",
+            messages=[{"role": "user", "content": "merge: name two colours."}],
+            max_tokens=8,
+            temperature=0,
+        )
+        assert raw.headers["x-polyroute-decision"] == "merge"
+        assert raw.headers["x-polyroute-model"] == "third"
+        assert raw.headers["x-polyroute-plan"] == "ensemble; calls=3"
+        assert raw.parse().choices[0].message.content
+    trace = plan_gateway.wait_trace(raw.headers["x-polyroute-trace-id"])
+    [event] = [e for e in trace["plugins"] if e.get("aggregate") == "merge"]
+    assert event["members"] == ["small", "large"] and event["merger"] == "third"
