@@ -29,8 +29,8 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -177,7 +177,11 @@ class TraceLog:
         return await self._update(client, rating.trace_id, rated, missing_ok=False)
 
     async def _update(
-        self, client: str, trace_id: str, change: Any, missing_ok: bool = True
+        self,
+        client: str,
+        trace_id: str,
+        change: Callable[[JSON], None],
+        missing_ok: bool = True,
     ) -> JSON:
         try:
             record = await self.get(client, trace_id)
