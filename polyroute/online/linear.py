@@ -25,10 +25,24 @@ choices so far differ from the greedy one.  ``reg`` is the prior precision of th
 shared features (default :data:`COLD_REG` cold, :data:`WARM_REG` warm).
 ``forget < 1`` discounts an arm's data by that factor on each of its updates, to
 follow drift; the prior is given back one coordinate per update (see ``_forget``).
+
+Spend anchor (warm only; ``spend_anchor`` = :data:`SPEND_ANCHOR` by default, 0 turns
+it off): learning must not silently spend more than the router it started from, and
+should buy what quality it can with that money.  Each update adds to sums discounted
+over about ``anchor_horizon`` answers the spend reported and what the warm start would
+have spent on that request (``spend_anchor`` times the bandit's own current cost
+estimate of the model the artifact picks at the configured ``W``: the artifact's choice
+is known, its cost is learned).  Choosing, the bandit weighs cost at
+``W * exp(clip(ANCHOR_GAIN * ahead, -ANCHOR_LIMIT, ANCHOR_UP))``, where ``ahead`` is
+how many requests' worth the anchor's spend leads the bandit's: an integral controller
+that holds the bandit's spend at the anchor, so the corrections it learns buy quality
+at the artifact's cost rather than move it to dearer (or cheaper) models.  The ``W`` it
+chose at is in :class:`~polyroute.online.types.Choice`.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -43,6 +57,14 @@ Matrix = np.ndarray[Any, np.dtype[np.float64]]
 #: warm, the artifact's prior dominates and only consistent evidence corrects it
 COLD_REG = 1.0
 WARM_REG = 100.0
+#: the spend anchor's integral gain (per request's worth of spend ahead), and how far it
+#: may move ``W``: down to ``e^-6`` (cost priced 400 times higher), up to 4 times
+ANCHOR_GAIN = 0.1
+ANCHOR_LIMIT = 6.0
+ANCHOR_UP = math.log(4.0)
+#: the default ``spend_anchor``: 3 % under the warm start's spend, a margin for the
+#: error of its estimate (the anchor tracks within about 1 %: BENCHMARKS.md)
+SPEND_ANCHOR = 0.97
 
 
 class LinearBandit:
@@ -61,6 +83,8 @@ class LinearBandit:
         warm_start: bool = False,
         prior_weight: float = 20.0,
         forget: float = 1.0,
+        spend_anchor: float = SPEND_ANCHOR,
+        anchor_horizon: float = 500.0,
         seed: int | None = 0,
     ) -> None:
         if not models or dim < 1:
@@ -74,6 +98,10 @@ class LinearBandit:
             )
         if not 0 < forget <= 1:
             raise ConfigError(f"online bandit: forget must be in (0, 1], got {forget}")
+        if not spend_anchor >= 0 or not anchor_horizon >= 1:
+            raise ConfigError(
+                "online bandit: spend_anchor >= 0 (0 = off) and anchor_horizon >= 1 expected"
+            )
         self.models = tuple(models)
         self.dim = dim
         self.reward = reward or Reward()
@@ -84,6 +112,8 @@ class LinearBandit:
         self.warm_start = warm_start
         self.prior_weight = prior_weight
         self.forget = forget
+        self.spend_anchor = spend_anchor if warm_start else 0.0
+        self.anchor_horizon = anchor_horizon
         self.seed = seed
         self.state = self.initial_state()
         self._rng = rng_from(self.state.rng)
@@ -147,9 +177,19 @@ class LinearBandit:
         means = np.einsum("mtj,mj->mt", self.state.b, ax)
         return means, np.maximum(np.einsum("mi,mi->m", xs, ax), 0.0)
 
+    def anchored_w(self) -> float:
+        """The ``W`` the spend anchor prices cost at now (the module docstring)."""
+        w = self.reward.willingness_to_pay
+        target, spent, count = self.state.anchor
+        if not self.spend_anchor or math.isinf(w) or target <= 0 or count <= 0:
+            return w
+        ahead = (target - spent) / (target / count)
+        return w * math.exp(min(ANCHOR_UP, max(-ANCHOR_LIMIT, ANCHOR_GAIN * ahead)))
+
     def choose(self, context: Context) -> Choice:
         means, var = self.estimates(self.arm_features(context))
-        util = means @ self.reward.weights()
+        w = self.anchored_w()
+        util = means @ self.reward.weights(w)
         greedy = int(curves.choose(util[None, :], means[None, :, 1], 0.0)[0])
         score = self._explore_score(util, np.sqrt(var))
         pick = int(np.argmax(score))
@@ -159,10 +199,14 @@ class LinearBandit:
             pick = greedy
         state.chosen += 1
         state.explored += int(pick != greedy)
-        return Choice(pick, greedy, pick != greedy)
+        moved = None if w == self.reward.willingness_to_pay else w
+        return Choice(pick, greedy, pick != greedy, moved)
 
     def update(self, context: Context, model: int, outcome: Outcome) -> None:
-        x = self.arm_features(context)[model]
+        xs = self.arm_features(context)
+        if self.spend_anchor:
+            self._anchor(context, xs, outcome.cost)
+        x = xs[model]
         s = self.state
         if self.forget < 1.0:
             self._forget(model)
@@ -170,6 +214,22 @@ class LinearBandit:
         s.a_inv[model] -= np.outer(ax, ax) / (1.0 + float(x @ ax))
         s.b[model] += np.outer(outcome.targets(), x)
         s.pulls[model] += 1.0
+
+    def _anchor(self, context: Context, xs: Matrix, cost: float) -> None:
+        """Add one request to the spend anchor's discounted sums (the module docstring)."""
+        assert context.prior_quality is not None and context.prior_cost is not None
+        w = self.reward.willingness_to_pay
+        pick = int(
+            curves.choose(
+                context.prior_quality[None, :],
+                context.prior_cost[None, :],
+                0.0 if math.isinf(w) else 1.0 / w,
+            )[0]
+        )
+        ax = self.state.a_inv[pick] @ xs[pick]
+        would = max(0.0, float(self.state.b[pick][1] @ ax))
+        keep = 1.0 - 1.0 / self.anchor_horizon
+        self.state.anchor = self.state.anchor * keep + [self.spend_anchor * would, cost, 1.0]
 
     def _forget(self, model: int) -> None:
         """Discount the arm's statistics by ``forget`` and give back, one coordinate ``k``

@@ -10,8 +10,9 @@ naming the field and what was expected.
 - :class:`LinearState` (LinUCB, Thompson sampling): per model the inverse design
   matrix ``a_inv = (Lambda + sum x x^T)^-1`` ``[models x d x d]``, the
   response sums ``b = Lambda theta0 + sum y x`` ``[models x targets x d]`` (one row
-  per :data:`~polyroute.online.types.TARGETS`), the pulls per model and the
-  exploration counters.
+  per :data:`~polyroute.online.types.TARGETS`), the pulls per model, the
+  exploration counters and the spend anchor's discounted sums ``anchor`` =
+  ``[the warm start's estimated spend, the spend, the answers]`` (``polyroute.online.linear``).
 - :class:`EMAState` (the EMA router): per (domain, model) the moving averages of the
   targets and the observation counts.
 """
@@ -88,6 +89,7 @@ class LinearState:
     chosen: int = 0
     explored: int = 0
     rng: JSON = field(default_factory=lambda: new_rng_state(0))
+    anchor: Array = field(default_factory=lambda: np.zeros(3))
 
     @property
     def dim(self) -> int:
@@ -115,6 +117,7 @@ class LinearState:
             "chosen": self.chosen,
             "explored": self.explored,
             "rng": self.rng,
+            "anchor": _array_json(self.anchor),
         }
 
     @classmethod
@@ -130,7 +133,9 @@ class LinearState:
         a_inv = _array(obj, "a_inv", (m, d, d), where)
         b = _array(obj, "b", (m, len(TARGETS), d), where)
         pulls = _array(obj, "pulls", (m,), where)
-        return cls(models, a_inv, b, pulls, chosen, explored, rng)
+        # states written before the spend anchor existed have none: it starts empty
+        anchor = _array(obj, "anchor", (3,), where) if "anchor" in obj else np.zeros(3)
+        return cls(models, a_inv, b, pulls, chosen, explored, rng, anchor)
 
 
 @dataclass

@@ -69,9 +69,10 @@ class Reward:
         if self.latency_weight < 0 or self.energy_weight < 0:
             raise ConfigError("latency_weight and energy_weight must be >= 0")
 
-    def weights(self) -> Vector:
-        """Utility per unit of each of :data:`TARGETS` (utility = weights . targets)."""
-        w = self.willingness_to_pay
+    def weights(self, willingness_to_pay: float | None = None) -> Vector:
+        """Utility per unit of each of :data:`TARGETS` (utility = weights . targets), at
+        ``willingness_to_pay`` if given (a spend anchor's), else at the one in force."""
+        w = self.willingness_to_pay if willingness_to_pay is None else willingness_to_pay
         return np.array(
             [1.0, 0.0 if math.isinf(w) else -1.0 / w, -self.latency_weight, -self.energy_weight]
         )
@@ -82,11 +83,13 @@ class Reward:
 
 @dataclass(frozen=True)
 class Choice:
-    """A router's pick (a column of its ``models``), its greedy pick, and whether they differ."""
+    """A router's pick (a column of its ``models``), its greedy pick, whether they differ,
+    and the willingness to pay it chose at when a spend anchor moved it (else None)."""
 
     model: int
     greedy: int
     explored: bool
+    willingness_to_pay: float | None = None
 
 
 class OnlineRouter(Protocol):

@@ -11,7 +11,9 @@
   ``warm_start: DIR``, an offline router artifact's predicted quality and cost per model
   (the bandit starts as good as that artifact); the bandit picks a model; the others
   follow in config order (failover).  The trace says which was picked, whether it was
-  exploration, and the willingness to pay in force (a steering budget scales it).
+  exploration, and the willingness to pay in force (a steering budget scales it; with a
+  warm start, the spend anchor moves it so that learning spends what the artifact would
+  have, ``polyroute.online.linear``; ``spend_anchor: 0`` turns that off).
 - Learning: ``POST /v1/feedback`` for a request this selector routed updates the model
   that answered with ``quality = score``, the request's cost, its upstream latency and
   the model's configured ``energy_wh`` per request (bandit feedback: only that model); the
@@ -169,6 +171,9 @@ class BanditSelector:
         chosen = candidates[choice.model]
         self._remember(trace.trace_id, context)
         event = {"bandit": self.algorithm, "chosen": chosen.name, "explored": choice.explored}
+        if choice.willingness_to_pay is not None:  # the spend anchor moved it
+            trace.willingness_to_pay = choice.willingness_to_pay
+            event["anchored_w"] = choice.willingness_to_pay
         if self._sync_failed:  # learning alone (from its warm start) until the store answers
             event["shared"] = "unavailable"
         trace.events.append(event)
