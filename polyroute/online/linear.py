@@ -58,9 +58,10 @@ Matrix = np.ndarray[Any, np.dtype[np.float64]]
 COLD_REG = 1.0
 WARM_REG = 100.0
 #: the spend anchor's integral gain (per request's worth of spend ahead), and how far it
-#: may move ``W``: down to ``e^-6`` (cost priced 400 times higher), up to 4 times
+#: may move ``W``: a quarter to 4 times, so a model that fails outright is still left
+#: for a dearer one (holding dcrouter's spend never needed more: BENCHMARKS.md)
 ANCHOR_GAIN = 0.1
-ANCHOR_LIMIT = 6.0
+ANCHOR_LIMIT = math.log(4.0)
 ANCHOR_UP = math.log(4.0)
 #: the default ``spend_anchor``: 3 % under the warm start's spend, a margin for the
 #: error of its estimate (the anchor tracks within about 1 %: BENCHMARKS.md)

@@ -60,6 +60,15 @@ def test_the_anchor_holds_spend_and_buys_quality_at_that_price() -> None:
     assert np.bincount(held.picks[late], minlength=3).argmax() == MODELS.index("sleeper")
 
 
+def test_a_model_that_fails_outright_is_left_even_for_a_dearer_one() -> None:
+    """The anchor prices cost at most 4 times higher: money is held, not at any price."""
+    stream = misjudged_stream()
+    stream.data.scores[:, :2] = 0.0  # cheap and sleeper now fail every request
+    held = replay(bandit(), stream)
+    late = slice(len(stream.data) // 2, None)
+    assert (held.picks[late] == MODELS.index("dear")).mean() > 0.9
+
+
 def test_the_anchor_reports_the_w_it_chose_at() -> None:
     stream = misjudged_stream(400)
     router = bandit()

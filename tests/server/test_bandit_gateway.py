@@ -148,3 +148,45 @@ def test_energy_per_request_weighs_in_the_reward(ups: tuple[FakeUpstream, FakeUp
             chosen.append(model)
             rate(client, trace_id, "good")
     assert chosen[-8:] == [other] * 8, chosen
+
+
+def _tiny_artifact(path: Any) -> str:
+    """A kNN artifact over ``small`` / ``large`` that prefers ``small`` at W = 1.5e-5."""
+    import numpy as np
+
+    from polyroute.dataset import RoutingDataset
+    from polyroute.routers.artifact import save_router
+    from polyroute.routers.learned.knn import KNNRouter
+
+    n = len(PROMPTS)
+    data = RoutingDataset(
+        ids=tuple(f"r{i}" for i in range(n)),
+        prompts=tuple(PROMPTS),
+        models=("small", "large"),
+        scores=np.tile([0.5, 0.9], (n, 1)),
+        costs=np.tile([1e-6, 1e-5], (n, 1)),
+    )
+    return str(save_router(KNNRouter(encoder="tfidf", k=5).fit(data), path / "knn"))
+
+
+@pytest.mark.parametrize("anchor", [True, False])
+def test_a_warm_bandit_shows_the_w_its_spend_anchor_chose(
+    ups: tuple[FakeUpstream, FakeUpstream],
+    tmp_path: Any,
+    caplog: pytest.LogCaptureFixture,
+    anchor: bool,
+) -> None:
+    raw = config(ups)
+    select = raw["decisions"][0]["select"]
+    select.update(warm_start=_tiny_artifact(tmp_path), willingness_to_pay=1.5e-5)
+    if not anchor:
+        select["params"] = {"spend_anchor": 0}
+    with TestClient(create_app(Engine(parse_config(raw)))) as client:
+        for prompt in PROMPTS[:6]:
+            _, trace_id = ask(client, prompt)
+            rate(client, trace_id, "good")
+            time.sleep(0.05)
+        with caplog.at_level("INFO", logger="polyroute.access"):
+            ask(client, PROMPTS[7])
+    line = next(r.getMessage() for r in caplog.records if r.name == "polyroute.access")
+    assert ('"anchored_w"' in line) is anchor, line
