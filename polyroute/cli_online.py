@@ -11,7 +11,9 @@ Rows are replayed in file order (``polyroute.online.simulate``); an artifact dir
 as ``--router`` is the static baseline (its choice at the W in force, no learning).
 ``--target-cost-fraction`` takes W from the calibration table of the artifact (the
 router or ``--warm-start``).  ``--budget-per-query B`` runs the budget autopilot
-(``polyroute.online.budget``), starting at the given W or at ``20 * B``.  Writes one
+(``polyroute.online.budget``), starting at the given W or at ``20 * B``.  A bandit with
+``--warm-start`` holds its spend at the artifact's (the spend anchor,
+``polyroute.online.linear``; ``--router linucb:spend_anchor=0`` turns it off).  Writes one
 ``{"id", "model"}`` line per row, prints a summary, and writes the cumulative utility
 and spend per row as CSV (and a PNG beside it when matplotlib is installed).
 """
@@ -47,7 +49,10 @@ def add_simulate_parser(subparsers: Any) -> None:
         "--out", required=True, metavar="CHOICES.jsonl", help='one {"id", "model"} line per row'
     )
     p.add_argument(
-        "--warm-start", metavar="ARTIFACT", help="a trained router artifact as the bandit's prior"
+        "--warm-start",
+        metavar="ARTIFACT",
+        help="a trained router artifact as the bandit's prior; the bandit then holds its "
+        "spend at 0.97 x the artifact's (spend_anchor=0 in the spec turns that off)",
     )
     w = p.add_mutually_exclusive_group()
     w.add_argument(
