@@ -43,7 +43,7 @@ from polyroute.errors import ConfigError
 
 Array = npt.NDArray[np.float32]
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
-ENCODERS = ("minilm", "tfidf", "minilm+tfidf", "static")
+ENCODERS = ("minilm", "tfidf", "minilm+tfidf", "static", "static+tfidf")
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _CHOICE = re.compile(r"\b[A-D][\).:]")
 _CODE_CHARS = frozenset("{}()[]=<>_;:")
@@ -341,12 +341,19 @@ class TfidfEncoder:
 
 
 class ConcatEncoder:
-    """MiniLM and TF-IDF side by side, each half unit norm, scaled so rows are unit norm."""
+    """A dense encoder (MiniLM, or the static table distilled from it) and TF-IDF side by
+    side, each half unit norm, scaled so rows are unit norm: ``minilm+tfidf``,
+    ``static+tfidf``."""
 
-    id = "minilm+tfidf"
+    def __init__(self, dense: str = "minilm", use_cache: bool = True) -> None:
+        self.id = f"{dense}+tfidf"
+        self.dense: Encoder
+        if dense == "static":
+            from polyroute.embed_static import StaticEncoder
 
-    def __init__(self, use_cache: bool = True) -> None:
-        self.minilm = MiniLMEncoder(use_cache=use_cache)
+            self.dense = StaticEncoder()
+        else:
+            self.dense = MiniLMEncoder(use_cache=use_cache)
         self.tfidf = TfidfEncoder()
 
     def fit(self, texts: Sequence[str]) -> ConcatEncoder:
@@ -354,10 +361,12 @@ class ConcatEncoder:
         return self
 
     def encode(self, texts: Sequence[str]) -> Array:
-        z = np.concatenate([self.minilm.encode(texts), self.tfidf.encode(texts)], axis=1)
+        z = np.concatenate([self.dense.encode(texts), self.tfidf.encode(texts)], axis=1)
         return np.asarray(z / np.sqrt(2.0), dtype=np.float32)
 
     def state(self) -> dict[str, npt.NDArray[Any]]:
+        if self.id == "static+tfidf":  # the table travels with the artifact
+            return {**self.dense.state(), **self.tfidf.state()}
         return self.tfidf.state()
 
 
@@ -367,8 +376,8 @@ def make_encoder(encoder_id: str, use_cache: bool = True) -> Encoder:
         return MiniLMEncoder(use_cache=use_cache)
     if encoder_id == "tfidf":
         return TfidfEncoder()
-    if encoder_id == "minilm+tfidf":
-        return ConcatEncoder(use_cache=use_cache)
+    if encoder_id in ("minilm+tfidf", "static+tfidf"):
+        return ConcatEncoder(encoder_id.split("+", maxsplit=1)[0], use_cache=use_cache)
     if encoder_id == "static":
         from polyroute.embed_static import StaticEncoder
 
@@ -408,4 +417,9 @@ def encoder_from_state(
         enc.load_state(arrays)
     elif isinstance(enc, ConcatEncoder):
         enc.tfidf.load_state(arrays)
+        if encoder_id == "static+tfidf":
+            from polyroute.embed_static import StaticEncoder
+
+            assert isinstance(enc.dense, StaticEncoder)
+            enc.dense.load_state(arrays, where)
     return enc

@@ -160,6 +160,31 @@ def test_knn_artifact_round_trip(static_cache: Path, small: RoutingDataset, tmp_
         load_router(path)
 
 
+def test_static_tfidf_artifact_round_trip(
+    static_cache: Path, small: RoutingDataset, tmp_path: Path
+) -> None:
+    """``static+tfidf``: both halves travel with the artifact, which serves the same
+    predictions after the cache is gone; its meaning-only view is the static half."""
+    from polyroute.routers.learned._features import features, semantic, view
+
+    prompts = small.prompts[:7]
+    both = make_encoder("static+tfidf").fit(small.prompts)
+    x = features(both, prompts)
+    params = semantic("static+tfidf")
+    cut = view(x, "static+tfidf", params)
+    assert cut is not None and params == {"encoder": "static", "text_features": False}
+    alone = features(make_encoder("static"), prompts, with_text=False)
+    np.testing.assert_allclose(cut, alone, rtol=1e-5, atol=1e-6)
+    assert view(x, "static+tfidf", {"encoder": "minilm", "text_features": False}) is None
+    router = get_router("logistic")(encoder="static+tfidf").fit(small)
+    path = save_router(router, tmp_path / "art")
+    with np.load(path / "arrays.npz", allow_pickle=False) as npz:
+        assert {"state/enc/static_vectors", "state/enc/tfidf_idf"} <= set(npz.files)
+    table_path(cache_dir(), STATIC_DIM).unlink()  # the artifact must not need the cache
+    loaded = load_router(path)
+    np.testing.assert_allclose(loaded.predict(prompts), router.predict(prompts), rtol=1e-5)
+
+
 @pytest.mark.slow
 def test_distilled_from_minilm_keeps_meaning() -> None:
     real = cached_table(cache_dir())  # distilled once into the user's cache (~15 s)

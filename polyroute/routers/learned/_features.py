@@ -30,6 +30,7 @@ from polyroute.routers.base import Arrays, JSONDict, LearnedRouter
 
 ENC_PREFIX = "enc/"
 MINILM_DIM = 384  # all-MiniLM-L6-v2's width
+STATIC_DIM = 256  # the static table's width (``polyroute.embed_static.STATIC_DIM``)
 #: hyperparameters of a router that reads the prompt's meaning alone (MiniLM, no
 #: TF-IDF, no surface text features): the view that holds up when the task mix shifts
 SEMANTIC: dict[str, Any] = {"encoder": "minilm", "text_features": False}
@@ -41,25 +42,37 @@ def features(encoder: Encoder, prompts: Sequence[str], with_text: bool = True) -
     return np.concatenate([encoder.encode(prompts), text_features(prompts)], axis=1)
 
 
+def semantic(encoder_id: str) -> dict[str, Any]:
+    """:data:`SEMANTIC` for an ``encoder_id`` whose dense half is MiniLM; its
+    static-table counterpart for ``static`` / ``static+tfidf``."""
+    if encoder_id.split("+", maxsplit=1)[0] == "static":
+        return {"encoder": "static", "text_features": False}
+    return SEMANTIC
+
+
 def is_semantic(params: dict[str, Any]) -> bool:
-    """Whether a router with ``params`` reads :data:`SEMANTIC` features."""
-    return all(params.get(k) == v for k, v in SEMANTIC.items())
+    """Whether a router with ``params`` reads the prompt's meaning alone (a dense encoder,
+    no TF-IDF, no text features)."""
+    return params.get("text_features") is False and params.get("encoder") in ("minilm", "static")
 
 
 def view(x: Array, encoder_id: str, params: dict[str, Any]) -> Array | None:
     """The features a router with ``params`` reads, cut from ``x = features(encoder_id,
     prompts)`` (with text features), or None when ``x`` does not hold them.
 
-    ``minilm+tfidf`` scales each half by ``1/sqrt(2)``: the MiniLM half is scaled back,
-    so the cut equals what the router computes for itself from ``encoder: minilm``.
+    ``minilm+tfidf`` and ``static+tfidf`` scale each half by ``1/sqrt(2)``: the dense
+    half is scaled back, so the cut equals what the router computes for itself from
+    ``encoder: minilm`` (``static``).
     """
     if not is_semantic(params):
         return x
-    if encoder_id == "minilm":
-        return x[:, :MINILM_DIM]
-    if encoder_id == "minilm+tfidf":
-        return np.asarray(x[:, :MINILM_DIM] * np.float32(np.sqrt(2.0)), dtype=np.float32)
-    return None
+    dense = params["encoder"]
+    if encoder_id.split("+", maxsplit=1)[0] != dense:
+        return None
+    width = MINILM_DIM if dense == "minilm" else STATIC_DIM
+    if encoder_id == dense:
+        return x[:, :width]
+    return np.asarray(x[:, :width] * np.float32(np.sqrt(2.0)), dtype=np.float32)
 
 
 class FeatureRouter(LearnedRouter):
@@ -83,7 +96,7 @@ class FeatureRouter(LearnedRouter):
     def for_serving(self) -> None:
         """The gateway's mode: no on-disk embedding cache (per-request prompts would only
         fill the disk) and MiniLM on ONNX Runtime without torch (``MiniLMEncoder.torch_free``)."""
-        for enc in (self.encoder_, getattr(self.encoder_, "minilm", None)):
+        for enc in (self.encoder_, getattr(self.encoder_, "dense", None)):
             if enc is not None and hasattr(enc, "use_cache"):
                 enc.use_cache = False
             if enc is not None and hasattr(enc, "torch_free"):
@@ -126,7 +139,7 @@ def _load_encoder(encoder_id: str, state: SavedState) -> tuple[Encoder, int]:
     """The fitted encoder ``encoder_id`` from its saved arrays, and its output width."""
     width = MINILM_DIM if encoder_id in ("minilm", "minilm+tfidf") else 0
     arrays: dict[str, npt.NDArray[Any]] = {}
-    if encoder_id == "static":
+    if encoder_id in ("static", "static+tfidf"):
         from polyroute.embed_static import tokenizer
 
         vocab = tokenizer().get_vocab_size()
@@ -139,8 +152,8 @@ def _load_encoder(encoder_id: str, state: SavedState) -> tuple[Encoder, int]:
             "static_empty": state.array("static_empty", ("static_dims",), np.float32),
         }
         width = state.dim("static_dims")
-    if encoder_id in ("tfidf", "minilm+tfidf"):
-        arrays = {
+    if encoder_id in ("tfidf", "minilm+tfidf", "static+tfidf"):
+        arrays |= {
             "tfidf_terms": state.array("tfidf_terms", ("terms",), np.str_),
             "tfidf_idf": state.array("tfidf_idf", ("terms",), np.float32),
             "tfidf_components": state.array(

@@ -12,8 +12,9 @@ Recipe (nothing is tuned to a particular dataset):
    *tasks* (a shifted mix).  The criterion is the mean of the two, so a router
    that only memorises the tasks it saw does not win.  Besides the full
    features, knn, logistic and clusters are also tried on the prompt's meaning
-   alone (:data:`~._features.SEMANTIC`: MiniLM, no TF-IDF, no surface
-   features), the view that holds up best under a shift.  The first
+   alone (:data:`~._features.SEMANTIC`: MiniLM, or the static table for the
+   ``static`` encoders; no TF-IDF, no surface features), the view that holds up
+   best under a shift.  The first
    configuration of every family in :data:`CANDIDATES` is **always** tried (the
    one-cluster prior, knn, logistic, clusters, mf, mlp); further configurations
    are tried while ``time_budget_s`` (counted from the end of encoding) lasts,
@@ -60,7 +61,13 @@ from polyroute.errors import ConfigError
 from polyroute.routers._artifact_state import SavedState
 from polyroute.routers.base import Arrays, JSONDict, LearnedRouter
 from polyroute.routers.learned._curve import aiq
-from polyroute.routers.learned._features import SEMANTIC, features, is_semantic, view
+from polyroute.routers.learned._features import (
+    SEMANTIC,
+    features,
+    is_semantic,
+    semantic,
+    view,
+)
 from polyroute.routers.learned._optim import Split, group_kfold_indices, kfold_indices
 from polyroute.routers.learned.stack import StackRouter, make_base
 from polyroute.routers.shrink import Shrinkage
@@ -147,7 +154,8 @@ class AutoRouter(LearnedRouter):
         best: dict[str, _Candidate] = {}  # per family, the best configuration of every view
         prior: _Candidate | None = None
         tried: set[str] = set()
-        for family, params in CANDIDATES:
+        for family, listed in CANDIDATES:
+            params = {**listed, **semantic(self.encoder)} if is_semantic(listed) else listed
             xv = view(x, self.encoder, params)
             if xv is None:
                 continue  # the encoder has no MiniLM half to read the meaning from
