@@ -9,7 +9,9 @@ see ``probes/README.md``): recall on ``wild_jailbreak`` and ``indirect_injection
 the share flagged on ``hard_benign`` and ``plain_benign``.
 
 Models: the shipped default (loaded, not retrained; ``--models DIR,DIR`` adds other
-saved models, say the previous default, and ``--quick`` stops after them); the
+saved models, say the previous default, and ``--quick`` stops after them; a saved
+cascade is scored as it is served, MiniLM only in its band, and its ``ms/prompt`` is
+the signal's ``compute()``); the
 TF-IDF baseline exactly as ``bench_signals.py`` trains it (word 1-2-grams, LR C=4);
 then alternatives whose C and class weight are chosen by 5-fold cross-validation on
 train (the recall at the out-of-fold threshold keeping benign false positives at
@@ -44,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from polyroute.embed import make_encoder
+from polyroute.signals.cascade import is_cascade
 from polyroute.signals.textmodel import default_model_dir, load_model
 from polyroute.signals.textmodel_train import jailbreak_metrics, jailbreak_threshold
 
@@ -274,6 +277,8 @@ AVERAGES = (("minilm", "tfidf"), ("minilm", "char"), ("static+minilm", "char"), 
 
 def saved(feats: Features, texts: list[str], train: Split, path: Path, name: str) -> Result:
     """A saved model (the shipped default, or ``--models DIR``), loaded, not retrained."""
+    if is_cascade(path):
+        return saved_cascade(feats, texts, path, name)
     model = load_model(path, "jailbreak")
     xv, xp = feats.get(model.encoder)[1:3]
     row = encoder_scorer(model.encoder, train)
@@ -283,6 +288,33 @@ def saved(feats: Features, texts: list[str], train: Split, path: Path, name: str
     )
     label = f"{name}: {model.encoder} + LR ({path.name})"
     return Result(label, model.scores(xv), model.scores(xp), ms, note=note)
+
+
+def saved_cascade(feats: Features, texts: list[str], path: Path, name: str) -> Result:
+    """A saved jailbreak cascade: its scores on validation and probes (the accurate stage
+    only in the band, as served), the share sent to it, and the latency of the signal's
+    ``compute()`` (fast encoder, and MiniLM on ONNX Runtime for the prompts in the band)."""
+    from polyroute.signals.jailbreak import JailbreakSignal
+    from polyroute.signals.jailbreak_cascade import load_jailbreak_cascade
+    from polyroute.types import Request
+
+    model = load_jailbreak_cascade(path)
+    fast, slow = feats.get(model.fast.encoder), feats.get(model.accurate.encoder)
+    out, sent = [], []
+    for k, split in ((1, feats.splits[1]), (2, feats.splits[2])):
+        p, q = model.fast.scores(fast[k]), model.accurate.scores(slow[k])
+        pairs = zip(p, split.texts, strict=True)
+        unsure = np.asarray([not model.sure(float(a), t) for a, t in pairs])
+        mixed = np.asarray([model.combine(float(a), float(b)) for a, b in zip(p, q, strict=True)])
+        out.append(np.where(unsure, mixed, p).astype(np.float32))
+        sent.append(float(unsure.mean()))
+    signal = JailbreakSignal("j", {"model": str(path)})
+    signal.warmup()
+    ms = per_prompt_ms(texts, lambda t: float(signal.compute(Request.chat(t)) or 0.0))
+    note = (f"manifest threshold {model.threshold:.4f}; band {model.low:.3f}-{model.high:.3f}; "
+            f"sent on: validation {sent[0]:.1%}, probes {sent[1]:.1%}")  # fmt: skip
+    label = f"{name}: {model.fast.encoder} -> {model.accurate.encoder} cascade ({path.name})"
+    return Result(label, out[0], out[1], ms, note=note)
 
 
 def latency_of(kind: str, feats: Features, lr: Any, texts: list[str], train: Split) -> float:

@@ -6,9 +6,11 @@
     polyroute train-signal domain --data TRAIN.jsonl --out DIR
         [--encoder static|minilm|ngram|cascade] [--min-oos-recall 0.9]
 
-``--encoder cascade`` (``domain`` only) trains a static model and a MiniLM one and the
-band of the static model's confidence in which MiniLM answers (see
-``polyroute.signals.cascade``).  ``--extra-data FILE`` adds rows to the training data
+``--encoder cascade`` trains a fast model and a MiniLM one and the band of the fast
+model's score in which MiniLM answers: for ``domain`` static then MiniLM (see
+``polyroute.signals.cascade``), for ``jailbreak`` ngram then MiniLM, the extra rows
+held out by their ``group`` in cross-validation (see
+``polyroute.signals.jailbreak_cascade``).  ``--extra-data FILE`` adds rows to the training data
 (not to cross-validation's held-out folds' scoring; e.g. the benign look-alike prompts
 of ``polyroute/data/signals/jailbreak-lookalikes.jsonl``).
 
@@ -51,7 +53,7 @@ def add_train_signal_parser(subparsers: Any) -> None:
         default="static",
         choices=(*SIGNAL_ENCODERS, CASCADE),
         help="the request-path encoder the model reads (static: ~0.1 ms, minilm: ~6 ms; "
-        "cascade: static, and minilm when static is unsure; domain only)",
+        "cascade: a fast model, and minilm when it is unsure)",
     )
     p.add_argument(
         "--extra-data",
@@ -85,8 +87,16 @@ def add_train_signal_parser(subparsers: Any) -> None:
         "--cascade-max-words",
         type=int,
         default=None,
-        help="domain cascade: longer prompts never reach the accurate stage (default: twice "
+        help="cascade: longer prompts never reach the accurate stage (default: twice "
         "the longest training prompt; 0: no cap)",
+    )
+    p.add_argument(
+        "--cascade-traffic",
+        action="append",
+        default=[],
+        metavar="FILE.jsonl",
+        help="jailbreak cascade: prompts ('text' or 'prompt') standing for gateway traffic; "
+        "the band may send at most 10 %% of each file's to MiniLM (repeatable)",
     )
     p.set_defaults(func=cmd_train_signal)
 
@@ -104,9 +114,23 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
     info = {"trained_on": Path(args.data).name, "rows": len(rows.texts)}
     if extra:
         info["extra_data"] = [Path(f).name for f in args.extra_data]
+    if args.type == "jailbreak" and args.encoder == CASCADE:
+        from polyroute.signals.jailbreak_cascade import save_jailbreak_cascade
+        from polyroute.signals.jailbreak_cascade_train import (
+            read_traffic,
+            train_jailbreak_cascade,
+        )
+
+        if args.cascade_max_words is not None:
+            common["max_words"] = args.cascade_max_words
+        traffic = [read_traffic(f) for f in args.cascade_traffic]
+        jb = train_jailbreak_cascade(rows, max_fpr=args.max_fpr, extra=extra, traffic=traffic,
+                                     **common)  # fmt: skip
+        out = save_jailbreak_cascade(jb, args.out, info)
+        _report(out, f"jailbreak cascade (band {jb.low:.4f}-{jb.high:.4f}, threshold "
+                f"{jb.threshold:.4f})", jb.metrics, started)  # fmt: skip
+        return 0
     if args.type == "jailbreak":
-        if args.encoder == CASCADE:
-            raise ConfigError("--encoder cascade is for domain models only")
         model = train_jailbreak(rows, encoder=args.encoder, max_fpr=args.max_fpr, extra=extra,
                                 **common)  # fmt: skip
     elif extra:

@@ -1,32 +1,94 @@
 """``jailbreak``: the probability (0..1) that the user turns are a prompt injection.
 
-A linear model over an encoder's vectors (see ``polyroute.signals.textmodel``; the
-shipped default reads hashed word and character n-grams, ``polyroute.embed_ngram``, and
-is trained on the S-Labs prompt-injection data; ``variant: fast`` is the earlier one on
-the ``static`` encoder).  Used bare in a
-rule (``when: jailbreak``) it fires when the probability reaches ``threshold``
-(default: the model's, calibrated for a 3 % false-positive rate on benign prompts);
-``{signal: jailbreak, ge: 0.9}`` compares the probability itself.  All user messages
-are read (bounded by ``server.signal_text_max_chars``).
+The shipped default is a linear model over hashed word and character n-grams
+(``polyroute.embed_ngram``, ~0.5 ms), trained on the S-Labs prompt-injection data plus
+benign look-alike prompts.  ``variant: cascade`` (``polyroute.signals.jailbreak_cascade``)
+lets that model answer the prompts it is sure of and sends only the uncertain band (2-3 %
+of injection-set prompts, about 10-12 % of unrelated ones) also to MiniLM (ONNX Runtime,
+off the event loop, micro-batched, its vector shared with the ``domain`` signal through
+the request); without MiniLM the n-gram stage answers alone.  It catches slightly more
+jailbreaks at about a third less gateway throughput (BENCHMARKS.md), so it is not the
+default.  ``variant: fast`` is an earlier model on the ``static`` encoder; ``model: DIR``
+loads one trained with ``polyroute train-signal jailbreak`` (a single model or a cascade).
+Used bare in a rule (``when: jailbreak``) it fires when the probability reaches
+``threshold`` (default: the model's, calibrated for a 3 % false-positive rate on benign
+prompts); ``{signal: jailbreak, ge: 0.9}`` compares the probability itself.  All user
+messages are read (bounded by ``server.signal_text_max_chars``).
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+from pathlib import Path
+
 from polyroute.embed import Encoder
-from polyroute.signals.neural import ModelSignal
+from polyroute.signals.cascade import is_cascade
+from polyroute.signals.jailbreak_cascade import JailbreakCascade, load_jailbreak_cascade
+from polyroute.signals.neural import ModelSignal, embed_memo
+from polyroute.signals.textmodel import TextModel
 from polyroute.types import Request, SignalValue, bound_text
+
+_LOG = logging.getLogger("polyroute.signals")
 
 
 class JailbreakSignal(ModelSignal):
     kind = "jailbreak"
+    #: the two stages when the model is a cascade (``self.model`` is then the accurate one,
+    #: carrying the cascade's threshold)
+    cascade: JailbreakCascade | None = None
+    #: the cascade's fast-stage encoder (loaded with the accurate one)
+    fast_encoder: Encoder | None = None
+    #: True when a cascade's accurate stage could not load: the fast stage answers alone
+    alone = False
+
+    def load_model(self, path: Path) -> TextModel:
+        if is_cascade(path):
+            self.cascade = load_jailbreak_cascade(path)
+            return replace(self.cascade.accurate, threshold=self.cascade.threshold)
+        return super().load_model(path)
+
+    def load_encoder(self) -> Encoder:
+        if self.cascade is None:
+            return super().load_encoder()
+        self.fast_encoder = self.model_encoder(self.cascade.fast)
+        try:
+            return super().load_encoder()
+        except Exception as exc:  # no MiniLM here: the fast stage still scores every prompt
+            _LOG.warning(
+                "signal %s: the accurate stage cannot load (%s: %s); the fast stage answers alone",
+                self.name, type(exc).__name__, exc,
+            )  # fmt: skip
+            self.alone = True
+            return self.fast_encoder
 
     def encoder_texts(self, request: Request) -> tuple[str, ...]:
-        return (bound_text(request.user_text, self.text_max_chars),)
+        text = bound_text(request.user_text, self.text_max_chars)
+        cascade = self.cascade
+        if cascade is not None and not self.alone and cascade.sure(self._fast(request, text), text):
+            return ()  # the fast stage is sure: nothing for the accurate encoder to batch
+        return (text,)
 
     def evaluate(self, encoder: Encoder, request: Request) -> SignalValue:
-        text = self.encoder_texts(request)[0]
-        score = self._finite(self.model.scores(encoder.encode([text]))[0])
-        return round(score, 6)
+        text = bound_text(request.user_text, self.text_max_chars)
+        if self.cascade is None:
+            return round(self._finite(self.model.scores(encoder.encode([text]))[0]), 6)
+        p = self._fast(request, text)
+        if self.cascade.sure(p, text):
+            return round(self._finite(p), 6)
+        if not self.alone:
+            try:
+                q = float(self.cascade.accurate.scores(encoder.encode([text]))[0])
+                return round(self._finite(self.cascade.combine(p, q)), 6)
+            except Exception as exc:
+                _LOG.warning("signal %s: the accurate stage failed (%s: %s); fast stage answers",
+                             self.name, type(exc).__name__, exc)  # fmt: skip
+        return round(self._finite(self.cascade.fast_alone(p)), 6)
+
+    def _fast(self, request: Request, text: str) -> float:
+        """The cascade's fast-stage probability (its vector shared through the request)."""
+        assert self.cascade is not None and self.fast_encoder is not None
+        return float(self.cascade.fast.scores(embed_memo(request, self.fast_encoder, text))[0])
 
     def fires(self, value: SignalValue) -> bool:
         return isinstance(value, float) and value >= self.threshold

@@ -205,18 +205,23 @@ TEMPLATES: tuple[tuple[str, dict[str, tuple[str, ...]]], ...] = (
 )
 
 
-def lookalikes() -> Iterator[str]:
-    """Every filled template, in a fixed order; blank slots collapse cleanly."""
-    for template, slots in TEMPLATES:
+def lookalikes() -> Iterator[tuple[str, str]]:
+    """Every filled template and its template's group (``t00``, ``t01``, ...), in a fixed
+    order; blank slots collapse cleanly."""
+    for k, (template, slots) in enumerate(TEMPLATES):
         names = list(slots)
         for combo in itertools.product(*(slots[n] for n in names)):
             text = template.format(**dict(zip(names, combo, strict=True)))
-            yield " ".join(text.replace(" ?", "?").replace(" .", ".").split())
+            yield " ".join(text.replace(" ?", "?").replace(" .", ".").split()), f"t{k:02d}"
 
 
 def main() -> int:
-    for text in dict.fromkeys(lookalikes()):
-        sys.stdout.write(json.dumps({"text": text, "label": "benign", "set": "lookalike"}) + "\n")
+    first: dict[str, str] = {}
+    for text, group in lookalikes():
+        first.setdefault(text, group)
+    for text, group in first.items():
+        row = {"text": text, "label": "benign", "set": "lookalike", "group": group}
+        sys.stdout.write(json.dumps(row) + "\n")
     return 0
 
 

@@ -48,15 +48,20 @@ class Rows:
     texts: list[str]
     labels: list[str]
     intents: list[str] | None
+    #: optional ``group`` of each row (say the template a look-alike came from): a jailbreak
+    #: cascade holds each group out of one cross-validation fold whole
+    groups: list[str] | None = None
 
 
 def read_rows(path: str | Path, kind: ModelType) -> Rows:
     """The rows of a JSONL file; a bad row is an error naming the file and line."""
     file = Path(path)
-    texts, labels, intents = [], [], []
+    texts, labels, intents, groups = [], [], [], []
     for number, row in json_lines(file):
         where = f"{file}:{number}"
         text, label, intent = row.get("text"), row.get("label"), row.get("intent")
+        group = row.get("group")
+        groups.append(group if isinstance(group, str) and group else "")
         if not isinstance(text, str) or not isinstance(label, str) or not label:
             raise ConfigError(f"{where}: expected string 'text' and non-empty string 'label'")
         if kind == "jailbreak" and label not in JAILBREAK_LABELS:
@@ -67,7 +72,7 @@ def read_rows(path: str | Path, kind: ModelType) -> Rows:
     if not texts:
         raise ConfigError(f"{file}: no training rows")
     has_intents = any(i != lab for i, lab in zip(intents, labels, strict=True))
-    return Rows(texts, labels, intents if has_intents else None)
+    return Rows(texts, labels, intents if has_intents else None, groups if any(groups) else None)
 
 
 def _check_classes(rows: Rows, kind: ModelType, where: str) -> None:
@@ -154,7 +159,7 @@ def train_jailbreak(
     ye = ["injection" if lab == "injection" else "benign" for r in extra for lab in r.labels]
     positive = np.asarray(y) == "injection"
     if validation is not None:
-        fitted = _jailbreak_fit(np.vstack([x, xe]), y + ye, c, encoder)
+        fitted = jailbreak_fit(np.vstack([x, xe]), y + ye, c, encoder)
         scores = fitted.scores(enc.encode(validation.texts))
         truth = np.asarray(validation.labels) == "injection"
         source = "validation"
@@ -162,18 +167,18 @@ def train_jailbreak(
         scores = np.zeros(len(y), dtype=np.float32)
         folds = _folds(y)
         for train, test in folds:
-            fold = _jailbreak_fit(np.vstack([x[train], xe]), [y[i] for i in train] + ye, c,
+            fold = jailbreak_fit(np.vstack([x[train], xe]), [y[i] for i in train] + ye, c,
                                   encoder)  # fmt: skip
             scores[test] = fold.scores(x[test])
         truth, source = positive, f"{len(folds)}-fold cross-validation"
-        fitted = _jailbreak_fit(np.vstack([x, xe]), y + ye, c, encoder)
+        fitted = jailbreak_fit(np.vstack([x, xe]), y + ye, c, encoder)
     threshold = jailbreak_threshold(scores, truth, max_fpr)
     metrics = {"source": source, "max_fpr": max_fpr, "extra_rows": len(ye),
                **jailbreak_metrics(scores, truth, threshold)}  # fmt: skip
     return TextModel(**{**fitted.__dict__, "threshold": round(threshold, 6), "metrics": metrics})
 
 
-def _jailbreak_fit(x: Array, y: Sequence[str], c: float, encoder: str) -> TextModel:
+def jailbreak_fit(x: Array, y: Sequence[str], c: float, encoder: str) -> TextModel:
     classes, coef, intercept = _fit(x, y, c)
     # binary LR: one row, for classes[1]; the classes sort as ("benign", "injection")
     assert classes == list(JAILBREAK_LABELS), classes

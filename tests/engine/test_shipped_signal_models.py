@@ -12,6 +12,7 @@ import pytest
 
 from polyroute.signals.domain import DomainSignal
 from polyroute.signals.jailbreak import JailbreakSignal
+from polyroute.signals.jailbreak_cascade import load_jailbreak_cascade
 from polyroute.signals.lookalikes import lookalikes
 from polyroute.signals.textmodel import default_model_dir, load_model
 from polyroute.signals.textmodel_train import Rows, train_jailbreak
@@ -55,10 +56,26 @@ def test_the_shipped_jailbreak_meets_a_floor_on_a_validation_slice() -> None:
 
 def test_the_lookalike_file_is_the_generator_s_output() -> None:
     rows = [json.loads(line) for line in LOOKALIKES.read_text().splitlines()]
-    assert [r["text"] for r in rows] == list(dict.fromkeys(lookalikes()))
+    first: dict[str, str] = {}
+    for text, group in lookalikes():
+        first.setdefault(text, group)
+    assert [(r["text"], r["group"]) for r in rows] == list(first.items())
     assert {r["label"] for r in rows} == {"benign"} and len(rows) > 200
-    manifest = load_model(default_model_dir("jailbreak"), "jailbreak").metrics
-    assert manifest["extra_rows"] == len(rows)
+    assert len({r["group"] for r in rows}) > 10  # one per template: held out whole in CV
+    cascade = load_jailbreak_cascade(default_model_dir("jailbreak").with_name("jailbreak-cascade"))
+    ngram = load_model(default_model_dir("jailbreak"), "jailbreak")
+    for metrics in (cascade.metrics, cascade.fast.metrics, ngram.metrics):
+        assert metrics["extra_rows"] == len(rows)
+
+
+def test_the_jailbreak_cascade_variant_s_fast_stage_is_the_shipped_default() -> None:
+    cascade = load_jailbreak_cascade(default_model_dir("jailbreak").with_name("jailbreak-cascade"))
+    ngram = load_model(default_model_dir("jailbreak"), "jailbreak")
+    assert cascade.fast.encoder == "ngram" and cascade.accurate.encoder == "minilm"
+    assert np.array_equal(cascade.fast.coef, ngram.coef)
+    assert cascade.fast.threshold == ngram.threshold
+    assert cascade.low < cascade.threshold < cascade.high
+    assert cascade.metrics["cross_validation"]["accurate_share"] <= 0.10
 
 
 def test_extra_rows_train_but_are_never_scored() -> None:

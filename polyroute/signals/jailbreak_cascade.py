@@ -1,0 +1,158 @@
+"""A two-stage ``jailbreak`` model: n-grams answer when sure, MiniLM in the uncertain band.
+
+Saved as a directory holding the two stages, each an ordinary ``jailbreak`` model
+(``polyroute.signals.textmodel``), and a manifest binding them::
+
+    manifest.json  {"format": "polyroute.signal", "format_version": 1, "type": "jailbreak",
+                    "encoder": "cascade", "stages": {"fast": "fast", "accurate": "accurate"},
+                    "band": [low, high], "accurate_weight": w, "accurate_max_words": 182 | null,
+                    "threshold": t, "labels": ["injection"], "metrics": {...}}
+    fast/          e.g. the ``ngram`` model (~0.5 ms a prompt), with its own threshold
+    accurate/      e.g. a MiniLM model (6-36 ms a prompt)
+
+A prompt's score is the fast stage's probability ``p`` unless ``low <= p < high`` (the
+uncertain band) and the prompt has at most ``accurate_max_words`` words; there the
+accurate stage's probability ``q`` is mixed in, and the score stays inside the band (so
+it never overtakes a prompt the fast stage is sure of)::
+
+    low + (high - low) * sigmoid((1 - w) * logit(p) + w * logit(q))
+
+``threshold`` applies to that score.  When the accurate stage cannot run, an in-band
+``p`` is mapped piecewise-linearly onto the band so that the score reaches ``threshold``
+exactly when ``p`` reaches the fast stage's own threshold: the fast stage decides alone.
+The band, ``w`` and the accurate stage's C come from cross-validation on the training
+rows (``polyroute.signals.jailbreak_cascade_train``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polyroute.errors import ConfigError
+from polyroute.signals.textmodel import FORMAT, FORMAT_VERSION, MANIFEST, TextModel, load_model
+
+CASCADE = "cascade"
+STAGES = ("fast", "accurate")
+_EPS = 1e-7
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, _EPS), 1.0 - _EPS)
+    return math.log(p / (1.0 - p))
+
+
+@dataclass(frozen=True)
+class JailbreakCascade:
+    """A fast and an accurate jailbreak model, the band and the mixing weight."""
+
+    fast: TextModel
+    accurate: TextModel
+    low: float
+    high: float
+    weight: float
+    threshold: float
+    #: prompts of more words than this never go to the accurate stage (None: no cap)
+    max_words: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def sure(self, p: float, text: str) -> bool:
+        """Whether the fast probability ``p`` of ``text`` stands without the accurate stage."""
+        if not self.low <= p < self.high:
+            return True
+        return self.max_words is not None and len(text.split()) > self.max_words
+
+    def combine(self, p: float, q: float) -> float:
+        """The score of an in-band prompt from both stages' probabilities."""
+        z = (1.0 - self.weight) * _logit(p) + self.weight * _logit(q)
+        return self.low + (self.high - self.low) / (1.0 + math.exp(-max(min(z, 60.0), -60.0)))
+
+    def fast_alone(self, p: float) -> float:
+        """The score of an in-band prompt when only the fast stage can answer (see the
+        module docstring); outside the band, ``p`` itself."""
+        own, cut = self.fast.threshold, self.threshold
+        if not self.low <= p < self.high or not self.low < own < self.high:
+            return p
+        if not self.low < cut < self.high:
+            return p
+        if p < own:
+            return self.low + (p - self.low) * (cut - self.low) / (own - self.low)
+        return cut + (p - own) * (self.high - cut) / (self.high - own)
+
+
+def save_jailbreak_cascade(
+    model: JailbreakCascade, out: str | Path, info: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model`` to the directory ``out`` (created); returns its path."""
+    import json
+
+    from polyroute.routers._artifact_files import versions
+    from polyroute.signals.textmodel import save_model
+
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    save_model(model.fast, path / "fast", info)
+    save_model(model.accurate, path / "accurate", info)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "type": "jailbreak",
+        "encoder": CASCADE,
+        "stages": {s: s for s in STAGES},
+        "band": [model.low, model.high],
+        "accurate_weight": model.weight,
+        "accurate_max_words": model.max_words,
+        "threshold": model.threshold,
+        "labels": model.accurate.labels,
+        "encoders": {"fast": model.fast.encoder, "accurate": model.accurate.encoder},
+        "metrics": model.metrics,
+        "versions": versions(),
+        **(info or {}),
+    }
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_jailbreak_cascade(path: str | Path) -> JailbreakCascade:
+    """The cascade saved at ``path``; any problem is a ConfigError naming the file."""
+    from polyroute.routers._artifact_files import read_json
+
+    root = Path(path)
+    file = root / MANIFEST
+    manifest = read_json(file)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ConfigError(f"{file}: not a polyroute signal model (format {FORMAT!r} expected)")
+    kind = manifest.get("type")
+    if manifest.get("format_version") != FORMAT_VERSION or kind != "jailbreak":
+        raise ConfigError(f"{file}: type {kind!r}, expected a format_version 1 'jailbreak' cascade")
+    stages = manifest.get("stages")
+    if not isinstance(stages, dict) or set(stages) != set(STAGES):
+        raise ConfigError(f"{file}: 'stages' must name the 'fast' and 'accurate' directories")
+    found: dict[str, TextModel] = {}
+    for name in STAGES:
+        sub = stages[name]
+        inside = isinstance(sub, str) and sub and not Path(sub).is_absolute()
+        if not inside or ".." in Path(sub).parts:
+            raise ConfigError(f"{file}: stages.{name} must be a directory inside the model")
+        found[name] = load_model(root / sub, "jailbreak")
+    band, weight = manifest.get("band"), manifest.get("accurate_weight")
+    threshold, words = manifest.get("threshold"), manifest.get("accurate_max_words")
+    if not (isinstance(band, list) and len(band) == 2 and all(map(_number, band))
+            and 0.0 <= band[0] <= band[1] <= 1.0):  # fmt: skip
+        raise ConfigError(f"{file}: 'band' must be [low, high] with 0 <= low <= high <= 1")
+    if not isinstance(weight, int | float) or not _number(weight) or not 0.0 <= weight <= 1.0:
+        raise ConfigError(f"{file}: 'accurate_weight' must be a number in [0, 1]")
+    if not isinstance(threshold, int | float) or not _number(threshold) or not 0 <= threshold <= 1:
+        raise ConfigError(f"{file}: 'threshold' must be a number in [0, 1]")
+    if words is not None and (isinstance(words, bool) or not isinstance(words, int) or words < 1):
+        raise ConfigError(f"{file}: 'accurate_max_words' must be a positive integer or null")
+    metrics = manifest.get("metrics")
+    return JailbreakCascade(found["fast"], found["accurate"], float(band[0]), float(band[1]),
+                            float(weight), float(threshold), words,
+                            metrics if isinstance(metrics, dict) else {})  # fmt: skip
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
