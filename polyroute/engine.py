@@ -35,7 +35,6 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -49,7 +48,7 @@ from polyroute.accounting import (
 from polyroute.backends.backend import Backend
 from polyroute.backends.failover import Dispatcher
 from polyroute.batching import MicroBatcher
-from polyroute.budget import Budgets, parse_budget
+from polyroute.budget import Budgets
 from polyroute.build import (
     build_backends,
     build_decisions,
@@ -67,6 +66,7 @@ from polyroute.errors import (
     RoutingError,
 )
 from polyroute.feedback import TraceLog
+from polyroute.learning import bind_learners, build_trace_log, global_budgets, learn
 from polyroute.plans import PLANS, Plan, PlanExecutor, StreamStart
 from polyroute.plugins.base import BasePlugin, ChunkTap, Context, PluginEnv, Reroute, Respond
 from polyroute.plugins.stream import replay, tapped
@@ -102,11 +102,7 @@ class Engine:
         self.backends: dict[str, Backend] = build_backends(config, {LOOP_HEADER: self.instance_id})
         self.store = build_store(config)
         #: the trace log behind ``POST /v1/feedback`` (``feedback:`` in the config)
-        self.trace_log: TraceLog | None = None
-        if config.feedback is not None:
-            fb = config.feedback
-            store = build_store(config, fb.store, "feedback.store")
-            self.trace_log = TraceLog(store, fb.ttl_s, fb.store_prompts, fb.retry_window_s)
+        self.trace_log: TraceLog | None = build_trace_log(config)
         sets = {n: m for n, sig in self.signals.items() if (m := sig.members()) is not None}
         self.env = PluginEnv(
             config.base_dir, self.store, frozenset(self.signals), sets, self.signals
@@ -133,11 +129,7 @@ class Engine:
             self.profiles[name] = build_decisions(
                 config, profile.decisions, self.backends, f"profiles.{name}.decisions", env=self.env
             )
-        every = (
-            (parse_budget(config.budget, "global", f"{config.source}: budget"),)
-            if config.budget is not None
-            else ()
-        )
+        every = global_budgets(config)
         self._direct = {
             name: Decision(
                 f"direct:{name}", 0, lambda _s: True, (b,), StaticSelector(), budgets=every
@@ -147,11 +139,7 @@ class Engine:
         #: spend per budget and period, in the engine's store
         self.budgets = Budgets(self.store)
         self._check_reroutes()
-        for built in self.profiles.values():  # learning selectors share the store
-            for rule in built:
-                bind = getattr(rule.selector, "bind", None)
-                if bind is not None:
-                    bind(self.store, rule.name, self.instance_id)
+        bind_learners(self.profiles, self.store, self.instance_id)
         # per profile: the signals that run an encoder, prefetched in one thread hop
         global_signals = {n for p in self.plugins for n in p.signals}
         self._prefetch: dict[str, tuple[str, ...]] = {
@@ -175,14 +163,7 @@ class Engine:
     def learn(self, record: JSON, score: float) -> bool:
         """Feedback (``score`` in [0, 1]) for a served request's trace-log ``record``: the
         selector of its decision learns from it when it can (``select: {type: bandit}``)."""
-        learn = _learner(self, str(record.get("decision", "")))
-        if learn is None:
-            return False
-        cost, ms = record.get("cost_usd"), record.get("upstream_ms")
-        usd = float(cost) if isinstance(cost, int | float) else 0.0
-        latency_s = float(ms) / 1000 if isinstance(ms, int | float) else 0.0
-        trace_id, model = str(record.get("trace_id")), str(record.get("model"))
-        return bool(learn(trace_id, model, score, usd, latency_s))
+        return learn(self.profiles, record, score)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Engine:
@@ -536,14 +517,6 @@ class Engine:
         except BaseException:
             await start.rest.aclose()
             raise
-
-
-def _learner(engine: Engine, decision: str) -> Any:
-    for profile in engine.profiles.values():
-        for d in profile:
-            if d.name == decision:
-                return getattr(d.selector, "learn", None)
-    return None
 
 
 def _edits_answers(plugin: BasePlugin) -> bool:

@@ -47,6 +47,7 @@ import numpy as np
 import orjson
 
 from polyroute.backends.backend import Backend
+from polyroute.background import Background
 from polyroute.errors import ConfigError
 from polyroute.online import (
     Context,
@@ -125,6 +126,7 @@ class BanditSelector:
         self._applied = 0  # the shared log's last sequence number applied here
         self._last_sync = 0.0
         self._syncing: asyncio.Task[None] | None = None
+        self._background = Background("bandit selector")
         self._sync_failed = False
 
     def bind(self, store: Store, decision: str, origin: str) -> None:
@@ -215,7 +217,7 @@ class BanditSelector:
                 "latency_s": latency_s,
                 "domain": context.domain,
             }
-            self._spawn(self._publish(event))
+            self._background.spawn(self._publish(event))
         return True
 
     def _apply(
@@ -247,7 +249,7 @@ class BanditSelector:
         if now - self._last_sync < self.sync_s or (self._syncing and not self._syncing.done()):
             return
         self._last_sync = now
-        self._syncing = self._spawn(self._sync())
+        self._syncing = self._background.spawn(self._sync())
 
     async def _sync(self) -> None:
         """Apply the other replicas' updates appended since the last sync."""
@@ -285,18 +287,5 @@ class BanditSelector:
         if self.store is not None and self._router is not None:
             await self._sync()
 
-    def _spawn(self, coro: Any) -> asyncio.Task[None] | None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (the synchronous dry run): nothing to share
-            coro.close()
-            return None
-        task: asyncio.Task[None] = loop.create_task(coro)
-        _TASKS.add(task)
-        task.add_done_callback(_TASKS.discard)
-        return task
-
-
-_TASKS: set[asyncio.Task[None]] = set()
 
 __all__ = ["BanditSelector"]

@@ -26,6 +26,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
+from polyroute.background import Background
 from polyroute.codecs import anthropic_messages as am
 from polyroute.engine import LOOP_HEADER, Engine, new_trace_id
 from polyroute.errors import (
@@ -102,8 +103,7 @@ class Gateway:
         self.limit = engine.config.server.max_body_bytes
         self.body_timeout_s = engine.config.server.body_timeout_s
         self.body_deadlines = Deadlines(self.body_timeout_s)
-        # trace-log writes in flight (a reference keeps each task alive until it ends)
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = Background("trace log")  # its writes in flight
         self.keys = KeyRing(engine.config.server.api_keys)
         self.redactor = engine.redactor
         self.ready = False
@@ -138,9 +138,7 @@ class Gateway:
         self.metrics.observe(trace, status, endpoint, stream, time.perf_counter() - started)
         log = self.engine.trace_log
         if log is not None and request is not None and trace.decision:
-            task = asyncio.get_running_loop().create_task(log.record(trace, request))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._background.spawn(log.record(trace, request))
 
     @staticmethod
     def _trace(http: HttpRequest) -> Trace:

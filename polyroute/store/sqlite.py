@@ -2,14 +2,18 @@
 
 One table ``kv(key, value, expires)`` in the file ``path`` (WAL journal, so readers do
 not block the writer); every call runs in a worker thread on one connection, under a
-lock.  Expired rows are ignored on read and swept on write, a few at a time.  Use it
-for stored conversations (``/v1/responses``) or the semantic cache's store when the
-gateway restarts; use Redis when several replicas share state.
+lock.  Expired rows are ignored on read and swept on write, a few at a time.  The file
+is opened (and created) on first use, so building an engine (``polyroute config
+validate``) writes nothing; a path that cannot be one (no such directory, a directory,
+a directory it may not write in) is a ConfigError at once.  Use it for stored
+conversations (``/v1/responses``) or the semantic cache's store when the gateway
+restarts; use Redis when several replicas share state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 import time
@@ -30,14 +34,31 @@ class SqliteStore:
         self.path = str(Path(path))
         self._clock = clock
         self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise ConfigError(
-                f"store.path {self.path}: cannot open an SQLite file ({exc})"
-            ) from None
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        problem = _unusable(Path(self.path))
+        if problem:
+            raise ConfigError(f"store.path {self.path}: cannot open an SQLite file ({problem})")
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, opened on first use (the caller holds the lock)."""
+        if self._conn is None:
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            conn = None
+            try:
+                conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(_SCHEMA)
+            except sqlite3.Error as exc:  # a store that is down, as far as callers know
+                if conn is not None:
+                    conn.close()
+                raise sqlite3.OperationalError(
+                    f"store.path {self.path}: cannot open an SQLite file ({exc})"
+                ) from None
+            self._conn = conn
+        return self._conn
 
     def _get(self, key: str) -> bytes | None:
         with self._lock:
@@ -87,4 +108,19 @@ class SqliteStore:
 
     async def aclose(self) -> None:
         with self._lock:
-            self._db.close()
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def _unusable(path: Path) -> str:
+    """Why ``path`` cannot be an SQLite file, checked without creating it ("" if it can)."""
+    folder = path.parent
+    if not folder.is_dir():
+        return f"no directory {folder}"
+    if path.is_dir():
+        return "it is a directory"
+    if not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        return f"the directory {folder} is not writable"
+    return ""
