@@ -66,6 +66,7 @@ def test_simulate_writes_one_row_per_input(
     assert main(_argv(stream_dir, out, "linucb:dim=8", *extra, "gemma-2-9b-it@0.5")) == 0
     printed = capsys.readouterr().out
     assert "regret" in printed and "spent" in printed and "after drift" in printed
+    assert "spend anchor  cost priced at W" in printed  # warm: on by default
     choices = [json.loads(line) for line in out.read_text().splitlines()]
     assert [c["id"] for c in choices] == [r["id"] for r in rows]
     assert {c["model"] for c in choices} <= set(rows[0]["scores"])
