@@ -143,11 +143,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     start = None if drift is None else drift.start(len(data))
     summary = summarise(result, data, args.budget_per_query, start)
     _print_summary(summary, args.router)
-    anchored = getattr(router, "anchored_w", None)
-    if anchored is not None and getattr(router, "spend_anchor", 0.0):
+    from polyroute.online.linear import LinearBandit
+
+    if isinstance(router, LinearBandit) and router.spend_anchor:
         print(
-            f"  spend anchor  cost priced at W {anchored():.4g} at the end, holding spend at "
-            f"{router.spend_anchor:g} x the warm start's (spend_anchor=0 turns it off)"
+            f"  spend anchor  cost priced at W {router.anchored_w():.4g} at the end, holding "
+            f"spend at {router.spend_anchor:g} x the warm start's (spend_anchor=0 turns it off)"
         )
     curve = Path(args.curve) if args.curve else Path(args.out).with_suffix(".curve.csv")
     _write_curve(curve, result, args.budget_per_query)
