@@ -27,7 +27,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from polyroute.errors import ConfigError
 from polyroute.signals.textmodel import (
@@ -95,22 +95,49 @@ def is_cascade(path: str | Path) -> bool:
 
 def save_cascade(model: Cascade, out: str | Path, info: dict[str, Any] | None = None) -> Path:
     """Write ``model`` to the directory ``out`` (created); returns its path."""
+    fields = {"band": [model.low, model.high], "labels": model.labels}
+    return write_stages(model, out, "domain", fields, info)
+
+
+class TwoStage(Protocol):
+    """What :func:`write_stages` writes of a cascade (``Cascade``, ``JailbreakCascade``)."""
+
+    @property
+    def fast(self) -> TextModel: ...
+    @property
+    def accurate(self) -> TextModel: ...
+    @property
+    def max_words(self) -> int | None: ...
+    @property
+    def metrics(self) -> dict[str, Any]: ...
+
+
+def write_stages(
+    model: TwoStage,
+    out: str | Path,
+    kind: str,
+    fields: dict[str, Any],
+    info: dict[str, Any] | None = None,
+) -> Path:
+    """Write a two-stage ``kind`` model: both stages, and a manifest binding them with
+    ``fields`` plus the word cap and the metrics (the cascades of every signal share
+    this layout; see the module docstring)."""
     from polyroute.routers._artifact_files import versions
 
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)
-    save_model(model.fast, path / "fast", info)
-    save_model(model.accurate, path / "accurate", info)
+    fast, accurate = model.fast, model.accurate
+    save_model(fast, path / "fast", info)
+    save_model(accurate, path / "accurate", info)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "type": "domain",
+        "type": kind,
         "encoder": CASCADE,
         "stages": {s: s for s in STAGES},
-        "band": [model.low, model.high],
+        **fields,
         "accurate_max_words": model.max_words,
-        "labels": model.labels,
-        "encoders": {"fast": model.fast.encoder, "accurate": model.accurate.encoder},
+        "encoders": {"fast": fast.encoder, "accurate": accurate.encoder},
         "metrics": model.metrics,
         "versions": versions(),
         **(info or {}),
@@ -119,8 +146,9 @@ def save_cascade(model: Cascade, out: str | Path, info: dict[str, Any] | None = 
     return path
 
 
-def load_cascade(path: str | Path) -> Cascade:
-    """The cascade saved at ``path``; any problem is a ConfigError naming the file."""
+def read_stages(path: str | Path, kind: Literal["jailbreak", "domain"]) -> Stages:
+    """The two stages of the ``kind`` cascade at ``path`` with its manifest; any problem
+    is a ConfigError naming the file."""
     from polyroute.routers._artifact_files import read_json
 
     root = Path(path)
@@ -128,8 +156,11 @@ def load_cascade(path: str | Path) -> Cascade:
     manifest = read_json(file)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ConfigError(f"{file}: not a polyroute signal model (format {FORMAT!r} expected)")
-    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("type") != "domain":
-        raise ConfigError(f"{file}: a cascade must be a format_version 1 'domain' model")
+    found_kind = manifest.get("type")
+    if manifest.get("format_version") != FORMAT_VERSION or found_kind != kind:
+        raise ConfigError(
+            f"{file}: type {found_kind!r}, expected a format_version 1 {kind!r} cascade"
+        )
     stages = manifest.get("stages")
     if not isinstance(stages, dict) or set(stages) != set(STAGES):
         raise ConfigError(f"{file}: 'stages' must name the 'fast' and 'accurate' directories")
@@ -139,8 +170,32 @@ def load_cascade(path: str | Path) -> Cascade:
         inside = isinstance(sub, str) and sub and not Path(sub).is_absolute()
         if not inside or ".." in Path(sub).parts:
             raise ConfigError(f"{file}: stages.{name} must be a directory inside the model")
-        found[name] = load_model(root / sub, "domain")
-    band = manifest.get("band")
+        found[name] = load_model(root / sub, kind)
+    words = manifest.get("accurate_max_words")
+    if words is not None and (isinstance(words, bool) or not isinstance(words, int) or words < 1):
+        raise ConfigError(f"{file}: 'accurate_max_words' must be a positive integer or null")
+    metrics = manifest.get("metrics")
+    return Stages(file, manifest, found["fast"], found["accurate"], words,
+                  metrics if isinstance(metrics, dict) else {})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Stages:
+    """What :func:`read_stages` found: the manifest (and its file, for errors), the two
+    stages, the word cap and the metrics."""
+
+    file: Path
+    manifest: dict[str, Any]
+    fast: TextModel
+    accurate: TextModel
+    max_words: int | None
+    metrics: dict[str, Any]
+
+
+def load_cascade(path: str | Path) -> Cascade:
+    """The cascade saved at ``path``; any problem is a ConfigError naming the file."""
+    found = read_stages(path, "domain")
+    file, band = found.file, found.manifest.get("band")
     if (
         not isinstance(band, list)
         or len(band) != 2
@@ -148,12 +203,7 @@ def load_cascade(path: str | Path) -> Cascade:
         or not 0.0 <= band[0] <= band[1] <= MAX_BAND
     ):
         raise ConfigError(f"{file}: 'band' must be [low, high] with 0 <= low <= high <= 2")
-    fast, accurate = found["fast"], found["accurate"]
-    if fast.labels != accurate.labels:
+    if found.fast.labels != found.accurate.labels:
         raise ConfigError(f"{file}: the fast and accurate stages have different labels")
-    words = manifest.get("accurate_max_words")
-    if words is not None and (isinstance(words, bool) or not isinstance(words, int) or words < 1):
-        raise ConfigError(f"{file}: 'accurate_max_words' must be a positive integer or null")
-    metrics = manifest.get("metrics")
-    return Cascade(fast, accurate, float(band[0]), float(band[1]), words,
-                   metrics if isinstance(metrics, dict) else {})  # fmt: skip
+    return Cascade(found.fast, found.accurate, float(band[0]), float(band[1]),
+                   found.max_words, found.metrics)  # fmt: skip

@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from polyroute.errors import ConfigError
-from polyroute.signals.textmodel import FORMAT, FORMAT_VERSION, MANIFEST, TextModel, load_model
+from polyroute.signals.cascade import read_stages, write_stages
+from polyroute.signals.textmodel import TextModel
 
-CASCADE = "cascade"
-STAGES = ("fast", "accurate")
 _EPS = 1e-7
 
 
@@ -86,59 +85,21 @@ def save_jailbreak_cascade(
     model: JailbreakCascade, out: str | Path, info: dict[str, Any] | None = None
 ) -> Path:
     """Write ``model`` to the directory ``out`` (created); returns its path."""
-    import json
-
-    from polyroute.routers._artifact_files import versions
-    from polyroute.signals.textmodel import save_model
-
-    path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
-    save_model(model.fast, path / "fast", info)
-    save_model(model.accurate, path / "accurate", info)
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "type": "jailbreak",
-        "encoder": CASCADE,
-        "stages": {s: s for s in STAGES},
+    fields = {
         "band": [model.low, model.high],
         "accurate_weight": model.weight,
-        "accurate_max_words": model.max_words,
         "threshold": model.threshold,
         "labels": model.accurate.labels,
-        "encoders": {"fast": model.fast.encoder, "accurate": model.accurate.encoder},
-        "metrics": model.metrics,
-        "versions": versions(),
-        **(info or {}),
     }
-    (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return path
+    return write_stages(model, out, "jailbreak", fields, info)
 
 
 def load_jailbreak_cascade(path: str | Path) -> JailbreakCascade:
     """The cascade saved at ``path``; any problem is a ConfigError naming the file."""
-    from polyroute.routers._artifact_files import read_json
-
-    root = Path(path)
-    file = root / MANIFEST
-    manifest = read_json(file)
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ConfigError(f"{file}: not a polyroute signal model (format {FORMAT!r} expected)")
-    kind = manifest.get("type")
-    if manifest.get("format_version") != FORMAT_VERSION or kind != "jailbreak":
-        raise ConfigError(f"{file}: type {kind!r}, expected a format_version 1 'jailbreak' cascade")
-    stages = manifest.get("stages")
-    if not isinstance(stages, dict) or set(stages) != set(STAGES):
-        raise ConfigError(f"{file}: 'stages' must name the 'fast' and 'accurate' directories")
-    found: dict[str, TextModel] = {}
-    for name in STAGES:
-        sub = stages[name]
-        inside = isinstance(sub, str) and sub and not Path(sub).is_absolute()
-        if not inside or ".." in Path(sub).parts:
-            raise ConfigError(f"{file}: stages.{name} must be a directory inside the model")
-        found[name] = load_model(root / sub, "jailbreak")
+    found = read_stages(path, "jailbreak")
+    file, manifest = found.file, found.manifest
     band, weight = manifest.get("band"), manifest.get("accurate_weight")
-    threshold, words = manifest.get("threshold"), manifest.get("accurate_max_words")
+    threshold = manifest.get("threshold")
     if not (isinstance(band, list) and len(band) == 2 and all(map(_number, band))
             and 0.0 <= band[0] <= band[1] <= 1.0):  # fmt: skip
         raise ConfigError(f"{file}: 'band' must be [low, high] with 0 <= low <= high <= 1")
@@ -146,12 +107,9 @@ def load_jailbreak_cascade(path: str | Path) -> JailbreakCascade:
         raise ConfigError(f"{file}: 'accurate_weight' must be a number in [0, 1]")
     if not isinstance(threshold, int | float) or not _number(threshold) or not 0 <= threshold <= 1:
         raise ConfigError(f"{file}: 'threshold' must be a number in [0, 1]")
-    if words is not None and (isinstance(words, bool) or not isinstance(words, int) or words < 1):
-        raise ConfigError(f"{file}: 'accurate_max_words' must be a positive integer or null")
-    metrics = manifest.get("metrics")
-    return JailbreakCascade(found["fast"], found["accurate"], float(band[0]), float(band[1]),
-                            float(weight), float(threshold), words,
-                            metrics if isinstance(metrics, dict) else {})  # fmt: skip
+    return JailbreakCascade(found.fast, found.accurate, float(band[0]), float(band[1]),
+                            float(weight), float(threshold), found.max_words,
+                            found.metrics)  # fmt: skip
 
 
 def _number(value: Any) -> bool:
