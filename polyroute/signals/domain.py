@@ -47,16 +47,8 @@ class DomainSignal(ModelSignal):
     def load_encoder(self) -> Encoder:
         if self.cascade is None:
             return super().load_encoder()
-        self.fast_encoder = self.model_encoder(self.cascade.fast)
-        try:
-            return super().load_encoder()
-        except Exception as exc:  # no MiniLM here: the fast stage still knows the domains
-            _LOG.warning(
-                "signal %s: the accurate stage cannot load (%s: %s); the fast stage answers alone",
-                self.name, type(exc).__name__, exc,
-            )  # fmt: skip
-            self.alone = True
-            return self.fast_encoder
+        encoder, self.fast_encoder, self.alone = self.staged_encoder(self.cascade.fast)
+        return encoder
 
     def encoder_texts(self, request: Request) -> tuple[str, ...]:
         text = self.read_text(request, "prompt")

@@ -160,6 +160,20 @@ class ModelSignal(EncoderSignal):
     def load_encoder(self) -> Encoder:
         return self.model_encoder(self.model)
 
+    def staged_encoder(self, fast: TextModel) -> tuple[Encoder, Encoder, bool]:
+        """For a cascade: ``(encoder, fast_encoder, alone)``: the accurate stage's encoder
+        and the fast stage's; when the accurate one cannot load (no MiniLM here), the fast
+        one for both and ``alone`` True (the fast stage answers every prompt), logged."""
+        fast_encoder = self.model_encoder(fast)
+        try:
+            return self.model_encoder(self.model), fast_encoder, False
+        except Exception as exc:  # the fast stage still scores every prompt
+            _LOG.warning(
+                "signal %s: the accurate stage cannot load (%s: %s); the fast stage answers alone",
+                self.name, type(exc).__name__, exc,
+            )  # fmt: skip
+            return fast_encoder, fast_encoder, True
+
     def model_encoder(self, model: TextModel) -> Encoder:
         """A serving encoder for ``model``, checked against its width."""
         encoder = serving_encoder(model.encoder)
