@@ -41,6 +41,19 @@ class Background:
         if not task.cancelled() and (exc := task.exception()) is not None:
             _LOG.error("%s: a background task failed", self.name, exc_info=exc)
 
+    async def drain(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for the tasks in flight (at shutdown, before the stores
+        they write to close); cancel what is left.  Returns how many were cancelled."""
+        pending = set(self._tasks)
+        if not pending:
+            return 0
+        _, late = await asyncio.wait(pending, timeout=timeout_s)
+        for task in late:
+            task.cancel()
+        if late:
+            _LOG.warning("%s: %d background task(s) cut at shutdown", self.name, len(late))
+        return len(late)
+
     def __len__(self) -> int:
         return len(self._tasks)
 

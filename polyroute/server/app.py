@@ -95,6 +95,10 @@ def _headers(trace: Trace, started: float) -> dict[str, str]:
     return headers
 
 
+#: how long shutdown waits for trace-log writes still in flight
+DRAIN_S = 5.0
+
+
 class Gateway:
     """Request handlers bound to one engine."""
 
@@ -108,6 +112,10 @@ class Gateway:
         self.redactor = engine.redactor
         self.ready = False
         self.metrics = Metrics.for_engine(engine)
+
+    async def drain(self, timeout_s: float = DRAIN_S) -> None:
+        """Let the trace-log writes in flight finish (bounded) before the stores close."""
+        await self._background.drain(timeout_s)
 
     def _error(
         self,
@@ -437,6 +445,7 @@ def create_app(engine: Engine) -> Starlette:
             yield
         finally:
             gateway.ready = False
+            await gateway.drain()  # trace-log writes in flight land before the stores close
             await engine.aclose()
             for handler in handlers:
                 handler.removeFilter(redactor)

@@ -52,3 +52,27 @@ def test_without_a_loop_the_work_is_closed_unrun() -> None:
     coro = work()
     assert Background("test").spawn(coro) is None
     assert ran == [] and coro.cr_frame is None  # closed: no "never awaited" warning
+
+
+async def test_drain_waits_for_work_in_flight_and_cuts_what_outlasts_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    background = Background("test")
+    done: list[str] = []
+
+    async def quick() -> None:
+        await asyncio.sleep(0.01)
+        done.append("quick")
+
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    background.spawn(quick())
+    assert await background.drain(1.0) == 0 and done == ["quick"]
+    task = background.spawn(stuck())
+    with caplog.at_level(logging.WARNING, logger="polyroute.background"):
+        assert await background.drain(0.05) == 1
+    await asyncio.sleep(0)
+    assert task is not None and task.cancelled()
+    assert "1 background task(s) cut at shutdown" in caplog.text
+    assert await Background("idle").drain(0.01) == 0

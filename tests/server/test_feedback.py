@@ -156,3 +156,32 @@ def test_without_a_feedback_section_the_endpoint_says_so(
     with TestClient(create_app(engine)) as client:
         r = client.post("/v1/feedback", json={"trace_id": "x", "score": 1})
     assert r.status_code == 404 and "feedback:" in r.json()["error"]["message"]
+
+
+def test_shutdown_lets_trace_log_writes_in_flight_land(
+    upstreams: tuple[FakeUpstream, FakeUpstream], tmp_path: Path
+) -> None:
+    """The gateway stops with a slow write still in flight: it lands before the store
+    closes (a restarted gateway on the same file finds the record)."""
+    import asyncio
+
+    small, large = upstreams
+    config = gateway_config(small.base_url, large.base_url)
+    fb = {"store": {"type": "sqlite", "path": str(tmp_path / "fb.sqlite3")}}
+    engine = Engine(parse_config({**config, "feedback": fb}))
+    log = engine.trace_log
+    assert log is not None
+    write = log.record
+
+    async def slow_record(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.3)
+        return await write(*args, **kwargs)
+
+    log.record = slow_record  # type: ignore[method-assign]
+    with TestClient(create_app(engine)) as client:
+        r = client.post("/v1/chat/completions", json=BODY)
+        assert r.status_code == 200
+        trace_id = r.headers["x-polyroute-trace-id"]
+    again = Engine(parse_config({**config, "feedback": fb}))
+    with TestClient(create_app(again)) as client:
+        assert record(client, again, trace_id)["model"] == "small"
