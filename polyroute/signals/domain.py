@@ -22,21 +22,17 @@ from pathlib import Path
 
 from polyroute.embed import Encoder
 from polyroute.signals.cascade import Cascade, is_cascade, load_cascade
-from polyroute.signals.neural import ModelSignal, embed_memo
+from polyroute.signals.neural import StagedSignal, embed_memo
 from polyroute.signals.textmodel import OUT_OF_SCOPE, TextModel
 from polyroute.types import Request, SignalValue
 
 _LOG = logging.getLogger("polyroute.signals")
 
 
-class DomainSignal(ModelSignal):
+class DomainSignal(StagedSignal):
     kind = "domain"
     #: the two stages when the model is a cascade (``self.model`` is then the accurate one)
     cascade: Cascade | None = None
-    #: the cascade's fast-stage encoder (loaded with the accurate one)
-    fast_encoder: Encoder | None = None
-    #: True when a cascade's accurate stage could not load: the fast stage answers alone
-    alone = False
 
     def load_model(self, path: Path) -> TextModel:
         if is_cascade(path):
@@ -44,11 +40,8 @@ class DomainSignal(ModelSignal):
             return self.cascade.accurate
         return super().load_model(path)
 
-    def load_encoder(self) -> Encoder:
-        if self.cascade is None:
-            return super().load_encoder()
-        encoder, self.fast_encoder, self.alone = self.staged_encoder(self.cascade.fast)
-        return encoder
+    def fast_stage(self) -> TextModel | None:
+        return None if self.cascade is None else self.cascade.fast
 
     def encoder_texts(self, request: Request) -> tuple[str, ...]:
         text = self.read_text(request, "prompt")

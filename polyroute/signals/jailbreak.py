@@ -25,22 +25,18 @@ from pathlib import Path
 from polyroute.embed import Encoder
 from polyroute.signals.cascade import is_cascade
 from polyroute.signals.jailbreak_cascade import JailbreakCascade, load_jailbreak_cascade
-from polyroute.signals.neural import ModelSignal, embed_memo
+from polyroute.signals.neural import StagedSignal, embed_memo
 from polyroute.signals.textmodel import TextModel
 from polyroute.types import Request, SignalValue, bound_text
 
 _LOG = logging.getLogger("polyroute.signals")
 
 
-class JailbreakSignal(ModelSignal):
+class JailbreakSignal(StagedSignal):
     kind = "jailbreak"
     #: the two stages when the model is a cascade (``self.model`` is then the accurate one,
     #: carrying the cascade's threshold)
     cascade: JailbreakCascade | None = None
-    #: the cascade's fast-stage encoder (loaded with the accurate one)
-    fast_encoder: Encoder | None = None
-    #: True when a cascade's accurate stage could not load: the fast stage answers alone
-    alone = False
 
     def load_model(self, path: Path) -> TextModel:
         if is_cascade(path):
@@ -48,11 +44,8 @@ class JailbreakSignal(ModelSignal):
             return replace(self.cascade.accurate, threshold=self.cascade.threshold)
         return super().load_model(path)
 
-    def load_encoder(self) -> Encoder:
-        if self.cascade is None:
-            return super().load_encoder()
-        encoder, self.fast_encoder, self.alone = self.staged_encoder(self.cascade.fast)
-        return encoder
+    def fast_stage(self) -> TextModel | None:
+        return None if self.cascade is None else self.cascade.fast
 
     def encoder_texts(self, request: Request) -> tuple[str, ...]:
         text = bound_text(request.user_text, self.text_max_chars)

@@ -160,20 +160,6 @@ class ModelSignal(EncoderSignal):
     def load_encoder(self) -> Encoder:
         return self.model_encoder(self.model)
 
-    def staged_encoder(self, fast: TextModel) -> tuple[Encoder, Encoder, bool]:
-        """For a cascade: ``(encoder, fast_encoder, alone)``: the accurate stage's encoder
-        and the fast stage's; when the accurate one cannot load (no MiniLM here), the fast
-        one for both and ``alone`` True (the fast stage answers every prompt), logged."""
-        fast_encoder = self.model_encoder(fast)
-        try:
-            return self.model_encoder(self.model), fast_encoder, False
-        except Exception as exc:  # the fast stage still scores every prompt
-            _LOG.warning(
-                "signal %s: the accurate stage cannot load (%s: %s); the fast stage answers alone",
-                self.name, type(exc).__name__, exc,
-            )  # fmt: skip
-            return fast_encoder, fast_encoder, True
-
     def model_encoder(self, model: TextModel) -> Encoder:
         """A serving encoder for ``model``, checked against its width."""
         encoder = serving_encoder(model.encoder)
@@ -184,3 +170,34 @@ class ModelSignal(EncoderSignal):
                 f"vectors, encoder {model.encoder!r} gives {width}"
             )
         return encoder
+
+
+class StagedSignal(ModelSignal):
+    """A model signal whose model may be a two-stage cascade (``domain``, ``jailbreak``):
+    the subclass's :meth:`fast_stage` names the cascade's fast model, ``self.model`` is
+    the accurate one.  Both encoders load; when the accurate one cannot (no MiniLM here),
+    the fast stage answers every prompt (``alone``), logged."""
+
+    #: the cascade's fast-stage encoder (loaded with the accurate one)
+    fast_encoder: Encoder | None = None
+    #: True when a cascade's accurate stage could not load: the fast stage answers alone
+    alone = False
+
+    def fast_stage(self) -> TextModel | None:
+        """The cascade's fast model; None when the model is a single one."""
+        return None
+
+    def load_encoder(self) -> Encoder:
+        fast = self.fast_stage()
+        if fast is None:
+            return super().load_encoder()
+        self.fast_encoder = self.model_encoder(fast)
+        try:
+            return super().load_encoder()
+        except Exception as exc:  # the fast stage still scores every prompt
+            _LOG.warning(
+                "signal %s: the accurate stage cannot load (%s: %s); the fast stage answers alone",
+                self.name, type(exc).__name__, exc,
+            )  # fmt: skip
+            self.alone = True
+            return self.fast_encoder
