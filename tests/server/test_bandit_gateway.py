@@ -151,21 +151,15 @@ def test_energy_per_request_weighs_in_the_reward(ups: tuple[FakeUpstream, FakeUp
 
 
 def _tiny_artifact(path: Any) -> str:
-    """A kNN artifact over ``small`` / ``large`` that prefers ``small`` at W = 1.5e-5."""
-    import numpy as np
+    """A kNN artifact over ``small`` / ``large`` (the learned-router tests' data)."""
+    from dataclasses import replace
 
-    from polyroute.dataset import RoutingDataset
+    from routers.learned_fixtures import synthetic
+
     from polyroute.routers.artifact import save_router
     from polyroute.routers.learned.knn import KNNRouter
 
-    n = len(PROMPTS)
-    data = RoutingDataset(
-        ids=tuple(f"r{i}" for i in range(n)),
-        prompts=tuple(PROMPTS),
-        models=("small", "large"),
-        scores=np.tile([0.5, 0.9], (n, 1)),
-        costs=np.tile([1e-6, 1e-5], (n, 1)),
-    )
+    data = replace(synthetic(), models=("small", "large"), prices=None)
     return str(save_router(KNNRouter(encoder="tfidf", k=5).fit(data), path / "knn"))
 
 
