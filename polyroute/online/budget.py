@@ -17,6 +17,14 @@ from typing import Any
 from polyroute.errors import ConfigError
 
 
+def integral_w(w0: float, ahead: float, gain: float, low: float, high: float) -> float:
+    """``w0 * exp(gain * ahead)``, the exponent clamped to ``[low, high]``: the log-space
+    integral step shared by the budget autopilot and the spend anchor
+    (``polyroute.online.linear``); ``ahead`` is how many queries' worth spend is behind
+    its target (negative: ahead of it)."""
+    return w0 * math.exp(max(low, min(high, gain * ahead)))
+
+
 @dataclass
 class BudgetController:
     """``budget_per_query`` B (USD), start ``w0``; see the module docstring."""
@@ -38,8 +46,7 @@ class BudgetController:
     def willingness_to_pay(self) -> float:
         """The ``W`` in force for the next query."""
         under = (self.count * self.budget_per_query - self.spent) / self.budget_per_query
-        step = max(-self.limit, min(self.limit, self.gain * under))
-        return self.w0 * math.exp(step)
+        return integral_w(self.w0, under, self.gain, -self.limit, self.limit)
 
     def observe(self, cost: float) -> float:
         """Count one answer's cost; returns the new ``W``."""

@@ -49,6 +49,7 @@ import numpy as np
 
 from polyroute import curves
 from polyroute.errors import ConfigError
+from polyroute.online.budget import integral_w
 from polyroute.online.state import LinearState, rng_from
 from polyroute.online.types import TARGETS, Choice, Context, Outcome, Reward, Vector
 
@@ -185,7 +186,7 @@ class LinearBandit:
         if not self.spend_anchor or math.isinf(w) or target <= 0 or count <= 0:
             return w
         ahead = (target - spent) / (target / count)
-        return w * math.exp(min(ANCHOR_UP, max(-ANCHOR_LIMIT, ANCHOR_GAIN * ahead)))
+        return integral_w(w, ahead, ANCHOR_GAIN, -ANCHOR_LIMIT, ANCHOR_UP)
 
     def choose(self, context: Context) -> Choice:
         means, var = self.estimates(self.arm_features(context))
