@@ -24,6 +24,7 @@ _WORKBENCH = [
     ("polyroute.cli_eval", "add_calibrate_parser"),
     ("polyroute.cli_keys", "add_keys_parser"),
     ("polyroute.cli_signals", "add_train_signal_parser"),
+    ("polyroute.cli_cache", "add_train_cache_parser"),
     ("polyroute.cli_online", "add_simulate_parser"),
 ]
 

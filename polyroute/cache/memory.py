@@ -107,7 +107,7 @@ class MemoryIndex:
             if scope not in self._scopes:
                 return None
             n = len(bucket)
-        sims = bucket.vectors[:n] @ v
+        sims = self.similarity.scores(bucket.vectors[:n], v)
         rows = self.similarity.shortlist(sims)
         if not self.similarity.reachable(float(sims[rows[0]])):
             return None
@@ -126,7 +126,7 @@ class MemoryIndex:
         v = self.similarity.unit(vector)
         bucket = self._scopes.get(scope)
         if bucket is None:
-            bucket = self._scopes[scope] = _Scope(self.similarity.dim)
+            bucket = self._scopes[scope] = _Scope(self.similarity.width)
         key = self._next_key
         self._next_key += 1
         bucket.append(_Entry(key, text, answer, surface(text)), v, self._clock() + self.ttl_s)

@@ -6,6 +6,9 @@ Keys of one scope share the hash tag ``{<scope>}`` (one cluster slot):
 - ``<prefix>{<scope>}:v``  hash: entry id -> float32 unit vector bytes
 - ``<prefix>{<scope>}:e:<id>``  hash ``t`` (prompt text), ``a`` (answer), with a Redis TTL
 
+With a trained family model (:mod:`polyroute.cache.families`) the stored vectors depend on
+it, so ``<prefix>`` is followed by ``f<digest>:``: another model never reads them.
+
 An add is one Lua script (atomic across replicas): it drops expired ids, stores the
 entry, evicts the oldest entries beyond ``max_entries`` (per scope) and refreshes
 the TTL of the scope's keys.  A lookup reads the scope's live ids (one
@@ -103,7 +106,8 @@ class RedisIndex:
         self._mirrors: OrderedDict[str, _Mirror] = OrderedDict()
 
     def _keys(self, scope: str) -> tuple[str, str, str]:
-        base = f"{self.prefix}{{{scope}}}"
+        tag = self.similarity.tag
+        base = f"{self.prefix}{tag}:{{{scope}}}" if tag else f"{self.prefix}{{{scope}}}"
         return f"{base}:z", f"{base}:v", f"{base}:e:"
 
     async def _matrix(self, scope: str) -> tuple[list[bytes], np.ndarray]:
@@ -112,7 +116,7 @@ class RedisIndex:
         live: list[bytes] = await self._client.zrangebyscore(z, f"({self._clock()!r}", "+inf")
         live = live[-self.max_entries :]
         mirror = self._mirrors.pop(scope, None) or _Mirror(
-            [], np.zeros((0, self.similarity.dim), np.float32)
+            [], np.zeros((0, self.similarity.width), np.float32)
         )
         if live == mirror.ids:
             self._mirrors[scope] = mirror
@@ -127,7 +131,7 @@ class RedisIndex:
             [
                 mirror.matrix[np.fromiter((known[i] for i in kept), np.intp, len(kept))],
                 np.frombuffer(b"".join(raw for _, raw in new), np.float32).reshape(
-                    len(new), self.similarity.dim
+                    len(new), self.similarity.width
                 ),
             ]
         )
@@ -142,7 +146,7 @@ class RedisIndex:
         ids, matrix = await self._matrix(scope)
         if not ids:
             return None
-        sims = matrix @ v
+        sims = self.similarity.scores(matrix, v)
         rows = self.similarity.shortlist(sims)
         if not self.similarity.reachable(float(sims[rows[0]])):
             return None

@@ -35,12 +35,13 @@ request pipeline must embed prompts with that encoder.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from polyroute.cache.families import Families
 from polyroute.cache.guards import content_words, literals, shingles, swapped, tokens
 from polyroute.errors import ConfigError
 
@@ -97,6 +98,9 @@ class Similarity:
     swap_guard: bool = True
     #: ... or (with ``swap_guard``) a one-word addition or removal ("cube" / "cube root")
     swap_added: bool = False
+    #: a trained family model (:mod:`polyroute.cache.families`): the score is the larger
+    #: of the cosine and the family rule's, shifted to meet at ``threshold``
+    families: Families | None = None
 
     def __post_init__(self) -> None:
         for name in ("literal_guard", "swap_guard", "swap_added"):
@@ -120,9 +124,26 @@ class Similarity:
                 f"similarity for {self.encoder!r}: expected 0 <= long_overlap <= 1, "
                 f"got {self.long_overlap}"
             )
+        fam = self.families
+        if fam is not None and (fam.encoder != self.encoder or fam.dim != self.dim):
+            raise ConfigError(
+                f"cache families trained for {fam.encoder!r} ({fam.dim} dims) cannot serve "
+                f"the encoder {self.encoder!r} ({self.dim} dims)"
+            )
+
+    @property
+    def width(self) -> int:
+        """The size of the vectors an index stores (``dim``, plus the families' k)."""
+        return self.dim + (self.families.k if self.families is not None else 0)
+
+    @property
+    def tag(self) -> str:
+        """What the stored vectors depend on beyond the encoder ('' for a plain cosine)."""
+        return f"f{self.families.digest}" if self.families is not None else ""
 
     def unit(self, vector: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """``vector`` as a flat float32 unit vector; a ValueError if it has the wrong size."""
+        """The vector an index stores for the encoder's ``vector``: its unit vector (with
+        families: the family vector beside it); a ValueError if it has the wrong size."""
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
         if v.shape[0] != self.dim:
             raise ValueError(
@@ -130,7 +151,17 @@ class Similarity:
                 f"got a {v.shape[0]}-dim vector"
             )
         norm = float(np.linalg.norm(v))
-        return v / np.float32(norm) if norm > 0 else v
+        v = v / np.float32(norm) if norm > 0 else v
+        return self.families.stored(v) if self.families is not None else v
+
+    def scores(
+        self, matrix: npt.NDArray[np.float32], v: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
+        """The score of every stored row of ``matrix`` against the stored ``v`` (both from
+        :meth:`unit`): the cosine, or with families the larger of the two rules."""
+        if self.families is not None:
+            return self.families.scores(matrix, v)
+        return matrix @ v
 
     def reachable(self, cosine: float) -> bool:
         """Whether an entry at this cosine could hit at all (else skip the lexical check)."""
@@ -208,6 +239,12 @@ DEFAULTS: dict[str, Similarity] = {
     "minilm": Similarity("minilm", 384, threshold=0.86, accept=0.86),
     "static": Similarity("static", 256, threshold=0.88, accept=0.88),
 }
+
+
+def with_families(base: Similarity, families: Families) -> Similarity:
+    """``base`` (its guards) with the family rule of ``families`` in place of its cosine rule."""
+    t = families.raw_threshold
+    return replace(base, threshold=t, accept=t, margin=0.0, lexical=0.0, families=families)
 
 
 def default_similarity(encoder: str) -> Similarity:

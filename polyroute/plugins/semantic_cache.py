@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Literal
 
 import orjson
@@ -39,6 +40,8 @@ from polyroute.cache import (
     prompt_text,
     scope_key,
 )
+from polyroute.cache.families import default_families_dir, load_families
+from polyroute.cache.similarity import with_families
 from polyroute.embed import Array, Encoder, serving_encoder
 from polyroute.errors import ConfigError
 from polyroute.plugins.base import (
@@ -63,6 +66,9 @@ class SemanticCacheOptions(PluginOptions):
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = Field(default="polyroute:cache:", min_length=1)
     encoder: Literal["minilm", "static"] = "minilm"
+    #: ``default`` (minilm: the shipped family model; static: cosine), ``cosine`` (the
+    #: calibrated cosine alone), or the directory of a ``polyroute train-cache`` model
+    similarity: str = Field(default="default", min_length=1)
     #: override the calibrated hit rule (see polyroute.cache.similarity)
     threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
     accept: float | None = Field(default=None, ge=-1.0, le=1.0)
@@ -79,6 +85,12 @@ class SemanticCache(BasePlugin):
     def setup(self, env: PluginEnv) -> None:
         o = self.options
         base = default_similarity(o.encoder)
+        if o.similarity != "cosine" and not (o.similarity == "default" and o.encoder != "minilm"):
+            path = default_families_dir() if o.similarity == "default" else o.similarity
+            try:
+                base = with_families(base, load_families(Path(env.base_dir) / path))
+            except ConfigError as exc:
+                raise ConfigError(f"{self.where}: similarity: {exc.message}") from None
         threshold = base.threshold if o.threshold is None else o.threshold
         accept = max(base.accept, threshold) if o.accept is None else o.accept
         margin = base.margin if o.margin is None else o.margin

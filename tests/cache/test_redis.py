@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -173,3 +174,31 @@ async def test_memory_and_redis_give_the_same_hits(prefix: str) -> None:
         *(None, None, b"0", b"1", None, None, None, None, b"6"),
         *(None, None, b"9", None, None, b"12"),
     ]
+
+
+async def test_a_family_model_stores_its_own_vectors_under_its_own_keys(prefix: str) -> None:
+    """Entries written with a family model are read back with it (the stored vectors
+    carry the family part) and are not seen by an index without the model."""
+    import redis.asyncio as aioredis
+
+    from polyroute.cache import RedisIndex
+    from polyroute.cache.families import Families
+    from polyroute.cache.similarity import with_families
+
+    w = np.asarray([[4.0, -4.0], [0.0, 0.0], [0.0, 0.0]], np.float32)  # family = sign of x[0]
+    fam = Families("test", w, np.zeros(2, np.float32), raw_threshold=0.95, threshold=0.9)
+    trained = RedisIndex(with_families(SIM, fam), url=REDIS_URL, prefix=prefix)
+    plain = RedisIndex(replace(SIM, threshold=0.95, accept=0.95), url=REDIS_URL, prefix=prefix)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await trained.add("s", vec(1, 1, 0), "reset my password", b"A")
+        hit = await trained.lookup("s", vec(1, 0, 1), "i forgot my password")  # cosine 0.5
+        assert hit is not None and hit.answer == b"A"
+        assert await trained.lookup("s", vec(-1, 1, 0), "book a table") is None
+        assert await plain.lookup("s", vec(1, 1, 0), "reset my password") is None
+        keys = [k.decode() async for k in client.scan_iter(match=prefix + "*")]
+        assert keys and all(k.startswith(f"{prefix}f{fam.digest}:{{s}}") for k in keys)
+    finally:
+        await trained.aclose()
+        await plain.aclose()
+        await client.aclose()

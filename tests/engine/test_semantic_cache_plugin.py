@@ -11,6 +11,7 @@ import pytest
 from fakes import Behaviour, FakeUpstream, gateway_config
 
 from polyroute import Engine, Request, parse_config
+from polyroute.cache.families import default_families_dir
 from polyroute.errors import ConfigError
 from polyroute.types import Trace
 
@@ -129,6 +130,28 @@ def test_options_are_checked_at_load(upstreams: tuple[FakeUpstream, ...]) -> Non
         engine_for(upstreams, backend="memcached")
     with pytest.raises(ConfigError, match=r"plugins\[0\]: .*threshold <= accept"):
         engine_for(upstreams, threshold=0.9, accept=0.5)
+    with pytest.raises(ConfigError, match=r"plugins\[0\]: similarity: .*nowhere"):
+        engine_for(upstreams, similarity="/nowhere")
+    with pytest.raises(ConfigError, match=r"plugins\[0\]: similarity: .*cannot serve"):
+        engine_for(upstreams, encoder="static", similarity=str(default_families_dir()))
+
+
+async def test_the_default_family_model_answers_rewordings_the_cosine_misses(
+    upstreams: tuple[FakeUpstream, ...],
+) -> None:
+    """The shipped family model (CLINC150 intents) is the default; ``cosine`` turns it off."""
+    upstreams[0].behaviour = Behaviour(mode="echo")
+    caches = []
+    for similarity in ("default", "cosine"):
+        engine = engine_for(upstreams, similarity=similarity)
+        try:
+            _, first = await engine.complete(chat("create a new timer"))
+            _, reworded = await engine.complete(chat("help me set a timer please"))
+            _, other = await engine.complete(chat("set an alarm for me"))
+        finally:
+            await engine.aclose()
+        caches.append((first.cache, reworded.cache, other.cache))
+    assert caches == [("miss", "hit", "miss"), ("miss", "miss", "miss")]
 
 
 def _redis_up() -> bool:
