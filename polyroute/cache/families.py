@@ -22,7 +22,7 @@ what they refuse.
 
 It pays off only for families it was trained on: on families it never saw the raw rule
 still answers, at about the plain cosine's hit rate.  Measured in
-``benchmarks/RESULTS_cache.md`` (``benchmarks/bench_cache_families.py``,
+``benchmarks/RESULTS_cache_families.md`` (``benchmarks/bench_cache_families.py``,
 ``benchmarks/exp_cache_trained.py``).  Arrays load without pickle (``arrays.npz``:
 ``w`` [dim x k], ``b`` [k]); ``manifest.json`` holds the rule and the provenance.
 """
@@ -45,7 +45,7 @@ FORMAT = "polyroute-cache-families"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
-#: calibrated with the shipped model (RESULTS_cache.md): the raw rule, the family weight
+#: calibrated with the shipped model (RESULTS_cache_families.md): the raw rule, the family weight
 #: and the family threshold
 RAW_THRESHOLD = 0.90
 WEIGHT = 0.9
