@@ -10,7 +10,9 @@ Use::
         await index.add(scope, vector, text, answer_bytes)  # after a fresh answer
 
 The index never embeds: ``vector`` comes from the encoder its :class:`Similarity`
-names (``default_similarity("minilm")`` or ``("static")``).  ``RedisIndex`` needs the
+names (``default_similarity("minilm")`` or ``("static")``); a trained family model
+(:mod:`polyroute.cache.families`, ``with_families``) changes what the index stores and
+how it scores, never what the caller passes.  ``RedisIndex`` needs the
 ``redis`` extra and is imported lazily.
 """
 

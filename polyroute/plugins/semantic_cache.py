@@ -6,7 +6,9 @@
 
 A request is looked up by the meaning of its last user message (``polyroute.cache``:
 one embedding, shared with the signals through the request's feature cache, and a
-calibrated hit rule) within a scope that must match exactly: the tenant (the
+calibrated hit rule; on MiniLM by default a trained family model, so rewordings of one
+request family match: ``similarity: cosine`` turns it off, ``similarity: DIR`` loads one
+from ``polyroute train-cache``) within a scope that must match exactly: the tenant (the
 gateway key's name), the decision, the endpoint, the system prompt and earlier
 turns, tools, ``response_format`` and the sampling parameters.  So a hit never
 crosses tenants or changes what was asked.  Within a scope, a prompt never matches one

@@ -199,3 +199,20 @@ def test_a_repeated_question_is_answered_from_the_cache_for_its_tenant_only(
         elsewhere = ask(other, question, temperature=0)
     assert elsewhere.headers["x-polyroute-cache"] == "miss"
     assert len(recorder.bodies()) == before + 1
+
+
+def test_the_default_family_model_answers_a_rewording_the_cosine_would_miss(
+    plugin_gateway: Gateway, recorder: Recorder
+) -> None:
+    """The shipped family model (CLINC150 intents) joins "create a new timer" and "help me
+    set a timer please" (MiniLM cosine ~0.75), and keeps "set an alarm for me" apart."""
+    with client_of(plugin_gateway, "tenant-b") as client:
+        first = ask(client, "create a new timer", temperature=0)
+        before = len(recorder.bodies())
+        reworded = ask(client, "help me set a timer please", temperature=0)
+        other = ask(client, "set an alarm for me", temperature=0)
+    assert first.headers["x-polyroute-cache"] == "miss"
+    assert reworded.headers["x-polyroute-cache"] == "hit"
+    assert reworded.parse().choices[0].message.content == first.parse().choices[0].message.content
+    assert other.headers["x-polyroute-cache"] == "miss"
+    assert len(recorder.bodies()) == before + 1  # only the alarm reached the model
