@@ -47,7 +47,7 @@ MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
 #: calibrated with the shipped model (RESULTS_cache_families.md): the raw rule, the family weight
 #: and the family threshold
-RAW_THRESHOLD = 0.90
+RAW_THRESHOLD = 0.88
 WEIGHT = 0.9
 THRESHOLD = 0.96
 F32 = npt.NDArray[np.float32]
