@@ -30,7 +30,6 @@ still answers, at about the plain cosine's hit rate.  Measured in
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -164,10 +163,8 @@ def default_families_dir() -> Path:
 
 def save_families(model: Families, out: str | Path, info: dict[str, Any] | None = None) -> Path:
     """Write ``model`` to the directory ``out`` (created); returns its path."""
-    from polyroute.routers._artifact_files import versions
+    from polyroute.routers._artifact_files import write_model_dir
 
-    path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -175,14 +172,10 @@ def save_families(model: Families, out: str | Path, info: dict[str, Any] | None 
         "raw_threshold": model.raw_threshold,
         "weight": model.weight,
         "threshold": model.threshold,
-        "versions": versions(),
         **model.info,
         **(info or {}),
     }
-    with open(path / ARRAYS, "wb") as fh:
-        np.savez_compressed(fh, allow_pickle=False, w=model.w, b=model.b)
-    (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return path
+    return write_model_dir(out, manifest, {"w": model.w, "b": model.b}, (MANIFEST, ARRAYS))
 
 
 def load_families(path: str | Path) -> Families:

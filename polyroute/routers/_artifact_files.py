@@ -235,3 +235,20 @@ def versions() -> dict[str, str]:
     except metadata.PackageNotFoundError:
         ours = "unknown"
     return {"polyroute": ours, "numpy": np.__version__, "python": platform.python_version()}
+
+
+def write_model_dir(
+    out: str | os.PathLike[str],
+    manifest: dict[str, Any],
+    arrays: dict[str, npt.NDArray[Any]],
+    names: tuple[str, str] = ("manifest.json", "arrays.npz"),
+) -> Path:
+    """Write a model directory (created): ``manifest`` as JSON (with :func:`versions`) and
+    ``arrays`` as one compressed ``.npz`` that loads without pickle; returns its path."""
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / names[1], "wb") as fh:
+        np.savez_compressed(fh, allow_pickle=False, **arrays)
+    text = json.dumps({**manifest, "versions": versions()}, indent=2, sort_keys=True)
+    (path / names[0]).write_text(text + "\n")
+    return path

@@ -28,7 +28,6 @@ from the embedding cache (distilled from MiniLM once), as for every static user.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -112,10 +111,8 @@ def default_model_dir(kind: ModelType) -> Path:
 
 def save_model(model: TextModel, out: str | Path, info: dict[str, Any] | None = None) -> Path:
     """Write ``model`` to the directory ``out`` (created); returns its path."""
-    from polyroute.routers._artifact_files import versions
+    from polyroute.routers._artifact_files import write_model_dir
 
-    path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -126,17 +123,13 @@ def save_model(model: TextModel, out: str | Path, info: dict[str, Any] | None = 
         "labels": model.labels,
         "threshold": model.threshold,
         "metrics": model.metrics,
-        "versions": versions(),
         **(info or {}),
     }
     arrays = {"coef": model.coef, "intercept": model.intercept}
     if model.centroids is not None:
         arrays["centroids"] = model.centroids
         manifest["centroid_weight"] = model.centroid_weight
-    with open(path / ARRAYS, "wb") as fh:
-        np.savez_compressed(fh, allow_pickle=False, **arrays)
-    (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return path
+    return write_model_dir(out, manifest, arrays, (MANIFEST, ARRAYS))
 
 
 def load_model(path: str | Path, kind: ModelType | None = None) -> TextModel:
