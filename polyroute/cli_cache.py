@@ -134,6 +134,11 @@ def cmd_train_cache(args: argparse.Namespace) -> int:
 
     if args.background and not args.calibrate:
         raise ConfigError("train-cache: --background is for --calibrate")
+    if not 0.0 < args.weight < 1.0:
+        raise ConfigError(f"train-cache: --weight: expected 0 < weight < 1, got {args.weight}")
+    for flag, value in (("--raw-threshold", args.raw_threshold), ("--threshold", args.threshold)):
+        if not -1.0 <= value <= 1.0:
+            raise ConfigError(f"train-cache: {flag}: expected a cosine in -1..1, got {value}")
     texts, groups, singles = read_groups(args.data, args.group_field, set(args.skip_group))
     background = read_prompts(args.background) if args.background else []
     started = time.perf_counter()

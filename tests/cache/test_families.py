@@ -225,3 +225,5 @@ def test_train_cache_calibrate_writes_what_it_measured(tmp_path: Path) -> None:
     )
     no_calibrate = ["train-cache", "--data", str(data), "--out", str(out)]
     assert main([*no_calibrate, "--background", str(background)]) == 2
+    assert main([*no_calibrate, "--weight", "1.5"]) == 2
+    assert main([*no_calibrate, "--threshold", "2"]) == 2
