@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from starlette.testclient import TestClient
 
 
 @dataclass
@@ -300,6 +301,16 @@ def running(*upstreams: FakeUpstream) -> Iterator[tuple[FakeUpstream, ...]]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
         loop.close()
+
+
+@contextmanager
+def app_clients(**client: Any) -> Iterator[Callable[[Any], TestClient]]:
+    """A function opening a TestClient of the gateway app of an Engine (its lifespan
+    entered); every client opened is closed when the block ends."""
+    from polyroute.server import create_app
+
+    with ExitStack() as stack:
+        yield lambda engine: stack.enter_context(TestClient(create_app(engine), **client))
 
 
 def gateway_config(small: str, large: str, **server: Any) -> dict[str, Any]:

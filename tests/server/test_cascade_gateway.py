@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from fakes import Behaviour, FakeUpstream, running
+from fakes import Behaviour, FakeUpstream, app_clients, running
 from starlette.testclient import TestClient
 
 from polyroute import Engine, parse_config
@@ -97,17 +97,8 @@ def config(ups: Ups, plan: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def gateway(ups: Ups) -> Iterator[Callable[[dict[str, Any]], TestClient]]:
-    clients: list[TestClient] = []
-
-    def make(plan: dict[str, Any]) -> TestClient:
-        client = TestClient(create_app(Engine(parse_config(config(ups, plan)))))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+    with app_clients() as open_client:
+        yield lambda plan: open_client(Engine(parse_config(config(ups, plan))))
 
 
 BY_HAND = {"cascade": {"stages": ["small", "large"], "accept": {"logprob_mean": {"gt": -0.35}}}}

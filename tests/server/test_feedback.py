@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import Behaviour, FakeUpstream, gateway_config
+from fakes import Behaviour, FakeUpstream, app_clients, gateway_config
 from starlette.testclient import TestClient
 
 from polyroute import Engine, parse_config
@@ -29,21 +29,18 @@ BODY = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
 def make(
     upstreams: tuple[FakeUpstream, FakeUpstream], tmp_path: Path
 ) -> Iterator[Callable[..., tuple[TestClient, Engine]]]:
-    clients: list[TestClient] = []
+    small, large = upstreams
+    with app_clients() as open_client:
 
-    def build(feedback: dict[str, Any] | None = None, **server: Any) -> tuple[TestClient, Engine]:
-        small, large = upstreams
-        config = gateway_config(small.base_url, large.base_url, **server)
-        fb = feedback or {"store": {"type": "sqlite", "path": str(tmp_path / "fb.sqlite3")}}
-        engine = Engine(parse_config({**config, "feedback": fb}))
-        client = TestClient(create_app(engine))
-        client.__enter__()
-        clients.append(client)
-        return client, engine
+        def build(
+            feedback: dict[str, Any] | None = None, **server: Any
+        ) -> tuple[TestClient, Engine]:
+            config = gateway_config(small.base_url, large.base_url, **server)
+            fb = feedback or {"store": {"type": "sqlite", "path": str(tmp_path / "fb.sqlite3")}}
+            engine = Engine(parse_config({**config, "feedback": fb}))
+            return open_client(engine), engine
 
-    yield build
-    for c in clients:
-        c.__exit__(None, None, None)
+        yield build
 
 
 def record(client: TestClient, engine: Engine, trace_id: str, tenant: str = "") -> Any:

@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 from anthropic_helpers import sdk
-from fakes import Behaviour, FakeAnthropic, FakeUpstream, running
+from fakes import Behaviour, FakeAnthropic, FakeUpstream, app_clients, running
 from starlette.testclient import TestClient
 
 from polyroute import Engine, parse_config
-from polyroute.server import create_app
 
 Ups = tuple[FakeAnthropic, FakeUpstream]
 
@@ -49,10 +48,9 @@ def ups() -> Iterator[Ups]:
 @pytest.fixture
 def gateway(ups: Ups) -> Iterator[Callable[..., TestClient]]:
     claude, local = ups
-    clients: list[TestClient] = []
 
-    def make(**extra: Any) -> TestClient:
-        config: dict[str, Any] = {
+    def config(**extra: Any) -> dict[str, Any]:
+        return {
             "models": {
                 "claude": {
                     "provider": "anthropic",
@@ -66,14 +64,9 @@ def gateway(ups: Ups) -> Iterator[Callable[..., TestClient]]:
             "server": {"retries": 0},
             **extra,
         }
-        client = TestClient(create_app(Engine(parse_config(config))))
-        client.__enter__()
-        clients.append(client)
-        return client
 
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+    with app_clients() as open_client:
+        yield lambda **extra: open_client(Engine(parse_config(config(**extra))))
 
 
 def events(text: str) -> list[dict[str, Any]]:
