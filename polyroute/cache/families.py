@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ class Families:
     def k(self) -> int:
         return int(self.w.shape[1])
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """A short id of the weights and the rule (Redis keys: another model, other keys)."""
         h = hashlib.sha256(self.w.tobytes())
