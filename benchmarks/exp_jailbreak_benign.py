@@ -52,12 +52,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import functools
-import itertools
 import json
 import sys
 import time
-import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,46 +62,20 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from polyroute.embed_ngram import _WORD, DIM, MAX_CHARS, _block, features
+from polyroute.embed_ngram import DIM, blocks, features
 from polyroute.eval.io import load_dataset
 from polyroute.signals.textmodel import default_model_dir, load_model
 from polyroute.signals.textmodel_train import jailbreak_metrics, jailbreak_threshold
-from polyroute.types import bound_text
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _exp_jb_benign import generate  # noqa: E402
+from _exp_jb_common import INJECTION, LOOKALIKES, MAX_FPR, PROBES, SETS, SHARED, rows  # noqa: E402
 
-SHARED = HERE.parents[1] / "shared" / "data"
-INJECTION = SHARED / "guards" / "injection"
-PROBES = HERE / "probes" / "jailbreak_heldout.jsonl"
-LOOKALIKES = HERE.parent / "polyroute" / "data" / "signals" / "jailbreak-lookalikes.jsonl"
 OUT = Path("/tmp/jbx")
-SETS = ("wild_jailbreak", "indirect_injection", "hard_benign", "plain_benign")
-MAX_FPR = 0.03
-
-
-def rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 # --------------------------------------------------------------------------- features
-
-
-def blocks(text: str) -> tuple[Any, Any]:
-    """The word block and the char block of ``features(text)`` (their sum is it)."""
-    word = np.zeros(DIM, dtype=np.float32)
-    char = np.zeros(DIM, dtype=np.float32)
-    t = " ".join(unicodedata.normalize("NFKC", bound_text(text, MAX_CHARS)).lower().split())
-    words = _WORD.findall(t)
-    grams = Counter(words)
-    grams.update(f"{a} {b}" for a, b in itertools.pairwise(words))
-    _block(grams, "w:", word)
-    chars: Counter[str] = Counter()
-    for n in range(2, 6):
-        chars.update(t[i : i + n] for i in range(len(t) - n + 1))
-    _block(chars, "c:", char)
-    return word, char
 
 
 def encode(texts: list[str]) -> tuple[Any, Any]:

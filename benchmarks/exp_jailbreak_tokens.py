@@ -80,92 +80,14 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-SHARED = HERE.parents[1] / "shared" / "data"
-INJECTION = SHARED / "guards" / "injection"
-PROBES = HERE / "probes" / "jailbreak_heldout.jsonl"
-LOOKALIKES = HERE.parent / "polyroute" / "data" / "signals" / "jailbreak-lookalikes.jsonl"
-BENIGN_B = Path("/tmp/jbx/benign.jsonl")
+from _exp_jb_common import MAX_FPR, SETS  # noqa: E402
+from _exp_jbt_data import Set, add_augmentation, load_all  # noqa: E402
+from _exp_jbt_head import Pool, fit_head, head_scores, token_stats  # noqa: E402
+
 OUT = Path("/tmp/jbt")
-MAX_FPR = 0.03
-SETS = ("wild_jailbreak", "indirect_injection", "hard_benign", "plain_benign")
-EPOCHS = 12
 LOWS = (0.0, 0.05, 0.1, 0.2, 0.3)
 ALPHAS = (0.5, 0.75, 1.0)
 EPS = 1e-6
-
-
-def rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def all_texts() -> dict[str, list[str]]:
-    from polyroute.eval.io import load_dataset
-
-    out = {s: [r["text"] for r in rows(INJECTION / f"{s}.jsonl")] for s in ("train", "validation")}
-    out["L"] = [r["text"] for r in rows(LOOKALIKES)]
-    out["B"] = [r["text"] for r in rows(BENIGN_B)]
-    out["probes"] = [r["text"] for r in rows(PROBES)]
-    out["dcrouter"] = list(dict.fromkeys(load_dataset("dcrouter").prompts))[:1500]
-    clinc = [r["text"] for r in rows(SHARED / "guards/domains/clinc150/train.jsonl")][::15]
-    out["clinc"] = clinc[:1500]
-    return out
-
-
-# --------------------------------------------------------------------------- data
-
-
-@dataclass
-class Set:
-    name: str
-    texts: list[str]
-    y: Any  # bool [n]
-    groups: list[str]
-    sets: list[str]
-    x: Any  # float16 token states [tokens x 384]
-    off: Any  # int64 [n + 1]
-    ngram: Any  # sparse ngram vectors (word + char blocks) [n x DIM]
-    src: Any = None  # augmentation rows only: their two source train rows [n x 2]
-
-
-def load_all() -> dict[str, Set]:
-    from _exp_jbt_states import cached_states
-    from exp_jailbreak_benign import load as ngram_load
-
-    texts = all_texts()
-    meta: dict[str, tuple[Any, list[str], list[str]]] = {}
-    for s in ("train", "validation"):
-        r = rows(INJECTION / f"{s}.jsonl")
-        meta[s] = ([x["label"] == "injection" for x in r], [""] * len(r), [s] * len(r))
-    for s, path in (("L", LOOKALIKES), ("B", BENIGN_B)):
-        r = rows(path)
-        meta[s] = ([False] * len(r), [x["group"] for x in r], [s] * len(r))
-    p = rows(PROBES)
-    meta["probes"] = ([x["label"] == "injection" for x in p], [""] * len(p), [x["set"] for x in p])
-    for s in ("dcrouter", "clinc"):
-        n = len(texts[s])
-        meta[s] = ([False] * n, [""] * n, [s] * n)
-    out = {}
-    for name, t in texts.items():
-        y, groups, sets = meta[name]
-        x, off = cached_states(name, t)
-        ng = ngram_load(name, t, y, groups, sets)  # reads /tmp/jbx/feat_NAME.npz
-        assert ng.word.shape[0] == len(t), name
-        out[name] = Set(name, t, np.asarray(y, dtype=bool), groups, sets, x, off, ng.both)
-    return out
-
-
-def add_augmentation(data: dict[str, Set], n: int = 4000) -> None:
-    """POST-HOC (added after the probes were scored): ``data["A"]`` = ``n`` concatenations
-    of two train rows (``bench_jailbreak_heldout.augment``: benign + injection in either
-    order is an injection, benign + benign is benign), their token states recomputed."""
-    from _exp_jbt_states import cached_states
-    from bench_jailbreak_heldout import augment, read_split
-
-    aug = augment(read_split(INJECTION / "train.jsonl"), n)
-    x, off = cached_states(f"aug{n}", aug.split.texts)
-    k = len(aug.split.texts)
-    data["A"] = Set("A", aug.split.texts, np.asarray(aug.split.positive, dtype=bool),
-                    [""] * k, ["A"] * k, x, off, None, np.asarray(aug.src))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- head
@@ -190,112 +112,6 @@ HEAD_SETTINGS = (
 )
 #: POST-HOC, after the probes were scored: + 4,000 train-row concatenations (``--posthoc``)
 POSTHOC_SETTINGS = (HeadSetting("mlp", "LBA", 1.0),)
-
-
-def make_head(arch: str) -> Any:
-    import torch
-    from torch import nn
-
-    proj, heads = (0, 1) if arch == "lin" else (128, 2)
-
-    class Head(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.proj = nn.Linear(384, proj) if proj else None
-            dim = proj or 384
-            self.dim = dim
-            self.q = nn.Parameter(torch.zeros(heads, dim))
-            self.out = nn.Linear(dim * (heads + 2), 1)
-
-        def forward(self, h: Any, mask: Any) -> Any:
-            z = torch.nn.functional.gelu(self.proj(h)) if self.proj is not None else h
-            s = torch.einsum("btd,hd->bht", z, self.q) / math.sqrt(self.dim)
-            s = s.masked_fill(~mask[:, None, :], float("-inf"))
-            att = torch.einsum("bht,btd->bhd", torch.softmax(s, -1), z).flatten(1)
-            mx = z.masked_fill(~mask[..., None], float("-inf")).amax(1)
-            m = mask[..., None].to(z.dtype)
-            mean = (z * m).sum(1) / m.sum(1)
-            return self.out(torch.cat([att, mx, mean], 1)).squeeze(1)
-
-    return Head()
-
-
-class Pool:
-    """Rows drawn from several sets: padded standardised batches of their token states."""
-
-    def __init__(self, parts: list[tuple[Set, Any, float]], mu: Any, sd: Any) -> None:
-        self.items = []  # (set, row, label, weight)
-        for s, idx, w in parts:
-            self.items += [(s, int(i), bool(s.y[i]), w) for i in idx]
-        self.mu, self.sd = mu, sd
-        self.lengths = np.asarray([s.off[i + 1] - s.off[i] for s, i, _, _ in self.items])
-
-    def batch(self, sel: Any) -> tuple[Any, Any, Any, Any]:
-        import torch
-
-        width = int(self.lengths[sel].max())
-        h = np.zeros((len(sel), width, 384), dtype=np.float32)
-        mask = np.zeros((len(sel), width), dtype=bool)
-        for j, k in enumerate(sel):
-            s, i, _, _ = self.items[k]
-            a, b = s.off[i], s.off[i + 1]
-            h[j, : b - a] = (s.x[a:b].astype(np.float32) - self.mu) / self.sd
-            mask[j, : b - a] = True
-        y = np.asarray([self.items[k][2] for k in sel], dtype=np.float32)
-        w = np.asarray([self.items[k][3] for k in sel], dtype=np.float32)
-        return (torch.from_numpy(h), torch.from_numpy(mask), torch.from_numpy(y),
-                torch.from_numpy(w))  # fmt: skip
-
-    def batches(self, rng: Any | None, size: int = 64) -> list[Any]:
-        n = len(self.items)
-        order = rng.permutation(n) if rng is not None else np.arange(n)
-        out = []
-        for s in range(0, n, size * 16):  # length buckets of 16 batches
-            chunk = order[s : s + size * 16]
-            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            out += [chunk[k : k + size] for k in range(0, len(chunk), size)]
-        if rng is not None:
-            out = [out[i] for i in rng.permutation(len(out))]
-        return out
-
-
-def token_stats(s: Set) -> tuple[Any, Any]:
-    x = s.x.astype(np.float32)
-    return x.mean(0), x.std(0) + 1e-3
-
-
-def fit_head(arch: str, pool: Pool, epochs: int = EPOCHS) -> Any:
-    import torch
-
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    model = make_head(arch)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    model.train()
-    for _ in range(epochs):
-        for sel in pool.batches(rng):
-            h, mask, y, w = pool.batch(sel)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                model(h, mask), y, weight=w, reduction="sum") / w.sum()  # fmt: skip
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    return model
-
-
-def head_scores(model: Any, s: Set, idx: Any, mu: Any, sd: Any) -> Any:
-    import torch
-
-    out = np.zeros(len(idx), dtype=np.float32)
-    if len(idx) == 0:
-        return out
-    pool = Pool([(s, idx, 1.0)], mu, sd)
-    with torch.inference_mode():
-        for sel in pool.batches(None, 128):
-            h, mask, _, _ = pool.batch(sel)
-            out[sel] = torch.sigmoid(model(h, mask)).numpy()
-    return out
 
 
 # --------------------------------------------------------------------------- forms

@@ -50,19 +50,33 @@ def _block(counts: Counter[str], prefix: str, out: npt.NDArray[np.float32]) -> N
     out[columns] += (summed / norm).astype(np.float32)
 
 
-def features(text: str) -> npt.NDArray[np.float32]:
-    """The vector of one prompt (see the module docstring)."""
-    out = np.zeros(DIM, dtype=np.float32)
+def _fill(text: str, word: npt.NDArray[np.float32], char: npt.NDArray[np.float32]) -> None:
+    """Add the word block of ``text`` to ``word`` and its char block to ``char``."""
     t = " ".join(unicodedata.normalize("NFKC", bound_text(text, MAX_CHARS)).lower().split())
     words = _WORD.findall(t)
     grams = Counter(words)
     grams.update(f"{a} {b}" for a, b in itertools.pairwise(words))
-    _block(grams, "w:", out)
+    _block(grams, "w:", word)
     chars: Counter[str] = Counter()
     for n in range(2, 6):
         chars.update(map(t.__getitem__, map(slice, range(len(t) - n + 1), range(n, len(t) + 1))))
-    _block(chars, "c:", out)
+    _block(chars, "c:", char)
+
+
+def features(text: str) -> npt.NDArray[np.float32]:
+    """The vector of one prompt (see the module docstring)."""
+    out = np.zeros(DIM, dtype=np.float32)
+    _fill(text, out, out)
     return out
+
+
+def blocks(text: str) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The word block and the char block of one prompt apart (their sum is
+    :func:`features`)."""
+    word = np.zeros(DIM, dtype=np.float32)
+    char = np.zeros(DIM, dtype=np.float32)
+    _fill(text, word, char)
+    return word, char
 
 
 class NgramEncoder:
