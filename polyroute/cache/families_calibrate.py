@@ -15,6 +15,7 @@ rule is checked on the user's rows alone (say so: unrelated prompts may then hit
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -111,7 +112,8 @@ def calibrate_families(
 ) -> Calibration:
     """The rule for a family model of ``groups`` (see the module doc)."""
     xs = np.asarray(x, dtype=np.float32)
-    if len({g for g in groups}) < 2 or min(groups.count(g) for g in set(groups)) < 2:
+    sizes = Counter(groups)
+    if len(sizes) < 2 or min(sizes.values()) < 2:
         raise ConfigError("train-cache --calibrate: expected >= 2 groups of >= 2 rows each")
     names = {g: i for i, g in enumerate(sorted(set(groups)))}
     labels = [names[g] for g in groups]
