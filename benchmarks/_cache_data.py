@@ -95,6 +95,12 @@ class Split:
     labels: np.ndarray  # intent id >= 0; each oos row a unique negative id
 
 
+def intent_ids() -> dict[str, int]:
+    """CLINC150's 150 intents (``oos`` aside), numbered in sorted order."""
+    names = {json.loads(line)["intent"] for line in (DATA / "train.jsonl").open()} - {"oos"}
+    return {name: i for i, name in enumerate(sorted(names))}
+
+
 def load_split(name: str, intent_ids: dict[str, int]) -> Split:
     rows = [json.loads(line) for line in (DATA / f"{name}.jsonl").open()]
     labels = [

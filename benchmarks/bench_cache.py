@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import sys
 import time
@@ -72,12 +71,12 @@ from functools import partial
 
 import numpy as np
 from _cache_data import (
-    DATA,
     SWAPPED,
     Split,
     ceiling,
     distinct_prompts,
     embed,
+    intent_ids,
     load_split,
     make_stream,
     swapped_pairs,
@@ -413,8 +412,7 @@ def index_rows(
 
 
 def evaluate(encoder: str, cap: float, redis_url: str | None) -> list[str]:
-    names = {json.loads(line)["intent"] for line in (DATA / "train.jsonl").open()} - {"oos"}
-    ids = {name: i for i, name in enumerate(sorted(names))}
+    ids = intent_ids()
     train, val = load_split("train", ids), load_split("validation", ids)
     xt, xv = embed(encoder, train.texts), embed(encoder, val.texts)
     perm = np.random.default_rng(0).permutation(len(ids))

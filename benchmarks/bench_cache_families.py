@@ -28,12 +28,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import uuid
 from dataclasses import replace
 
 import numpy as np
-from _cache_data import DATA, distinct_prompts, embed, load_split, make_stream, swapped_pairs
+from _cache_data import (
+    distinct_prompts,
+    embed,
+    intent_ids,
+    load_split,
+    make_stream,
+    swapped_pairs,
+)
 from bench_cache import FOLDS, drop_keys, pct, through_index, through_pairs
 
 from polyroute.cache import DEFAULTS, MemoryIndex, Similarity
@@ -57,8 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15", help="'' to skip Redis")
     args = parser.parse_args()
-    names = {json.loads(line)["intent"] for line in (DATA / "train.jsonl").open()} - {"oos"}
-    ids = {name: i for i, name in enumerate(sorted(names))}
+    ids = intent_ids()
     train, val = load_split("train", ids), load_split("validation", ids)
     xt, xv = embed("minilm", train.texts), embed("minilm", val.texts)
     cosine = DEFAULTS["minilm"]

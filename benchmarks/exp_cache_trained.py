@@ -66,7 +66,6 @@ alone (which cap binds).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -75,11 +74,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 from _cache_data import (
-    DATA,
     Split,
     ceiling,
     distinct_prompts,
     embed,
+    intent_ids,
     load_split,
     make_stream,
     swapped_pairs,
@@ -472,8 +471,7 @@ def main() -> None:
     parser.add_argument("--skip-b", action="store_true", help="skip (B), leave-intent-out")
     args = parser.parse_args()
     t_start = time.time()
-    names = {json.loads(line)["intent"] for line in (DATA / "train.jsonl").open()} - {"oos"}
-    ids = {name: i for i, name in enumerate(sorted(names))}
+    ids = intent_ids()
     train, val = load_split("train", ids), load_split("validation", ids)
     xt, xv = embed(ENCODER, train.texts), embed(ENCODER, val.texts)
     off, off_cal, off_report = distinct_prompts()

@@ -51,6 +51,22 @@ numbers" / "lcm of two integers"); so does a one-word addition or removal ("cube
 "cube root", "with eggs" / "without eggs") unless ``Similarity.swap_added`` asks for it
 (off by default: ``benchmarks/RESULTS_cache.md``, 2026-11-30 evening note).
 
+**Template guard.**  Templated prompts differ in one phrase: "Write a python function to
+check for odd parity of a given number" / "... to find the parity of a given number"
+embed close, and a family model puts them in one family.  :func:`template_clash` refuses
+a pair whose shared opening and ending words (the frame: :data:`TEMPLATE_MIN_WORDS` or
+more, covering :data:`TEMPLATE_FRAME` of the longer prompt) enclose slots with other
+content words.  Short requests ("speak german" / "speak french") are left to the
+similarity: their frames are short, and CLINC150 rewords one request by swapping a word
+in a short frame often.
+
+**Overlap guard.**  Two lists of twenty unrelated nouns embed at MiniLM cosine ~0.88.
+:func:`disjoint` refuses prompts of :data:`OVERLAP_MIN_WORDS` or more content words
+that share under :data:`OVERLAP_MIN_JACCARD` of them.
+
+Both cost ~0.4-0.8 points of CLINC hits and halve the wrong hits on templated prompts
+(``benchmarks/exp_cache_template.py``, ``RESULTS_cache_families.md``).
+
 The guards run on the shortlist only (~µs per pair), on the memory and the Redis index
 alike (``Similarity.best``).
 """
@@ -209,3 +225,65 @@ def swapped(a: tuple[str, ...], b: tuple[str, ...], *, added: bool = False) -> b
     if added and only_a + only_b == 1:
         return min(len(sa), len(sb)) >= SWAP_MIN_WORDS
     return False
+
+
+#: the template guard looks at pairs whose shared opening and ending words cover at
+#: least this share of the longer prompt's words ...
+TEMPLATE_FRAME = 0.5
+#: ... and number at least this many (short requests that share a few words, "speak
+#: german" / "speak french", are left to the similarity: CLINC150 rewordings of one
+#: request swap a word in a short frame often, "my luggage is missing" / "... lost")
+TEMPLATE_MIN_WORDS = 6
+#: the overlap guard looks at pairs with at least this many content words on each side ...
+OVERLAP_MIN_WORDS = 8
+#: ... and refuses them when the Jaccard overlap of their content-word sets is below this
+OVERLAP_MIN_JACCARD = 0.2
+
+
+def template_clash(
+    a: tuple[str, ...],
+    b: tuple[str, ...],
+    *,
+    frame: float = TEMPLATE_FRAME,
+    min_words: int = TEMPLATE_MIN_WORDS,
+) -> bool:
+    """Whether two token lists (:func:`tokens`) are one template filled in two ways.
+
+    The shared opening and ending words (the *frame*) number at least ``min_words`` and
+    cover at least ``frame`` of the longer list, and the words between them (the
+    *slots*) both carry content words (:func:`content_words`) that differ as sets, an
+    inflected form or a spelling variant (:func:`inflection`) counting as the word:
+    "write a python function to check for odd parity of a given number" / "... to find
+    the parity of a given number", a multiple-choice template with another question.  A
+    slot of stopwords only, or nothing (one prompt adds a word or two of no request), is
+    no clash."""
+    if a == b:
+        return False
+    shortest = min(len(a), len(b))
+    head = 0
+    while head < shortest and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < shortest - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    if head + tail < max(min_words, frame * max(len(a), len(b))):
+        return False
+    slot_a = set(content_words(list(a[head : len(a) - tail])))
+    slot_b = set(content_words(list(b[head : len(b) - tail])))
+    if not slot_a or not slot_b:
+        return False
+    only_a, only_b = slot_a - slot_b, slot_b - slot_a
+    return any(not any(inflection(x, y) for y in only_b) for x in only_a) or any(
+        not any(inflection(x, y) for x in only_a) for y in only_b
+    )
+
+
+def disjoint(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Whether two content-word sequences (:func:`content_words`) of at least
+    :data:`OVERLAP_MIN_WORDS` words each share almost none of their words (set Jaccard
+    below :data:`OVERLAP_MIN_JACCARD`): two lists of twenty unrelated nouns embed at
+    MiniLM cosine ~0.88, and a long rewording of one request keeps some of its terms."""
+    sa, sb = frozenset(a), frozenset(b)
+    if min(len(sa), len(sb)) < OVERLAP_MIN_WORDS:
+        return False
+    return len(sa & sb) < OVERLAP_MIN_JACCARD * len(sa | sb)

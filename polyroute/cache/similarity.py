@@ -42,7 +42,15 @@ import numpy as np
 import numpy.typing as npt
 
 from polyroute.cache.families import Families
-from polyroute.cache.guards import content_words, literals, shingles, swapped, tokens
+from polyroute.cache.guards import (
+    content_words,
+    disjoint,
+    literals,
+    shingles,
+    swapped,
+    template_clash,
+    tokens,
+)
 from polyroute.errors import ConfigError
 
 #: entries re-scored by the lexical verifier per lookup (by cosine, best first)
@@ -63,12 +71,15 @@ class Surface:
     length: int  #: words, repeats counted
     bigrams: frozenset[tuple[str, str]]
     content: tuple[str, ...] = ()  #: content words, in order (the swap guard's input)
+    tokens: tuple[str, ...] = ()  #: every word, in order (the template guard's input)
 
 
 def surface(text: str) -> Surface:
     """The :class:`Surface` of ``text`` (computed once per prompt and per entry)."""
     run = tokens(text)
-    return Surface(frozenset(run), literals(text), len(run), shingles(run), content_words(run))
+    return Surface(
+        frozenset(run), literals(text), len(run), shingles(run), content_words(run), tuple(run)
+    )
 
 
 def jaccard(a: frozenset[Any], b: frozenset[Any]) -> float:
@@ -98,12 +109,24 @@ class Similarity:
     swap_guard: bool = True
     #: ... or (with ``swap_guard``) a one-word addition or removal ("cube" / "cube root")
     swap_added: bool = False
+    #: refuse a hit when the prompts are one template filled in two ways
+    #: (:func:`polyroute.cache.guards.template_clash`) ...
+    template_guard: bool = True
+    #: ... or two long prompts that share almost no content words
+    #: (:func:`polyroute.cache.guards.disjoint`)
+    overlap_guard: bool = True
     #: a trained family model (:mod:`polyroute.cache.families`): the score is the larger
     #: of the cosine and the family rule's, shifted to meet at ``threshold``
     families: Families | None = None
 
     def __post_init__(self) -> None:
-        for name in ("literal_guard", "swap_guard", "swap_added"):
+        for name in (
+            "literal_guard",
+            "swap_guard",
+            "swap_added",
+            "template_guard",
+            "overlap_guard",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(
                     f"similarity for {self.encoder!r}: expected {name} true or false, "
@@ -210,9 +233,11 @@ class Similarity:
             jaccard(query.bigrams, entry.bigrams) < self.long_overlap
         ):
             return False
-        return not (
-            self.swap_guard and swapped(query.content, entry.content, added=self.swap_added)
-        )
+        if self.swap_guard and swapped(query.content, entry.content, added=self.swap_added):
+            return False
+        if self.overlap_guard and disjoint(query.content, entry.content):
+            return False
+        return not (self.template_guard and template_clash(query.tokens, entry.tokens))
 
     def hits(self, best: float, runner_up: float) -> bool:
         """Whether the best entry (score ``best``) answers, given the runner-up's score."""

@@ -216,3 +216,19 @@ def test_the_default_family_model_answers_a_rewording_the_cosine_would_miss(
     assert reworded.parse().choices[0].message.content == first.parse().choices[0].message.content
     assert other.headers["x-polyroute-cache"] == "miss"
     assert len(recorder.bodies()) == before + 1  # only the alarm reached the model
+
+
+def test_a_template_filled_otherwise_is_a_miss(plugin_gateway: Gateway, recorder: Recorder) -> None:
+    """Two MBPP-style prompts of one template (MiniLM cosine 0.90, over the family model's
+    raw cutoff of 0.88) ask for different functions: the template guard keeps them apart,
+    and the second reaches the model."""
+    template = "Write a python function to {} of a given number."
+    with client_of(plugin_gateway, "tenant-b") as client:
+        first = ask(client, template.format("check for odd parity"), temperature=0)
+        before = len(recorder.bodies())
+        other = ask(client, template.format("find the parity"), temperature=0)
+        again = ask(client, template.format("check for odd parity"), temperature=0)
+    assert first.headers["x-polyroute-cache"] == "miss"
+    assert other.headers["x-polyroute-cache"] == "miss"
+    assert again.headers["x-polyroute-cache"] == "hit"
+    assert len(recorder.bodies()) == before + 1
