@@ -21,6 +21,10 @@ Streams:
 - **distinct**: distinct dcrouter prompts cut to 600 characters (never repeated, so the
   cache can only miss: the cost a miss adds, one MiniLM embedding on the request path;
   any hit here answers a request with another's answer).
+- **exact repeats**: draws with replacement (seed 300) from the first REPEAT_SET (50)
+  queries of the CLINC stream, so all but the first sending of each is a word-for-word
+  repeat: the index's exact lookup answers it before any embedding (the "repeat
+  ceiling" is the share of requests whose text was sent before).
 
 The fake upstream answers at once, so a miss is in flight for milliseconds only; two
 more rows (``--slow-upstream-s``, default 0.5 s; 0 skips them) put a delay before each
@@ -37,8 +41,8 @@ latency, the share of responses with ``x-polyroute-cache: hit``, the upstream ca
 made (the increase of ``polyroute_upstream_attempts_total`` on the gateway's
 ``/metrics``; the fake upstream keeps no count), the gateway's CPU per request
 (``/proc/PID/stat``, all threads) and its RSS after the burst (peak: VmHWM).  The
-Redis row (``redis://127.0.0.1:6379/15``, a unique ``prefix``, its keys deleted
-afterwards) is skipped when Redis does not answer.
+Redis rows (``redis://127.0.0.1:6379/15``, a unique ``prefix`` each, their keys deleted
+afterwards) are skipped when Redis does not answer.
 
 For reference, the same CLINC prefix goes through ``MemoryIndex`` in-process (the
 cached MiniLM vectors of ``bench_cache``), sequentially: the hit rate the sequential
@@ -78,13 +82,14 @@ SEED = 300  # the stream of RESULTS_cache_families.md's first row
 CONCURRENCY = 32
 WARMUP = 64
 REDIS_URL = "redis://127.0.0.1:6379/15"
-CLINC, DISTINCT = "CLINC", "distinct"
+REPEAT_SET = 50  # distinct prompts of the exact-repeats stream
+CLINC, DISTINCT, REPEATS = "CLINC", "distinct", "exact repeats"
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: a dict key
 class Row:
     label: str
-    stream: str  # CLINC or DISTINCT
+    stream: str  # CLINC, DISTINCT or REPEATS
     clients: int
     cache: dict[str, Any] | None  # the semantic_cache plugin's options; None: no plugin
     delay_s: float = 0.0  # the fake upstream's delay before each answer
@@ -100,6 +105,13 @@ def clinc_stream() -> tuple[list[str], np.ndarray, Any, np.ndarray]:
     val = load_split("validation", ids)
     order = make_stream(val, set(range(len(ids))), None, SEED)
     return [val.texts[i] for i in order], val.labels[order], val, order
+
+
+def repeats_stream(clinc: list[str], n: int) -> tuple[list[str], np.ndarray]:
+    """``n`` draws with replacement from the first REPEAT_SET CLINC queries: texts and
+    which of them each is (a label per distinct text, for the repeat ceiling)."""
+    picks = np.random.default_rng(SEED).integers(0, REPEAT_SET, n)
+    return [clinc[i] for i in picks.tolist()], picks
 
 
 def body(prompt: str) -> bytes:
@@ -245,14 +257,14 @@ def index_reference(sent: int) -> dict[str, float]:
 # --------------------------------------------------------------------------- report
 
 
-def table(rows: dict[Row, dict[str, Any]], labels: np.ndarray) -> str:
+def table(rows: dict[Row, dict[str, Any]], labels: dict[str, np.ndarray]) -> str:
     base = {(row.stream, row.delay_s): r for row, r in rows.items() if row.cache is None}
     lines = ["| gateway | stream | clients | requests (errors) | req/s | vs no cache | "
              "p50 / p99 | hits (`x-polyroute-cache`) | repeat ceiling | upstream calls "
              "(per request) | CPU / req | RSS after (peak) |", "|" + " --- |" * 12]  # fmt: skip
     for row, r in rows.items():
         ref = base[row.stream, row.delay_s]
-        cap = f"{ceiling(labels[: r['sent']]):.1%}" if row.stream == CLINC else "0"
+        cap = f"{ceiling(labels[row.stream][: r['sent']]):.1%}" if row.stream in labels else "0"
         hits = f"{r['hits'] / max(1, r['n']):.1%}" if row.cache is not None else "-"
         lines.append(
             f"| {row.label} | {row.stream} | {row.clients} | {r['n']} ({r['errors']}) | "
@@ -317,9 +329,16 @@ def plan(redis_prefix: str | None, slow_s: float) -> list[Row]:
     if slow_s > 0:
         rows.append(Row(f"no cache, upstream +{slow_s:g} s", CLINC, c, None, slow_s))
         rows.append(Row(f"cache, family (default), upstream +{slow_s:g} s", CLINC, c, {}, slow_s))
+    rows += [
+        Row("no cache", REPEATS, c, None),
+        Row("cache, family (default)", REPEATS, c, {}),
+    ]
     if redis_prefix is not None:
         opts = {"backend": "redis", "url": REDIS_URL, "prefix": redis_prefix}
         rows.append(Row("cache, family, `backend: redis`", CLINC, c, opts))
+        # its own keys: the CLINC row stored these very queries
+        opts = {**opts, "prefix": redis_prefix + "repeats:"}
+        rows.append(Row("cache, family, `backend: redis`", REPEATS, c, opts))
     return rows
 
 
@@ -339,8 +358,9 @@ def main() -> None:
         args.requests, args.cap_s = 600, 20.0
     clinc, labels, _, _ = clinc_stream()
     distinct = prompts(WARMUP + args.requests)
+    repeats, picks = repeats_stream(clinc, args.requests)
     warm, streams = distinct[:WARMUP], {CLINC: clinc[: args.requests],
-                                        DISTINCT: distinct[WARMUP:]}  # fmt: skip
+                                        DISTINCT: distinct[WARMUP:], REPEATS: repeats}  # fmt: skip
     use_redis = not args.no_redis and redis_reachable()
     prefix = f"polyroute:bench-gateway:{uuid.uuid4().hex[:12]}:" if use_redis else None
     rows: dict[Row, dict[str, Any]] = {}
@@ -361,7 +381,7 @@ def main() -> None:
                 asyncio.run(drop_keys(REDIS_URL, prefix))
     seq = next(r for row, r in rows.items() if row.clients == 1)  # the first: family
     ref = None if args.no_reference else index_reference(seq["sent"])
-    report = table(rows, labels) + "\n\n" + notes(rows, ref, seq["sent"])
+    report = table(rows, {CLINC: labels, REPEATS: picks}) + "\n\n" + notes(rows, ref, seq["sent"])
     if not use_redis:
         report += "\n\nRedis row skipped (" + ("--no-redis" if args.no_redis else
                                                f"{REDIS_URL} did not answer") + ")."  # fmt: skip

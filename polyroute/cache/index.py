@@ -4,6 +4,7 @@ An index maps ``(scope, prompt)`` to an answer.  The scope (:func:`polyroute.cac
 must match exactly; the prompt is matched by meaning: the caller passes the prompt's
 embedding (computed once by the request pipeline with the encoder the index's
 :class:`~polyroute.cache.Similarity` names) and its text, and the index never embeds.
+A prompt repeated word for word can be answered before any embedding (:meth:`exact`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ class SemanticIndex(Protocol):
 
     async def lookup(self, scope: str, vector: Vector, text: str) -> CacheHit | None:
         """The answer stored for the most similar prompt of ``scope``, if similar enough."""
+        ...
+
+    async def exact(self, scope: str, text: str) -> CacheHit | None:
+        """The answer stored for this very prompt text in ``scope`` (the same text after
+        ``strip()``, case and inner spacing kept), or None; ``similarity`` is 1.
+
+        The fast path of a repeat: no vector, so the caller can skip the encoder.  It only
+        answers what :meth:`lookup` would answer anyway (identical text has cosine 1 and
+        passes every guard), never an expired or evicted entry."""
         ...
 
     async def add(self, scope: str, vector: Vector, text: str, answer: bytes) -> None:

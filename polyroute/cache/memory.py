@@ -4,6 +4,9 @@ Each scope keeps its entries' vectors as rows of one float32 matrix, so a lookup
 is one matrix-vector product over the scope.  ``max_entries`` bounds all scopes
 together; the least recently *used* entry (added or hit) is evicted first.
 Expired entries never hit and are swept from a scope when a lookup meets them.
+Each scope also maps its entries' stripped texts to them (:meth:`MemoryIndex.exact`:
+a prompt repeated word for word is answered without an embedding); the map follows
+every removal, so an evicted or expired entry never answers through it either.
 Time comes from ``clock`` (``time.monotonic`` by default) so tests can inject one.
 """
 
@@ -27,15 +30,21 @@ class _Entry:
     text: str
     answer: bytes
     surface: Surface
+    expires: float
 
 
 class _Scope:
-    """The entries of one scope; row ``i`` of ``vectors`` belongs to ``entries[i]``."""
+    """The entries of one scope; row ``i`` of ``vectors`` belongs to ``entries[i]``.
+
+    ``exact`` maps a stripped text to the newest entry stored for it: an older entry of
+    the same text (two requests that missed together) stays reachable by meaning only,
+    and when the newest goes first the text falls back to the semantic lookup."""
 
     def __init__(self, dim: int) -> None:
         self.vectors = np.zeros((4, dim), dtype=np.float32)
         self.expires = np.zeros(4, dtype=np.float64)
         self.entries: list[_Entry] = []
+        self.exact: dict[str, _Entry] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -48,9 +57,13 @@ class _Scope:
         self.vectors[n] = vector
         self.expires[n] = expires
         self.entries.append(entry)
+        self.exact[entry.text.strip()] = entry
 
     def remove(self, row: int) -> None:
         """Drop row ``row`` by moving the last row into it (order does not matter)."""
+        gone = self.entries[row]
+        if self.exact.get(gone.text.strip()) is gone:
+            del self.exact[gone.text.strip()]
         last = len(self.entries) - 1
         if row != last:
             self.vectors[row] = self.vectors[last]
@@ -121,6 +134,22 @@ class MemoryIndex:
         self._lru.move_to_end(entry.key)
         return CacheHit(answer=entry.answer, similarity=score, matched_text=entry.text)
 
+    async def exact(self, scope: str, text: str) -> CacheHit | None:
+        """The live entry of ``scope`` stored for this very text (after ``strip()``), if any.
+
+        A dict lookup, no vector: what :meth:`lookup` would answer anyway (identical text
+        has cosine 1 and passes every guard), for the cost of a hash."""
+        bucket = self._scopes.get(scope)
+        entry = bucket.exact.get(text.strip()) if bucket is not None else None
+        if bucket is None or entry is None:
+            return None
+        now = self._clock()
+        if entry.expires <= now:
+            self._sweep(scope, bucket, now)
+            return None
+        self._lru.move_to_end(entry.key)
+        return CacheHit(answer=entry.answer, similarity=1.0, matched_text=entry.text)
+
     async def add(self, scope: str, vector: Vector, text: str, answer: bytes) -> None:
         """Store an entry; evicts the least recently used entries beyond ``max_entries``."""
         v = self.similarity.unit(vector)
@@ -129,7 +158,8 @@ class MemoryIndex:
             bucket = self._scopes[scope] = _Scope(self.similarity.width)
         key = self._next_key
         self._next_key += 1
-        bucket.append(_Entry(key, text, answer, surface(text)), v, self._clock() + self.ttl_s)
+        expires = self._clock() + self.ttl_s
+        bucket.append(_Entry(key, text, answer, surface(text), expires), v, expires)
         self._lru[key] = scope
         while len(self._lru) > self.max_entries:
             old, old_scope = self._lru.popitem(last=False)

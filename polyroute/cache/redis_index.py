@@ -4,14 +4,21 @@ Keys of one scope share the hash tag ``{<scope>}`` (one cluster slot):
 
 - ``<prefix>{<scope>}:z``  sorted set: entry id -> expiry time (epoch seconds from ``clock``)
 - ``<prefix>{<scope>}:v``  hash: entry id -> float32 unit vector bytes
-- ``<prefix>{<scope>}:e:<id>``  hash ``t`` (prompt text), ``a`` (answer), with a Redis TTL
+- ``<prefix>{<scope>}:e:<id>``  hash ``t`` (prompt text), ``a`` (answer), ``x`` (the
+  digest below), with a Redis TTL
+- ``<prefix>{<scope>}:x:<sha256 of the stripped text>``  string: the id of the newest
+  entry stored for that text, with the entry's TTL (:meth:`RedisIndex.exact`)
 
 With a trained family model (:mod:`polyroute.cache.families`) the stored vectors depend on
 it, so ``<prefix>`` is followed by ``f<digest>:``: another model never reads them.
 
 An add is one Lua script (atomic across replicas): it drops expired ids, stores the
 entry, evicts the oldest entries beyond ``max_entries`` (per scope) and refreshes
-the TTL of the scope's keys.  A lookup reads the scope's live ids (one
+the TTL of the scope's keys; the ``x`` key of an entry that goes is deleted with it
+unless a newer entry of the same text took it over.  An exact lookup is one more
+script (one round trip, no vector): ``GET`` the ``x`` key, check that the id it names is
+still live in the sorted set (so an evicted or expired entry never answers, whatever
+the TTLs say) and ``HMGET`` its text and answer.  A lookup reads the scope's live ids (one
 ``ZRANGEBYSCORE``; at most ``max_entries``), fetches only the vectors this process
 has not seen yet (one ``HMGET``: each process mirrors the vectors of its
 ``max_scopes`` most recently used scopes; a stored vector never changes), scores
@@ -27,6 +34,7 @@ A lookup reads every live id of its scope, so its cost grows with the scope
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections import OrderedDict
@@ -42,31 +50,56 @@ from polyroute.cache.similarity import Similarity, surface
 from polyroute.errors import ConfigError
 
 _ADD = """
-local z, v, eprefix = KEYS[1], KEYS[2], KEYS[3]
+local z, v, eprefix, xprefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, vec, text, answer = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now, expires, ttl_ms, cap = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local digest = ARGV[9]
+local function drop(old)
+  redis.call('HDEL', v, old)
+  local x = redis.call('HGET', eprefix .. old, 'x')
+  if x and redis.call('GET', xprefix .. x) == old then
+    redis.call('DEL', xprefix .. x)
+  end
+  redis.call('DEL', eprefix .. old)
+end
 local stale = redis.call('ZRANGEBYSCORE', z, '-inf', now)
 for _, old in ipairs(stale) do
-  redis.call('HDEL', v, old)
-  redis.call('DEL', eprefix .. old)
+  drop(old)
 end
 redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
 redis.call('ZADD', z, expires, id)
 redis.call('HSET', v, id, vec)
-redis.call('HSET', eprefix .. id, 't', text, 'a', answer)
+redis.call('HSET', eprefix .. id, 't', text, 'a', answer, 'x', digest)
 redis.call('PEXPIRE', eprefix .. id, ttl_ms)
+redis.call('SET', xprefix .. digest, id, 'PX', ttl_ms)
 local extra = redis.call('ZCARD', z) - cap
 if extra > 0 then
   local victims = redis.call('ZPOPMIN', z, extra)
   for i = 1, #victims, 2 do
-    redis.call('HDEL', v, victims[i])
-    redis.call('DEL', eprefix .. victims[i])
+    drop(victims[i])
   end
 end
 redis.call('PEXPIRE', z, ttl_ms)
 redis.call('PEXPIRE', v, ttl_ms)
 return 1
 """
+
+_EXACT = """
+local id = redis.call('GET', KEYS[1])
+if not id then
+  return false
+end
+local expires = redis.call('ZSCORE', KEYS[2], id)
+if not expires or tonumber(expires) <= tonumber(ARGV[1]) then
+  return false
+end
+return redis.call('HMGET', KEYS[3] .. id, 't', 'a')
+"""
+
+
+def _digest(text: str) -> str:
+    """The ``x`` key suffix of a prompt: what :meth:`RedisIndex.exact` compares."""
+    return hashlib.sha256(text.strip().encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,17 +135,19 @@ class RedisIndex:
         self._clock = clock
         self._client: Any = aioredis.Redis.from_url(url)
         self._add_script: Any = self._client.register_script(_ADD)
+        self._exact_script: Any = self._client.register_script(_EXACT)
         self.max_scopes = max_scopes
         self._mirrors: OrderedDict[str, _Mirror] = OrderedDict()
 
-    def _keys(self, scope: str) -> tuple[str, str, str]:
+    def _keys(self, scope: str) -> tuple[str, str, str, str]:
+        """The sorted set, the vector hash, and the prefixes of the entry and ``x`` keys."""
         tag = self.similarity.tag
         base = f"{self.prefix}{tag}:{{{scope}}}" if tag else f"{self.prefix}{{{scope}}}"
-        return f"{base}:z", f"{base}:v", f"{base}:e:"
+        return f"{base}:z", f"{base}:v", f"{base}:e:", f"{base}:x:"
 
     async def _matrix(self, scope: str) -> tuple[list[bytes], np.ndarray]:
         """The live ids of ``scope`` and their vectors; only vectors not mirrored are fetched."""
-        z, vecs, _ = self._keys(scope)
+        z, vecs, _, _ = self._keys(scope)
         live: list[bytes] = await self._client.zrangebyscore(z, f"({self._clock()!r}", "+inf")
         live = live[-self.max_entries :]
         mirror = self._mirrors.pop(scope, None) or _Mirror(
@@ -169,6 +204,23 @@ class RedisIndex:
         matched = bytes(texts[winner] or b"").decode()
         return CacheHit(answer=bytes(answer), similarity=found[1], matched_text=matched)
 
+    async def exact(self, scope: str, text: str) -> CacheHit | None:
+        """The live entry of ``scope`` stored for this very text (after ``strip()``), if any.
+
+        One script, so one round trip and one consistent view: the ``x`` key's id must
+        still be live in the sorted set (by ``clock``, as :meth:`lookup` reads it).  The
+        stored text is compared too: the digest names the text, the text proves it."""
+        z, _, eprefix, xprefix = self._keys(scope)
+        found = await self._exact_script(
+            keys=[xprefix + _digest(text), z, eprefix], args=[repr(self._clock())]
+        )
+        if not found or found[0] is None or found[1] is None:  # the entry went meanwhile
+            return None
+        matched = bytes(found[0]).decode()
+        if matched.strip() != text.strip():
+            return None
+        return CacheHit(answer=bytes(found[1]), similarity=1.0, matched_text=matched)
+
     async def add(self, scope: str, vector: Vector, text: str, answer: bytes) -> None:
         """Store an entry (one atomic script); the oldest beyond ``max_entries`` go."""
         v = self.similarity.unit(vector)
@@ -184,6 +236,7 @@ class RedisIndex:
                 repr(now + self.ttl_s),
                 max(1, int(self.ttl_s * 1000)),
                 self.max_entries,
+                _digest(text),
             ],
         )
 

@@ -20,7 +20,10 @@ when its answer completes (a cut stream is not).  Requests that sample
 (``temperature`` above 0, or absent: the upstream default is 1) are neither looked
 up nor stored unless ``cache_sampled: true``.  A store that fails (Redis down) is a
 miss and a warning, never a failed request.  Responses carry ``x-polyroute-cache:
-hit|miss``; the trace says the similarity of a hit.
+hit|miss``; the trace says the similarity of a hit and how it matched (``match:
+exact|semantic``).  A prompt repeated word for word (the same text after ``strip()``,
+in the same scope) is answered by the index's exact lookup before any embedding: it is
+what the semantic lookup would answer anyway, without the encoder's milliseconds.
 """
 
 from __future__ import annotations
@@ -138,12 +141,15 @@ class SemanticCache(BasePlugin):
         # of what was asked
         asked = {k: v for k, v in body.items() if k not in _TRANSPORT}
         scope = scope_key(asked, request.endpoint, ctx.decision, ctx.tenant)
+        vector: Array | None = None  # stays None when the exact lookup answers
         try:
-            if self._blocking:
-                vector = await asyncio.to_thread(self._embed, ctx, text)
-            else:
-                vector = self._embed(ctx, text)
-            hit = await self.index.lookup(scope, vector, text)
+            hit = await self.index.exact(scope, text)
+            if hit is None:
+                if self._blocking:
+                    vector = await asyncio.to_thread(self._embed, ctx, text)
+                else:
+                    vector = self._embed(ctx, text)
+                hit = await self.index.lookup(scope, vector, text)
         except Exception as exc:  # the cache is an optimisation: a failure is a miss
             _LOG.warning("semantic cache lookup failed: %s: %s", type(exc).__name__, exc)
             ctx.trace.cache = "miss"
@@ -155,7 +161,12 @@ class SemanticCache(BasePlugin):
         answer: JSON = orjson.loads(hit.answer)
         ctx.trace.cache = "hit"
         ctx.trace.events.append(
-            {"plugin": "semantic_cache", "action": "hit", "similarity": round(hit.similarity, 4)}
+            {
+                "plugin": "semantic_cache",
+                "action": "hit",
+                "similarity": round(hit.similarity, 4),
+                "match": "semantic" if vector is not None else "exact",
+            }
         )
         return Respond(answer, model=str(answer.get("model", "")), outcome="cache_hit")
 

@@ -116,3 +116,60 @@ async def test_lexical_verifier_needs_shared_words() -> None:
     assert hit is not None and hit.similarity == pytest.approx(1.2, abs=1e-5)
     assert await index.lookup("s", near, "book a flight to paris") is None  # jaccard 0: 0.8
     assert await index.lookup("s", vec(1, 0.1, 0), "show funds") is None  # cosine .995, j 0
+
+
+async def test_exact_answers_the_same_text_of_the_same_scope_only() -> None:
+    index = MemoryIndex(SIM)
+    await index.add("s", vec(1, 0, 0), "What is my balance?", b"42")
+    hit = await index.exact("s", "  What is my balance?\n")  # stripped: the same text
+    assert hit is not None
+    assert (hit.answer, hit.similarity, hit.matched_text) == (b"42", 1.0, "What is my balance?")
+    assert await index.exact("s", "what is my balance?") is None  # case is kept
+    assert await index.exact("s", "What is  my balance?") is None  # so is inner spacing
+    assert await index.exact("s", "What is my balance") is None
+    assert await index.exact("t", "What is my balance?") is None  # another scope
+    assert await index.exact("nowhere", "x") is None
+
+
+async def test_exact_never_answers_an_expired_entry() -> None:
+    clock = Clock()
+    index = MemoryIndex(SIM, ttl_s=10, clock=clock)
+    await index.add("s", vec(1, 0, 0), "x", b"X")
+    clock.now += 5
+    await index.add("s", vec(0, 1, 0), "y", b"Y")
+    clock.now += 4.9
+    assert await index.exact("s", "x") is not None
+    clock.now += 0.2  # x is 10.1 s old: expired (and swept), y 5.1 s
+    assert await index.exact("s", "x") is None
+    assert len(index) == 1
+    hit = await index.exact("s", "y")
+    assert hit is not None and hit.answer == b"Y"
+    clock.now += 5
+    assert await index.exact("s", "y") is None
+    assert len(index) == 0
+
+
+async def test_exact_follows_eviction_and_refreshes_the_lru() -> None:
+    index = MemoryIndex(SIM, max_entries=2)
+    await index.add("s", vec(1, 0, 0), "x", b"X")
+    await index.add("t", vec(0, 1, 0), "y", b"Y")
+    assert await index.exact("s", "x") is not None  # x is now the most recent
+    await index.add("s", vec(0, 0, 1), "z", b"Z")  # evicts y, the least recently used
+    assert await index.exact("t", "y") is None
+    assert await index.exact("s", "x") is not None
+    await index.add("s", vec(0, 1, 1), "w", b"W")  # evicts z
+    assert await index.exact("s", "z") is None
+    assert [await index.exact("s", t) is not None for t in ("x", "w")] == [True, True]
+
+
+async def test_exact_answers_the_newest_entry_of_a_repeated_text() -> None:
+    """Two requests that missed together store the same text twice: the newest answers,
+    and evicting the older one keeps it reachable."""
+    index = MemoryIndex(SIM, max_entries=2)
+    await index.add("s", vec(1, 0, 0), "x", b"old")
+    await index.add("s", vec(1, 0, 0), "x ", b"new")
+    hit = await index.exact("s", "x")
+    assert hit is not None and hit.answer == b"new"
+    await index.add("s", vec(0, 1, 0), "y", b"Y")  # evicts the older x
+    hit = await index.exact("s", "x")
+    assert hit is not None and hit.answer == b"new"

@@ -202,3 +202,97 @@ async def test_a_family_model_stores_its_own_vectors_under_its_own_keys(prefix: 
         await trained.aclose()
         await plain.aclose()
         await client.aclose()
+
+
+async def test_exact_hit_and_misses_in_redis(prefix: str) -> None:
+    from polyroute.cache import RedisIndex
+
+    index = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
+    try:
+        await index.add("tenant-a", vec(1, 0, 0), "What is my balance?", b"42")
+        hit = await index.exact("tenant-a", " What is my balance?\n")
+        assert hit is not None
+        assert (hit.answer, hit.similarity) == (b"42", 1.0)
+        assert hit.matched_text == "What is my balance?"
+        assert await index.exact("tenant-a", "what is my balance?") is None  # case is kept
+        assert await index.exact("tenant-a", "What is my balance") is None
+        assert await index.exact("tenant-b", "What is my balance?") is None  # another scope
+    finally:
+        await index.aclose()
+
+
+async def test_exact_follows_eviction_and_ttl_and_cleans_its_keys(prefix: str) -> None:
+    import redis.asyncio as aioredis
+
+    from polyroute.cache import RedisIndex
+
+    clock = Clock()
+    index = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=2, ttl_s=10, clock=clock)
+    client = aioredis.Redis.from_url(REDIS_URL)
+
+    async def pointers() -> list[str]:
+        return sorted([k.decode() async for k in client.scan_iter(match=prefix + "*:x:*")])
+
+    try:
+        await index.add("s", vec(1, 0, 0), "x", b"X")
+        clock.now += 1
+        await index.add("s", vec(0, 1, 0), "y", b"Y")
+        assert len(await pointers()) == 2
+        ttl = await client.pttl((await pointers())[0])
+        assert 9_000 < ttl <= 10_000  # the entry's TTL
+        clock.now += 1
+        await index.add("s", vec(0, 0, 1), "z", b"Z")  # evicts x, the oldest
+        assert await index.exact("s", "x") is None
+        assert len(await pointers()) == 2  # x's pointer went with it
+        hit = await index.exact("s", "y")
+        assert hit is not None and hit.answer == b"Y"
+        clock.now += 8.5  # y is 9.5 s old, z 8.5 s
+        assert await index.exact("s", "y") is not None
+        clock.now += 1  # y 10.5 s: expired by the clock, whatever Redis's TTL says
+        assert await index.exact("s", "y") is None
+        assert await index.exact("s", "z") is not None
+        clock.now += 0.25  # z 9.75 s
+        await index.add("s", vec(1, 1, 0), "w", b"W")  # sweeps y (and its pointer)
+        assert len(await pointers()) == 2
+        assert [await index.exact("s", t) is not None for t in ("z", "w")] == [True, True]
+    finally:
+        await index.aclose()
+        await client.aclose()
+
+
+async def test_exact_keeps_the_newest_entry_of_a_repeated_text(prefix: str) -> None:
+    """The same text stored twice (two replicas that missed together): the pointer names
+    the newest, and evicting the older one leaves it alone."""
+    from polyroute.cache import RedisIndex
+
+    clock = Clock()
+    index = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=2, clock=clock)
+    try:
+        await index.add("s", vec(1, 0, 0), "x", b"old")
+        clock.now += 1
+        await index.add("s", vec(1, 0, 0), "x", b"new")
+        clock.now += 1
+        await index.add("s", vec(0, 1, 0), "y", b"Y")  # evicts the older x
+        hit = await index.exact("s", "x")
+        assert hit is not None and hit.answer == b"new"
+    finally:
+        await index.aclose()
+
+
+async def test_exact_keys_carry_the_family_digest(prefix: str) -> None:
+    """An index with another similarity never reads the pointers of a family model."""
+    from polyroute.cache import RedisIndex
+    from polyroute.cache.families import Families
+    from polyroute.cache.similarity import with_families
+
+    w = np.asarray([[4.0, -4.0], [0.0, 0.0], [0.0, 0.0]], np.float32)
+    fam = Families("test", w, np.zeros(2, np.float32), raw_threshold=0.95, threshold=0.9)
+    trained = RedisIndex(with_families(SIM, fam), url=REDIS_URL, prefix=prefix)
+    plain = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
+    try:
+        await trained.add("s", vec(1, 1, 0), "reset my password", b"A")
+        assert await trained.exact("s", "reset my password") is not None
+        assert await plain.exact("s", "reset my password") is None
+    finally:
+        await trained.aclose()
+        await plain.aclose()

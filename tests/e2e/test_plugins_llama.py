@@ -6,7 +6,8 @@ shows what the upstream received.
 - a guarded topic is rerouted to a safer decision (its system prompt reaches the model);
 - PII is redacted before the upstream;
 - a repeated question is answered from the semantic cache, replayed as a stream too,
-  with no upstream call; another tenant's identical question is not.
+  with no upstream call; another tenant's identical question is not; a word-for-word
+  repeat is an exact match (no embedding), a rewording a semantic one.
 """
 
 from __future__ import annotations
@@ -120,6 +121,13 @@ def ask(client: OpenAI, prompt: str, **extra: Any) -> Any:
     )
 
 
+def cache_event(gateway: Gateway, raw: Any) -> dict[str, Any]:
+    """The semantic_cache plugin's event in the access-log trace of the response ``raw``."""
+    trace = gateway.wait_trace(raw.headers["x-polyroute-trace-id"])
+    event: dict[str, Any] = next(e for e in trace["plugins"] if e["plugin"] == "semantic_cache")
+    return event
+
+
 def test_a_jailbreak_is_refused_before_any_model_call(
     plugin_gateway: Gateway, recorder: Recorder
 ) -> None:
@@ -195,6 +203,8 @@ def test_a_repeated_question_is_answered_from_the_cache_for_its_tenant_only(
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == answer
     assert chunks[-1].choices[0].finish_reason is not None
     assert len(recorder.bodies()) == before  # no upstream call for the hits
+    matches = [cache_event(plugin_gateway, raw)["match"] for raw in (again, rewording, stream)]
+    assert matches == ["exact", "semantic", "exact"]
     with client_of(plugin_gateway, "tenant-b") as other:
         elsewhere = ask(other, question, temperature=0)
     assert elsewhere.headers["x-polyroute-cache"] == "miss"

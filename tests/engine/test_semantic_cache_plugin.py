@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from fakes import Behaviour, FakeUpstream, gateway_config
 
+import polyroute.plugins.semantic_cache as semantic_cache
 from polyroute import Engine, Request, parse_config
 from polyroute.cache.families import default_families_dir
+from polyroute.embed import Array, Encoder
 from polyroute.errors import ConfigError
 from polyroute.types import Trace
 
@@ -28,6 +31,86 @@ def engine_for(upstreams: tuple[FakeUpstream, ...], **options: Any) -> Engine:
 
 def chat(prompt: str, **fields: Any) -> Request:
     return Request.chat(prompt, **{"temperature": 0, **fields})
+
+
+class CountingEncoder:
+    """The real serving encoder, recording every text it is asked to embed."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner = inner
+        self.id = inner.id
+        self.texts: list[str] = []
+
+    def fit(self, texts: Sequence[str]) -> Encoder:
+        return self
+
+    def encode(self, texts: Sequence[str]) -> Array:
+        self.texts.extend(texts)
+        return self.inner.encode(texts)
+
+    def state(self) -> dict[str, Any]:
+        return self.inner.state()
+
+
+@pytest.fixture
+def counting(monkeypatch: pytest.MonkeyPatch) -> list[CountingEncoder]:
+    """The encoders the semantic_cache plugins of the test make (one per engine)."""
+    made: list[CountingEncoder] = []
+    real = semantic_cache.serving_encoder
+
+    def serving_encoder(encoder_id: str) -> Encoder:
+        made.append(CountingEncoder(real(encoder_id)))
+        return made[-1]
+
+    monkeypatch.setattr(semantic_cache, "serving_encoder", serving_encoder)
+    return made
+
+
+async def test_an_exact_repeat_is_answered_without_the_encoder(
+    upstreams: tuple[FakeUpstream, ...], counting: list[CountingEncoder]
+) -> None:
+    """A word-for-word repeat (surrounding spaces aside) never reaches the encoder; a
+    rewording does, and is reported as a semantic match."""
+    upstreams[0].behaviour = Behaviour(mode="echo")
+    engine = engine_for(upstreams)
+    try:
+        _, first = await engine.complete(chat(ASK))
+        (encoder,) = counting
+        seen = list(encoder.texts)
+        _, again = await engine.complete(chat(ASK))
+        _, padded = await engine.complete(chat(f"  {ASK}\n"))
+        after_repeats = list(encoder.texts)
+        _, reworded = await engine.complete(chat(REWORDED))
+    finally:
+        await engine.aclose()
+    assert ASK in seen and first.cache == "miss"
+    assert after_repeats == seen  # no embedding for the repeats
+    assert encoder.texts == [*seen, REWORDED]
+    assert (again.cache, padded.cache, reworded.cache) == ("hit", "hit", "hit")
+    for trace in (again, padded):
+        assert trace.events[-1]["match"] == "exact" and trace.events[-1]["similarity"] == 1.0
+    assert reworded.events[-1]["match"] == "semantic"
+    assert len(upstreams[0].requests) == 1
+
+
+async def test_a_failing_exact_lookup_is_a_miss(
+    upstreams: tuple[FakeUpstream, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = engine_for(upstreams)
+    plugin = engine.plugins[0]
+    assert isinstance(plugin, semantic_cache.SemanticCache)
+
+    async def broken(scope: str, text: str) -> None:
+        raise ConnectionError("redis is down")
+
+    try:
+        await engine.complete(chat(ASK))
+        monkeypatch.setattr(plugin.index, "exact", broken)
+        answer, trace = await engine.complete(chat(ASK))
+    finally:
+        await engine.aclose()
+    assert trace.cache == "miss" and answer["choices"]
+    assert len(upstreams[0].requests) == 2
 
 
 async def test_a_repeat_and_a_rewording_are_answered_from_the_cache(
@@ -173,9 +256,12 @@ async def test_replicas_share_the_redis_cache(upstreams: tuple[FakeUpstream, ...
         other = Trace("t")
         other.client = "someone-else"
         _, crossed = await two.complete(chat(ASK), other)
+        _, repeat = await two.complete(chat(ASK))
     finally:
         await one.aclose()
         await two.aclose()
     assert trace.cache == "hit" and answer["model"] == "small"
+    assert trace.events[-1]["match"] == "semantic"
     assert crossed.cache == "miss"
+    assert repeat.cache == "hit" and repeat.events[-1]["match"] == "exact"
     assert len(upstreams[0].requests) == 2
