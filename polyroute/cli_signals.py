@@ -12,7 +12,8 @@ model's score in which MiniLM answers: for ``domain`` static then MiniLM (see
 held out by their ``group`` in cross-validation (see
 ``polyroute.signals.jailbreak_cascade``).  ``--extra-data FILE`` adds rows to the training data
 (not to cross-validation's held-out folds' scoring; e.g. the benign look-alike prompts
-of ``polyroute/data/signals/jailbreak-lookalikes.jsonl``).
+of ``polyroute/data/signals/jailbreak-lookalikes.jsonl``, or for ``domain`` unrelated
+prompts labelled ``out_of_scope``).
 
 Rows are ``{"text", "label"}``, for ``domain`` optionally with a finer ``"intent"``
 (see ``polyroute.signals.textmodel_train``); label ``out_of_scope`` rows calibrate the
@@ -29,7 +30,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from polyroute.errors import ConfigError
 from polyroute.signals.cascade import CASCADE
 from polyroute.signals.textmodel import MODEL_TYPES, SIGNAL_ENCODERS, save_model
 
@@ -133,8 +133,6 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
     if args.type == "jailbreak":
         model = train_jailbreak(rows, encoder=args.encoder, max_fpr=args.max_fpr, extra=extra,
                                 **common)  # fmt: skip
-    elif extra:
-        raise ConfigError("--extra-data is for jailbreak models only")
     elif args.encoder == CASCADE:
         from polyroute.signals.cascade import save_cascade
         from polyroute.signals.cascade_train import train_domain_cascade
@@ -144,14 +142,15 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
             common["tolerance"] = args.cascade_tolerance
         if args.cascade_max_words is not None:
             common["max_words"] = args.cascade_max_words
-        cascade = train_domain_cascade(rows, min_oos_recall=floor, **common)
+        cascade = train_domain_cascade(rows, min_oos_recall=floor, extra=extra, **common)
         out = save_cascade(cascade, args.out, info)
         _report(out, f"domain cascade (band {cascade.low:.4f}-{cascade.high:.4f})",
                 cascade.metrics, started)  # fmt: skip
         return 0
     else:
         floor = args.min_oos_recall or None
-        model = train_domain(rows, encoder=args.encoder, min_oos_recall=floor, **common)
+        model = train_domain(rows, encoder=args.encoder, min_oos_recall=floor, extra=extra,
+                             **common)  # fmt: skip
     out = save_model(model, args.out, info)
     what = f"{args.type} model over {args.encoder}, threshold {model.threshold:.4f}"
     _report(out, what, model.metrics, started)

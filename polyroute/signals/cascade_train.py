@@ -96,11 +96,13 @@ def train_domain_cascade(
     min_oos_recall: float | None = None,
     tolerance: float = TOLERANCE,
     max_words: int | None = None,
+    extra: Sequence[Rows] = (),
     where: str = "training data",
 ) -> Cascade:
     """Both stages and the band (see the module docstring); ``max_words`` (default twice
-    the longest training prompt, in words; 0: no cap) bounds what the accurate stage reads."""
-    common: dict[str, Any] = {"validation": validation, "c": c,
+    the longest training prompt, in words; 0: no cap) bounds what the accurate stage reads;
+    ``extra`` rows join both stages' fits and are never scored (``train_domain_oof``)."""
+    common: dict[str, Any] = {"validation": validation, "c": c, "extra": extra,
                               "min_oos_recall": min_oos_recall, "where": where}  # fmt: skip
     fast, fast_oof = train_domain_oof(rows, encoder=fast_encoder, **common)
     accurate, acc_oof = train_domain_oof(rows, encoder=accurate_encoder, **common)

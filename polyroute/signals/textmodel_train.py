@@ -277,11 +277,31 @@ def train_domain(
     validation: Rows | None = None,
     c: float = 10.0,
     min_oos_recall: float | None = None,
+    extra: Sequence[Rows] = (),
     where: str = "training data",
 ) -> TextModel:
     model, _ = train_domain_oof(rows, encoder=encoder, validation=validation, c=c,
-                                min_oos_recall=min_oos_recall, where=where)  # fmt: skip
+                                min_oos_recall=min_oos_recall, extra=extra,
+                                where=where)  # fmt: skip
     return model
+
+
+def _domain_extra(
+    enc: Any, extra: Sequence[Rows], group_of: dict[str, str], where: str
+) -> tuple[Array, list[str]]:
+    """The extra rows' vectors and classes (each row's intent, else its label); a class
+    the training rows know must keep its label there.  ``group_of`` gains new classes."""
+    texts = [t for r in extra for t in r.texts]
+    classes: list[str] = []
+    for r in extra:
+        for cls, label in zip(r.intents or r.labels, r.labels, strict=True):
+            if group_of.setdefault(cls, label) != label:
+                raise ConfigError(
+                    f"{where}: an extra row's intent {cls!r} has label {label!r}, "
+                    f"the training rows give it {group_of[cls]!r}"
+                )
+            classes.append(cls)
+    return enc.encode(texts) if texts else np.zeros((0, 0), dtype=np.float32), classes
 
 
 def train_domain_oof(
@@ -291,23 +311,33 @@ def train_domain_oof(
     validation: Rows | None = None,
     c: float = 10.0,
     min_oos_recall: float | None = None,
+    extra: Sequence[Rows] = (),
     where: str = "training data",
 ) -> tuple[TextModel, OutOfFold]:
-    """``train_domain``, and the out-of-fold view of the training rows behind its choices."""
+    """``train_domain``, and the out-of-fold view of the training rows behind its choices.
+
+    ``extra`` rows (say unrelated prompts labelled ``out_of_scope``) join every fit, each
+    cross-validation fold's too, but are never scored: the centroid weight, the cut and
+    the metrics come from ``rows`` (and ``validation``) alone."""
     _check_classes(rows, "domain", where)
     enc = make_encoder(encoder)
     x = enc.fit(rows.texts).encode(rows.texts)
-    y = rows.intents or rows.labels
+    y = list(rows.intents or rows.labels)
     group_of = dict(zip(y, rows.labels, strict=True))
-    folds = [(_domain_fit(x[tr], [y[i] for i in tr], c, encoder, group_of), te)
-             for tr, te in _folds(y)]  # fmt: skip
+    xe, ye = _domain_extra(enc, extra, group_of, where)
+
+    def with_extra(idx: Any) -> tuple[Array, list[str]]:
+        return (np.vstack([x[idx], xe]) if ye else x[idx]), [y[i] for i in idx] + ye
+
+    folds = [(_domain_fit(*with_extra(tr), c, encoder, group_of), te) for tr, te in _folds(y)]
     weight, threshold, oof = _choose_weight(folds, x, rows.labels, min_oos_recall)
-    full = _domain_fit(x, y, c, encoder, group_of)
+    full = _domain_fit(*with_extra(np.arange(len(y))), c, encoder, group_of)
     kept = full.centroids if weight > 0 else None
     model = TextModel(**{**full.__dict__, "threshold": round(threshold, 6),
                          "centroids": kept, "centroid_weight": weight})  # fmt: skip
     metrics: dict[str, Any] = {
         "min_oos_recall": min_oos_recall,
+        "extra_rows": len(ye),
         "centroid_weight": weight,
         "cross_validation": domain_metrics(oof.labels, rows.labels),
     }

@@ -185,7 +185,7 @@ def test_the_shipped_default_is_a_cascade_with_both_variants_beside_it() -> None
     assert DomainSignal("d", {"variant": "accurate"}, "signals.d").model.encoder == "minilm"
 
 
-def test_the_cli_keeps_cascades_and_extra_rows_to_their_signal(
+def test_the_cli_checks_cascades_and_extra_rows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from polyroute.cli import main
@@ -198,6 +198,9 @@ def test_the_cli_keeps_cascades_and_extra_rows_to_their_signal(
     argv = ["train-signal", "jailbreak", "--data", str(data), "--out", out]
     assert main([*argv, "--encoder", "cascade"]) == 2  # a jailbreak cascade needs more rows
     assert "a cascade needs at least" in capsys.readouterr().err
+    # a domain model's extra rows must agree with its training rows on every label
     domain = ["train-signal", "domain", "--data", str(data), "--out", out]
-    assert main([*domain, "--extra-data", str(data)]) == 2
-    assert "--extra-data is for jailbreak models only" in capsys.readouterr().err
+    clash = tmp_path / "clash.jsonl"
+    clash.write_text('{"text": "hello there", "label": "injection", "intent": "benign"}\n')
+    assert main([*domain, "--extra-data", str(clash)]) == 2
+    assert "an extra row's intent 'benign' has label 'injection'" in capsys.readouterr().err

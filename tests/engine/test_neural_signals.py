@@ -17,12 +17,19 @@ import pytest
 
 from polyroute import Engine, parse_config
 from polyroute.cli import main
+from polyroute.embed import make_encoder
 from polyroute.errors import ConfigError
 from polyroute.signals import SIGNALS
 from polyroute.signals.domain import DomainSignal
 from polyroute.signals.jailbreak import JailbreakSignal
 from polyroute.signals.textmodel import default_model_dir, load_model, save_model
-from polyroute.signals.textmodel_train import Rows, read_rows, train_domain, train_jailbreak
+from polyroute.signals.textmodel_train import (
+    Rows,
+    read_rows,
+    train_domain,
+    train_domain_oof,
+    train_jailbreak,
+)
 from polyroute.types import Request
 
 pytest.importorskip("onnxruntime")  # the static table is distilled from MiniLM once
@@ -115,6 +122,38 @@ def test_domain_centroids_round_trip_and_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="centroids") as info:
         load_model(path, "domain")
     assert str(path / "arrays.npz") in str(info.value)
+
+
+UNRELATED = ["what causes deja vu", "explain how photosynthesis works",
+             "what is the difference between a butterfly and a moth",
+             "how do probiotics support digestion", "what was the renaissance",
+             "why is the sky blue", "how do vaccines train the immune system",
+             "what is the speed of light"]  # fmt: skip
+
+
+def test_domain_extra_rows_join_every_fit_and_are_never_scored() -> None:
+    rows = _tiny_domains()
+    extra = Rows(UNRELATED, ["out_of_scope"] * len(UNRELATED), None)
+    base = train_domain(rows, c=10.0)
+    more = train_domain(rows, c=10.0, extra=[extra])
+    assert base.metrics["extra_rows"] == 0 and more.metrics["extra_rows"] == len(UNRELATED)
+    # the rows the model learns from changed, so its scores did
+    assert not np.allclose(base.coef, more.coef)
+    probe = ["how do volcanoes form", "what is the capital of peru"]
+    encoder = make_encoder("static").fit(rows.texts)
+    assert (more.domain_scores(encoder.encode(probe))[1]
+            < base.domain_scores(encoder.encode(probe))[1]).all()  # fmt: skip
+    # cross-validation scores the training rows alone: the extras change no count there
+    oof_rows = len(rows.texts)
+    _, oof = train_domain_oof(rows, c=10.0, extra=[extra])
+    assert len(oof.labels) == oof_rows
+
+
+def test_domain_extra_rows_must_agree_with_the_training_labels() -> None:
+    rows = _tiny_domains()
+    clash = Rows(["send money home"], ["travel"], ["banking"])
+    with pytest.raises(ConfigError, match="'banking' has label 'travel'"):
+        train_domain(rows, c=10.0, extra=[clash])
 
 
 def test_domain_without_out_of_scope_rows_keeps_everything_in_scope() -> None:
@@ -293,10 +332,15 @@ def test_cli_trains_a_domain_model_with_or_without_intents(tmp_path: Path, inten
             if intents and label != "out_of_scope":
                 row["intent"] = f"{label}_{i % 2}"
             fh.write(json.dumps(row) + "\n")
+    extra = tmp_path / "unrelated.jsonl"
+    extra.write_text("".join(json.dumps({"text": t, "label": "out_of_scope"}) + "\n"
+                             for t in UNRELATED))  # fmt: skip
     out = tmp_path / "model"
-    assert main(["train-signal", "domain", "--data", str(data), "--out", str(out)]) == 0
+    argv = ["train-signal", "domain", "--data", str(data), "--out", str(out)]
+    assert main([*argv, "--extra-data", str(extra)]) == 0
     model = load_model(out, "domain")
     assert len(model.classes) == (7 if intents else 4)  # 2 intents x 3 domains + out_of_scope
+    assert model.metrics["extra_rows"] == len(UNRELATED)
     assert 0.0 <= model.centroid_weight <= 1.0
     signal = DomainSignal("d", {"model": str(out)})
     assert signal.compute(Request.chat("book me a hotel room in rome")) == "travel"
