@@ -8,21 +8,15 @@ with Adam on soft-label cross-entropy plus L2 weight decay, in numpy.
 
 from __future__ import annotations
 
-from polyroute.dataset import Matrix
-from polyroute.embed import Array
-from polyroute.routers._artifact_state import SavedState
-from polyroute.routers.base import Arrays, JSONDict
-from polyroute.routers.learned._features import FeatureRouter
-from polyroute.routers.learned._optim import F64, single_thread, train_two_layer, two_layer_forward
+from polyroute.routers.learned._two_layer import TwoLayerRouter
 
 
-class MFRouter(FeatureRouter):
+class MFRouter(TwoLayerRouter):
     """Low-rank bilinear router: prompt projection x model embedding."""
 
-    proj_: F64
-    proj_bias_: F64
-    model_emb_: F64
-    model_bias_: F64
+    relu = False
+    array_names = ("proj", "proj_bias", "model_emb", "model_bias")
+    inner_axis = "rank"
 
     def __init__(
         self,
@@ -43,36 +37,5 @@ class MFRouter(FeatureRouter):
         self.batch_size = batch_size
         self.seed = seed
 
-    def _fit_xy(self, x: Array, y: Matrix, costs: Matrix | None = None) -> None:
-        with single_thread():
-            params = train_two_layer(
-                x,
-                y,
-                width=self.dim,
-                relu=False,
-                l2=self.l2,
-                lr=self.lr,
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                seed=self.seed,
-            )
-        self.proj_, self.proj_bias_, self.model_emb_, self.model_bias_ = params
-
-    def _predict_x(self, x: Array) -> Matrix:
-        return two_layer_forward(
-            x, [self.proj_, self.proj_bias_, self.model_emb_, self.model_bias_], relu=False
-        )
-
-    def _xy_state(self) -> tuple[JSONDict, Arrays]:
-        return {}, {
-            "proj": self.proj_,
-            "proj_bias": self.proj_bias_,
-            "model_emb": self.model_emb_,
-            "model_bias": self.model_bias_,
-        }
-
-    def _set_xy_state(self, state: SavedState) -> None:
-        self.proj_ = state.array("proj", ("features", "rank"))
-        self.proj_bias_ = state.array("proj_bias", ("rank",))
-        self.model_emb_ = state.array("model_emb", ("rank", "models"))
-        self.model_bias_ = state.array("model_bias", ("models",))
+    def _width(self) -> int:
+        return self.dim

@@ -6,21 +6,15 @@ Hyperparameters: ``encoder``, ``hidden`` (width), ``l2`` (weight decay),
 
 from __future__ import annotations
 
-from polyroute.dataset import Matrix
-from polyroute.embed import Array
-from polyroute.routers._artifact_state import SavedState
-from polyroute.routers.base import Arrays, JSONDict
-from polyroute.routers.learned._features import FeatureRouter
-from polyroute.routers.learned._optim import F64, single_thread, train_two_layer, two_layer_forward
+from polyroute.routers.learned._two_layer import TwoLayerRouter
 
 
-class MLPRouter(FeatureRouter):
+class MLPRouter(TwoLayerRouter):
     """``sigmoid(W2 relu(W1 x + b1) + b2)`` per model."""
 
-    w1_: F64
-    b1_: F64
-    w2_: F64
-    b2_: F64
+    relu = True
+    array_names = ("w1", "b1", "w2", "b2")
+    inner_axis = "hidden"
 
     def __init__(
         self,
@@ -41,29 +35,5 @@ class MLPRouter(FeatureRouter):
         self.batch_size = batch_size
         self.seed = seed
 
-    def _fit_xy(self, x: Array, y: Matrix, costs: Matrix | None = None) -> None:
-        with single_thread():
-            params = train_two_layer(
-                x,
-                y,
-                width=self.hidden,
-                relu=True,
-                l2=self.l2,
-                lr=self.lr,
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                seed=self.seed,
-            )
-        self.w1_, self.b1_, self.w2_, self.b2_ = params
-
-    def _predict_x(self, x: Array) -> Matrix:
-        return two_layer_forward(x, [self.w1_, self.b1_, self.w2_, self.b2_], relu=True)
-
-    def _xy_state(self) -> tuple[JSONDict, Arrays]:
-        return {}, {"w1": self.w1_, "b1": self.b1_, "w2": self.w2_, "b2": self.b2_}
-
-    def _set_xy_state(self, state: SavedState) -> None:
-        self.w1_ = state.array("w1", ("features", "hidden"))
-        self.b1_ = state.array("b1", ("hidden",))
-        self.w2_ = state.array("w2", ("hidden", "models"))
-        self.b2_ = state.array("b2", ("models",))
+    def _width(self) -> int:
+        return self.hidden
