@@ -22,6 +22,7 @@ Detectors:
 With ``--faker`` (and ``faker`` installed; not a polyroute dependency) a held-out
 probe: structured values Faker generates in 14 locales, in templates of ours, and
 how many leak through redaction; plus look-alike numbers that must not be flagged.
+With ``--ner`` too, a PERSON probe: Faker full names in 10 locales in templates of ours.
 
     python benchmarks/bench_pii.py [--data PATH] [--repeat 5] [--ner] [--presidio]
         [--faker] [--limit N] [--out FILE]
@@ -173,6 +174,48 @@ def faker_probe(per_locale: int = 60) -> str:
     return "\n".join(lines)
 
 
+#: PERSON probe: Latin-script locales (the small English spaCy model reads Latin script)
+_PERSON_LOCALES = ("en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "pt_BR",
+                   "pl_PL", "sv_SE")  # fmt: skip
+_PERSON_TEMPLATES = [
+    "My name is {}.", "Please send the invoice to {}.", "{} will join the call at noon.",
+    "I met {} at the conference yesterday.", "Dear {}, thank you for your order.",
+    "Can you write a birthday message for {}?", "{} called about the lease this morning.",
+    "Ask {} whether the report is ready.", "The package is addressed to {}.",
+    "Hi, this is {} from accounting.", "Schedule a meeting with {} next week.",
+    "Our new hire, {}, starts on Monday.",
+]  # fmt: skip
+
+
+def faker_person_probe(per_locale: int = 30) -> str:
+    """Held-out check of PERSON: Faker full names (10 locales) in templates of our own,
+    never tuned on; sentence recall (PERSON reported) and names still verbatim after
+    redaction with PERSON on."""
+    import random
+
+    from faker import Faker
+
+    rng = random.Random(2)
+    finder = span_finder([*STRUCTURED, *NER_ENTITIES])
+    lines = ["### Faker held-out probe: PERSON", "",
+             "| locale | names | sentence recall | leaked |", "|---|---|---|---|"]  # fmt: skip
+    total = found = leaked = 0
+    for locale in _PERSON_LOCALES:
+        fake = Faker(locale)
+        fake.seed_instance(11)
+        n = hit = kept = 0
+        for _ in range(per_locale):
+            name = f"{fake.first_name()} {fake.last_name()}"
+            text = rng.choice(_PERSON_TEMPLATES).format(name)
+            n += 1
+            hit += any(span.entity == "PERSON" for span in finder(text))
+            kept += name in Redaction(["PERSON"], finder=finder).redact(text)
+        lines.append(f"| {locale} | {n} | {hit / n:.3f} | {kept} |")
+        total, found, leaked = total + n, found + hit, leaked + kept
+    lines += [f"| all | {total} | {found / total:.3f} | {leaked} ({leaked / total:.1%}) |", ""]
+    return "\n".join(lines)
+
+
 def _negatives(fake: Any) -> list[str]:
     """Numbers that are not PII: order numbers, amounts, dates, versions, ZIP codes."""
     return [
@@ -260,6 +303,8 @@ def main() -> None:
     text = "\n".join(markdown(r) for r in results)
     if args.faker:
         text += "\n" + faker_probe()
+        if args.ner:
+            text += "\n" + faker_person_probe()
     print(text)
     if args.out:
         args.out.write_text(json.dumps(results, indent=1), encoding="utf-8")
