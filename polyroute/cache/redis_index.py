@@ -4,32 +4,68 @@ Keys of one scope share the hash tag ``{<scope>}`` (one cluster slot):
 
 - ``<prefix>{<scope>}:z``  sorted set: entry id -> expiry time (epoch seconds from ``clock``)
 - ``<prefix>{<scope>}:v``  hash: entry id -> float32 unit vector bytes
+- ``<prefix>{<scope>}:q``  sorted set: entry id -> its sequence number (the log of what
+  was added, read from a sequence number on; its ids leave it when they leave ``z``)
+- ``<prefix>{<scope>}:n``  hash ``seq`` (the last sequence number given) and ``epoch``
+  (the id of the first entry written since the hash was created)
 - ``<prefix>{<scope>}:e:<id>``  hash ``t`` (prompt text), ``a`` (answer), ``x`` (the
   digest below), with a Redis TTL
 - ``<prefix>{<scope>}:x:<sha256 of the stripped text>``  string: the id of the newest
   entry stored for that text, with the entry's TTL (:meth:`RedisIndex.exact`)
 
+Why a second sorted set for the log: ``z``'s expiry times cannot serve as a cursor
+(replicas' clocks differ and readings tie, so an add from a replica whose clock lags would
+land below a reader's cursor and never be read), and a stream would copy the vectors
+and need trimming in step with evictions; ``q`` is kept by the same script as ``z`` and
+holds no id ``z`` does not, so ``max_entries`` bounds it too.
+
 With a trained family model (:mod:`polyroute.cache.families`) the stored vectors depend on
 it, so ``<prefix>`` is followed by ``f<digest>:``: another model never reads them.
 
 An add is one Lua script (atomic across replicas): it drops expired ids, stores the
-entry, evicts the oldest entries beyond ``max_entries`` (per scope) and refreshes
-the TTL of the scope's keys; the ``x`` key of an entry that goes is deleted with it
+entry under the next sequence number (``HINCRBY n seq``; ``ZADD q``), evicts the oldest
+entries beyond ``max_entries`` (per scope) and refreshes the TTL of the scope's keys
+(``z``, ``v``, ``q``, ``n``); the ``x`` key of an entry that goes is deleted with it
 unless a newer entry of the same text took it over.  An exact lookup is one more
 script (one round trip, no vector): ``GET`` the ``x`` key, check that the id it names is
 still live in the sorted set (so an evicted or expired entry never answers, whatever
-the TTLs say) and ``HMGET`` its text and answer.  A lookup reads the scope's live ids (one
-``ZRANGEBYSCORE``; at most ``max_entries``), fetches only the vectors this process
-has not seen yet (one ``HMGET``: each process mirrors the vectors of its
-``max_scopes`` most recently used scopes; a stored vector never changes), scores
-locally with the same rule as the memory index, and, only when the best cosine can
-reach the threshold, reads the shortlisted entries' texts (one pipelined round trip) and
-the winner's answer (one ``HGET``).
+the TTLs say) and ``HMGET`` its text and answer.
+
+Each process mirrors the entries of its ``max_scopes`` most recently used scopes (id,
+expiry, vector: none of them ever changes once stored; :mod:`polyroute.cache.redis_mirror`)
+with the ``(epoch, seq)`` it has read up to, and a lookup begins with one script,
+``SYNC`` (:mod:`polyroute.cache.redis_scripts`): it sends that pair and gets the
+scope's current ``n`` back, plus
+
+- nothing else when ``seq`` has not moved (the usual case: a reply of a few bytes,
+  whatever the size of the scope, and the lookup's only round trip on a miss);
+- else, same epoch, the counter not behind the mirror and at most ``max_entries`` adds
+  since: the ids in ``q`` above the mirror's ``seq`` (``ZRANGEBYSCORE``; an id added
+  and already gone is not there), each with its expiry (``ZSCORE z``) and, for up to
+  64 ids, its vector (``HGET v``): only what is new crosses the wire;
+- else (a scope the process never read, the keys flushed or expired and written again:
+  another epoch; the counter behind the mirror; more adds than ``max_entries`` since,
+  so the mirror may be all stale): the scope's whole listing, at most ``max_entries``
+  ids with their expiries (``ZRANGE z``), and the mirror is rebuilt from it.
+
+Vectors a reply lacks and the mirror does not hold come with one ``HMGET v`` (a big
+delta or a full listing: the second and last round trip of the sync).
+
+The mirror then drops its expired ids (by ``clock``, as the memory index does) and,
+beyond ``max_entries``, those that expire first (what the add script evicts), scores
+locally with the same rule as the memory index and, only when the best cosine can reach
+the threshold, reads the shortlisted entries' texts (one pipelined round trip) and the
+winner's answer (one ``HGET``).  The mirror may still hold an id another replica evicted
+or swept; such an id is caught by that text read (its ``e`` hash is gone): it leaves the
+mirror and the scoring starts again without it (the third such round also rebuilds the
+mirror from a full listing; a later one only leaves the id out), so a gone entry never
+answers nor takes a runner-up's place.
 
 Expiry times come from ``clock`` (wall clock by default), so replicas need synchronised
 clocks (NTP); the entry keys also carry a Redis TTL, so nothing outlives ``ttl_s``.
-A lookup reads every live id of its scope, so its cost grows with the scope
-(latencies at ~1,800 entries in ``benchmarks/RESULTS_cache.md``).
+A lookup transfers only the entries added since the process last read the scope, so
+with nothing new its Redis cost does not grow with the scope; the local scoring (one
+matrix-vector product) still does (``benchmarks/bench_redis_lookup.py``).
 """
 
 from __future__ import annotations
@@ -39,75 +75,24 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from polyroute.cache.index import CacheHit, Vector
+from polyroute.cache.redis_mirror import Mirror
+from polyroute.cache.redis_scripts import ADD, EXACT, INLINE, SYNC
 from polyroute.cache.similarity import Similarity, surface
 from polyroute.errors import ConfigError
 
-_ADD = """
-local z, v, eprefix, xprefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id, vec, text, answer = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local now, expires, ttl_ms, cap = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
-local digest = ARGV[9]
-local function drop(old)
-  redis.call('HDEL', v, old)
-  local x = redis.call('HGET', eprefix .. old, 'x')
-  if x and redis.call('GET', xprefix .. x) == old then
-    redis.call('DEL', xprefix .. x)
-  end
-  redis.call('DEL', eprefix .. old)
-end
-local stale = redis.call('ZRANGEBYSCORE', z, '-inf', now)
-for _, old in ipairs(stale) do
-  drop(old)
-end
-redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
-redis.call('ZADD', z, expires, id)
-redis.call('HSET', v, id, vec)
-redis.call('HSET', eprefix .. id, 't', text, 'a', answer, 'x', digest)
-redis.call('PEXPIRE', eprefix .. id, ttl_ms)
-redis.call('SET', xprefix .. digest, id, 'PX', ttl_ms)
-local extra = redis.call('ZCARD', z) - cap
-if extra > 0 then
-  local victims = redis.call('ZPOPMIN', z, extra)
-  for i = 1, #victims, 2 do
-    drop(victims[i])
-  end
-end
-redis.call('PEXPIRE', z, ttl_ms)
-redis.call('PEXPIRE', v, ttl_ms)
-return 1
-"""
-
-_EXACT = """
-local id = redis.call('GET', KEYS[1])
-if not id then
-  return false
-end
-local expires = redis.call('ZSCORE', KEYS[2], id)
-if not expires or tonumber(expires) <= tonumber(ARGV[1]) then
-  return false
-end
-return redis.call('HMGET', KEYS[3] .. id, 't', 'a')
-"""
+#: Rounds of "a shortlisted id is gone: drop it, score again"; the last also resyncs.
+_ROUNDS = 3
 
 
 def _digest(text: str) -> str:
     """The ``x`` key suffix of a prompt: what :meth:`RedisIndex.exact` compares."""
     return hashlib.sha256(text.strip().encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class _Mirror:
-    """This process's copy of a scope's vectors (vectors never change once stored)."""
-
-    ids: list[bytes]
-    matrix: npt.NDArray[np.float32]
 
 
 class RedisIndex:
@@ -134,72 +119,111 @@ class RedisIndex:
         self.ttl_s = ttl_s
         self._clock = clock
         self._client: Any = aioredis.Redis.from_url(url)
-        self._add_script: Any = self._client.register_script(_ADD)
-        self._exact_script: Any = self._client.register_script(_EXACT)
+        self._add_script: Any = self._client.register_script(ADD)
+        self._sync_script: Any = self._client.register_script(SYNC)
+        self._exact_script: Any = self._client.register_script(EXACT)
         self.max_scopes = max_scopes
-        self._mirrors: OrderedDict[str, _Mirror] = OrderedDict()
+        self._mirrors: OrderedDict[str, Mirror] = OrderedDict()
+        #: entries (id, expiry, vector or not) received by lookups' syncs since start: what
+        #: tests and benchmarks read to see that a lookup with nothing new moves none
+        self.transferred = 0
 
-    def _keys(self, scope: str) -> tuple[str, str, str, str]:
-        """The sorted set, the vector hash, and the prefixes of the entry and ``x`` keys."""
+    def _keys(self, scope: str) -> tuple[str, str, str, str, str, str]:
+        """The sorted set, the vector hash, the prefixes of the entry and ``x`` keys, the
+        log (sorted set by sequence number) and the counter hash."""
         tag = self.similarity.tag
         base = f"{self.prefix}{tag}:{{{scope}}}" if tag else f"{self.prefix}{{{scope}}}"
-        return f"{base}:z", f"{base}:v", f"{base}:e:", f"{base}:x:"
+        return f"{base}:z", f"{base}:v", f"{base}:e:", f"{base}:x:", f"{base}:q", f"{base}:n"
 
-    async def _matrix(self, scope: str) -> tuple[list[bytes], np.ndarray]:
-        """The live ids of ``scope`` and their vectors; only vectors not mirrored are fetched."""
-        z, vecs, _, _ = self._keys(scope)
-        live: list[bytes] = await self._client.zrangebyscore(z, f"({self._clock()!r}", "+inf")
-        live = live[-self.max_entries :]
-        mirror = self._mirrors.pop(scope, None) or _Mirror(
-            [], np.zeros((0, self.similarity.width), np.float32)
-        )
-        if live == mirror.ids:
-            self._mirrors[scope] = mirror
-            return mirror.ids, mirror.matrix
-        known = {i: row for row, i in enumerate(mirror.ids)}
-        kept = [i for i in live if i in known]
-        missing = [i for i in live if i not in known]
-        fetched = await self._client.hmget(vecs, missing) if missing else []
-        new = [(i, raw) for i, raw in zip(missing, fetched, strict=True) if raw is not None]
-        ids = kept + [i for i, _ in new]  # order does not matter, only ids <-> rows
-        matrix = np.concatenate(
-            [
-                mirror.matrix[np.fromiter((known[i] for i in kept), np.intp, len(kept))],
-                np.frombuffer(b"".join(raw for _, raw in new), np.float32).reshape(
-                    len(new), self.similarity.width
-                ),
-            ]
-        )
-        self._mirrors[scope] = _Mirror(ids, matrix)
+    def _vectors(self, raw: list[bytes]) -> npt.NDArray[np.float32]:
+        return np.frombuffer(b"".join(raw), np.float32).reshape(len(raw), self.similarity.width)
+
+    async def _sync(self, scope: str, *, full: bool = False) -> Mirror:
+        """The mirror of ``scope`` brought up to date: one script round trip (module
+        docstring), and one ``HMGET`` when the reply lacks vectors not mirrored yet.
+        ``full`` forces the full listing (the mirror held too many gone ids)."""
+        z, vecs, _, _, q, n = self._keys(scope)
+        mirror = self._mirrors.pop(scope, None) or Mirror(self.similarity.width, self.max_entries)
+        self._mirrors[scope] = mirror
         while len(self._mirrors) > self.max_scopes:
             self._mirrors.popitem(last=False)
-        return ids, matrix
+        reply = await self._sync_script(
+            keys=[n, q, z, vecs],
+            args=[b"!" if full else mirror.epoch, mirror.seq, self.max_entries, INLINE],
+        )
+        epoch, seq, kind = bytes(reply[0]), int(reply[1]), bytes(reply[2])
+        if kind == b"delta":
+            ids, expires, raw = reply[3::3], [float(e) for e in reply[4::3]], reply[5::3]
+        else:
+            listing = reply[3] if len(reply) > 3 else []
+            ids, expires = listing[::2], [float(e) for e in listing[1::2]]
+            raw = [b""] * len(ids)
+        self.transferred += len(ids)
+        # a delta is of the mirror's own epoch, so it extends this very object (whose seq
+        # only grows); a full listing builds a new one, keeping the vectors mirrored
+        into = mirror if kind == b"delta" else Mirror(self.similarity.width, self.max_entries)
+        sent = [k for k, r in enumerate(raw) if r]
+        into.add(
+            [ids[k] for k in sent],
+            [expires[k] for k in sent],
+            self._vectors([raw[k] for k in sent]),
+        )
+        known = [k for k, r in enumerate(raw) if not r and ids[k] in mirror.rows]
+        if known and into is not mirror:  # copied before the await: rows may move
+            rows = np.fromiter((mirror.rows[ids[k]] for k in known), np.intp, len(known))
+            into.add([ids[k] for k in known], [expires[k] for k in known], mirror.vectors[rows])
+        missing = [k for k, r in enumerate(raw) if not r and ids[k] not in mirror.rows]
+        if missing:
+            got = await self._client.hmget(vecs, [ids[k] for k in missing])
+            found = [(k, bytes(r)) for k, r in zip(missing, got, strict=True) if r is not None]
+            into.add(
+                [ids[k] for k, _ in found],
+                [expires[k] for k, _ in found],
+                self._vectors([r for _, r in found]),
+            )
+        if into is mirror:
+            mirror.seq = max(mirror.seq, seq)
+            return mirror
+        into.epoch, into.seq = epoch, seq
+        if scope in self._mirrors:
+            self._mirrors[scope] = into  # keeps its place in the LRU order
+        return into
 
     async def lookup(self, scope: str, vector: Vector, text: str) -> CacheHit | None:
         """The best live entry of ``scope`` if :meth:`Similarity.hits` accepts it."""
         v = self.similarity.unit(vector)
-        ids, matrix = await self._matrix(scope)
-        if not ids:
-            return None
-        sims = self.similarity.scores(matrix, v)
-        rows = self.similarity.shortlist(sims)
-        if not self.similarity.reachable(float(sims[rows[0]])):
-            return None
+        mirror = await self._sync(scope)
         eprefix = self._keys(scope)[2]
-        async with self._client.pipeline(transaction=False) as pipe:
-            for r in rows.tolist():
-                pipe.hget(eprefix + ids[r].decode(), "t")
-            texts: list[bytes | None] = await pipe.execute()
-        alive = [i for i, t in enumerate(texts) if t is not None]  # an entry may have expired
+        for attempt in range(_ROUNDS + 1):
+            mirror.trim(self._clock())
+            if not mirror:
+                return None
+            sims = self.similarity.scores(mirror.matrix, v)
+            rows = self.similarity.shortlist(sims)
+            if not self.similarity.reachable(float(sims[rows[0]])):
+                return None
+            ids = [mirror.ids[r] for r in rows.tolist()]  # rows may move during the await
+            async with self._client.pipeline(transaction=False) as pipe:
+                for i in ids:
+                    pipe.hget(eprefix + i.decode(), "t")
+                texts: list[bytes | None] = await pipe.execute()
+            gone = [i for i, t in zip(ids, texts, strict=True) if t is None]
+            if not gone or attempt == _ROUNDS:
+                break
+            mirror.discard(gone)  # evicted or swept by another replica: score again
+            if attempt == _ROUNDS - 1:
+                mirror = await self._sync(scope, full=True)
+        alive = [k for k, t in enumerate(texts) if t is not None]  # gone meanwhile: out
         if not alive:
             return None
-        entries = [surface(bytes(texts[i] or b"").decode()) for i in alive]
+        entries = [surface(bytes(texts[k] or b"").decode()) for k in alive]
         found = self.similarity.best(sims[rows[alive]], surface(text), entries)
         if found is None:
             return None
         winner = int(alive[found[0]])
-        answer = await self._client.hget(eprefix + ids[int(rows[winner])].decode(), "a")
+        answer = await self._client.hget(eprefix + ids[winner].decode(), "a")
         if answer is None:  # expired between the round trips
+            mirror.discard([ids[winner]])
             return None
         matched = bytes(texts[winner] or b"").decode()
         return CacheHit(answer=bytes(answer), similarity=found[1], matched_text=matched)
@@ -210,7 +234,7 @@ class RedisIndex:
         One script, so one round trip and one consistent view: the ``x`` key's id must
         still be live in the sorted set (by ``clock``, as :meth:`lookup` reads it).  The
         stored text is compared too: the digest names the text, the text proves it."""
-        z, _, eprefix, xprefix = self._keys(scope)
+        z, _, eprefix, xprefix, _, _ = self._keys(scope)
         found = await self._exact_script(
             keys=[xprefix + _digest(text), z, eprefix], args=[repr(self._clock())]
         )

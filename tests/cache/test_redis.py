@@ -296,3 +296,303 @@ async def test_exact_keys_carry_the_family_digest(prefix: str) -> None:
     finally:
         await trained.aclose()
         await plain.aclose()
+
+
+class Trips:
+    """Counts the Redis round trips of an index's client (a pipeline is one)."""
+
+    def __init__(self, index: object, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        client = index._client  # type: ignore[attr-defined]
+        execute, pipeline = client.execute_command, client.pipeline
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            self.count += 1
+            return await execute(*args, **kwargs)
+
+        def piped(*args: object, **kwargs: object) -> object:
+            self.count += 1
+            return pipeline(*args, **kwargs)
+
+        monkeypatch.setattr(client, "execute_command", counted)
+        monkeypatch.setattr(client, "pipeline", piped)
+
+
+async def test_a_replica_sees_the_other_replicas_entries_on_its_next_lookup(prefix: str) -> None:
+    from polyroute.cache import RedisIndex
+
+    clock = Clock()
+    a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, clock=clock)
+    b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, clock=clock)
+    try:
+        assert await b.lookup("s", vec(1, 0, 0), "x") is None  # b has read the empty scope
+        await a.add("s", vec(1, 0, 0), "x", b"X")
+        hit = await b.lookup("s", vec(1, 0, 0), "x")
+        assert hit is not None and hit.answer == b"X"
+        await b.add("s", vec(0, 1, 0), "y", b"Y")
+        hit = await a.lookup("s", vec(0, 1, 0), "y")  # a never looked before: x and y
+        assert hit is not None and hit.answer == b"Y"
+        await b.add("s", vec(0, 0, 1), "z", b"Z")
+        hit = await a.lookup("s", vec(0, 0, 1), "z")  # then only what is new: z
+        assert hit is not None and hit.answer == b"Z"
+        assert (a.transferred, b.transferred) == (3, 1)
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_lookup_with_nothing_new_moves_no_id_and_makes_one_round_trip(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polyroute.cache import RedisIndex
+
+    a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
+    b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
+    rng = np.random.default_rng(0)
+    try:
+        for i in range(50):  # all in the positive octant, so ``far`` reaches none
+            await a.add("s", vec(*np.abs(rng.normal(size=3))), f"entry {i}", b"A")
+        await a.add("s", vec(1, 0, 0), "x", b"X")
+        far = vec(-1, -1, -1)
+        await b.lookup("s", far, "far")  # loads the script, reads the scope once
+        assert b.transferred == 51
+        trips = Trips(b, monkeypatch)
+        assert await b.lookup("s", far, "far") is None
+        assert trips.count == 1 and b.transferred == 51
+        hit = await b.lookup("s", vec(1, 0, 0), "x")
+        assert hit is not None and hit.answer == b"X"
+        assert trips.count == 1 + 3 and b.transferred == 51  # sync, texts, answer
+        await a.add("s", vec(0, 1, 0), "y", b"Y")
+        await b.lookup("s", vec(0, 1, 0), "y")
+        assert trips.count == 4 + 3 and b.transferred == 52  # y only, in the same trip
+        assert await b.lookup("s", far, "far") is None
+        assert trips.count == 7 + 1 and b.transferred == 52
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_an_entry_evicted_elsewhere_never_answers_from_a_mirror(prefix: str) -> None:
+    """b mirrored x; a evicts it (a's max_entries; b's own bound would keep it): b's lookup
+    finds x gone when it reads the shortlist, drops it and scores again without it, so x
+    neither answers nor stands in for the runner-up (which here refuses the hit)."""
+    from polyroute.cache import MemoryIndex, RedisIndex
+
+    clock = Clock()
+    a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=3, clock=clock)
+    b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=10, clock=clock)
+    memory = MemoryIndex(SIM, max_entries=3, clock=clock)
+    y = vec(0.82, float(np.sqrt(1 - 0.82**2)), 0)  # cosine 0.82 with x
+    w = vec(0.79, 0, float(np.sqrt(1 - 0.79**2)))  # 0.79: under the threshold, within margin
+    try:
+        for index in (a, memory):
+            for v, text, answer in ((vec(1, 0, 0), "x", b"X"), (y, "y", b"Y"), (w, "w", b"W")):
+                await index.add("s", v, text, answer)
+                clock.now += 1
+        hit = await b.lookup("s", vec(1, 0, 0), "x")
+        assert hit is not None and hit.answer == b"X"  # b mirrors x, y and w
+        for index in (a, memory):
+            await index.add("s", vec(0, -1, 0), "u", b"U")  # evicts x, the oldest
+        assert await memory.lookup("s", vec(1, 0, 0), "x") is None  # y 0.82 vs w 0.79
+        assert await a.lookup("s", vec(1, 0, 0), "x") is None
+        assert await b.lookup("s", vec(1, 0, 0), "x") is None
+        assert len(b._mirrors["s"]) == 3  # y, w and u: x left the mirror
+        hit = await b.lookup("s", y, "y")
+        assert hit is not None and hit.answer == b"Y"
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_an_expired_entry_never_answers_from_a_mirror(prefix: str) -> None:
+    """Nothing sweeps x in Redis (no add after it, its keys' Redis TTL is real time): only
+    the mirror's own expiry check, by ``clock``, keeps it from answering."""
+    from polyroute.cache import RedisIndex
+
+    clock = Clock()
+    a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, ttl_s=10, clock=clock)
+    b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, ttl_s=10, clock=clock)
+    try:
+        await a.add("s", vec(1, 0, 0), "x", b"X")
+        clock.now += 9.5
+        hit = await b.lookup("s", vec(1, 0, 0), "x")
+        assert hit is not None and hit.answer == b"X"
+        clock.now += 1
+        assert await b.lookup("s", vec(1, 0, 0), "x") is None
+        assert len(b._mirrors["s"]) == 0
+        assert await a.lookup("s", vec(1, 0, 0), "x") is None
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_flushed_scope_makes_the_mirror_resync(prefix: str) -> None:
+    """The scope's keys vanish (FLUSHDB, or they expired) and are written again: the
+    sequence restarts at 1, so b must read the scope afresh (a new epoch), not take the
+    entries above its old sequence number as what is new, nor answer from x."""
+    import redis.asyncio as aioredis
+
+    from polyroute.cache import RedisIndex
+
+    a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
+    b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await a.add("s", vec(1, 0, 0), "x", b"X")
+        await a.add("s", vec(0, 0, 1), "z", b"Z")
+        assert await b.lookup("s", vec(1, 0, 0), "x") is not None  # b read up to seq 2
+        await client.delete(*[k async for k in client.scan_iter(match=prefix + "*")])
+        assert await b.lookup("s", vec(1, 0, 0), "x") is None
+        assert len(b._mirrors["s"]) == 0
+        await a.add("s", vec(0, 1, 0), "y", b"Y")  # seq 1, 2 and 3 of the new epoch
+        await a.add("s", vec(0, 1, 1), "v", b"V")
+        await a.add("s", vec(1, 1, 0), "w", b"W")
+        await b.add("s", vec(1, 0, 1), "t", b"T")
+        for v, text in ((vec(0, 1, 0), "y"), (vec(0, 1, 1), "v"), (vec(1, 1, 0), "w")):
+            hit = await b.lookup("s", v, text)
+            assert hit is not None and hit.answer == text.upper().encode()
+        assert await b.lookup("s", vec(1, 0, 0), "x") is None
+    finally:
+        await a.aclose()
+        await b.aclose()
+        await client.aclose()
+
+
+async def test_a_flushed_scope_written_again_is_not_read_as_new(prefix: str) -> None:
+    """b read up to seq 2; the keys vanish and a writes two entries: the counter is at
+    2 again, but the epoch differs, so b reads the whole scope instead of nothing."""
+    import redis.asyncio as aioredis
+
+    from polyroute.cache import RedisIndex
+
+    a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
+    b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await a.add("s", vec(1, 0, 0), "x", b"X")
+        await a.add("s", vec(0, 0, 1), "z", b"Z")
+        assert await b.lookup("s", vec(1, 0, 0), "x") is not None
+        await client.delete(*[k async for k in client.scan_iter(match=prefix + "*")])
+        await a.add("s", vec(0, 1, 0), "y", b"Y")
+        await a.add("s", vec(0, 1, 1), "v", b"V")
+        hit = await b.lookup("s", vec(0, 1, 0), "y")
+        assert hit is not None and hit.answer == b"Y"
+        assert await b.lookup("s", vec(1, 0, 0), "x") is None
+        assert sorted(bytes(i) for i in b._mirrors["s"].ids) == sorted(
+            bytes(i) for i in await client.zrange(a._keys("s")[0], 0, -1)
+        )
+    finally:
+        await a.aclose()
+        await b.aclose()
+        await client.aclose()
+
+
+async def test_the_mirror_keeps_at_most_max_entries_the_newest(prefix: str) -> None:
+    from polyroute.cache import RedisIndex
+
+    clock = Clock()
+    a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=100, clock=clock)
+    b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=3, clock=clock)
+    rng = np.random.default_rng(1)
+    try:
+        for i in range(4):
+            await a.add("s", vec(*rng.normal(size=3)), f"old {i}", b"old")
+            clock.now += 1
+        await b.lookup("s", vec(1, 0, 0), "q")  # a full read: the 3 newest of 4
+        assert len(b._mirrors["s"]) == 3
+        for i in range(5):
+            await a.add("s", vec(*rng.normal(size=3)), f"new {i}", b"new")
+            clock.now += 1
+            await b.lookup("s", vec(1, 0, 0), "q")
+            assert len(b._mirrors["s"]) == 3
+        expires = sorted(
+            float(s) for _, s in await b._client.zrange(a._keys("s")[0], -3, -1, withscores=True)
+        )
+        assert sorted(b._mirrors["s"].expires[:3].tolist()) == expires
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_replicas_adding_at_the_same_instant_evict_alike(prefix: str) -> None:
+    """Equal expiry times (one clock reading): the mirror breaks the tie by id as
+    ``ZPOPMIN`` does, so it drops exactly what Redis evicted."""
+    import redis.asyncio as aioredis
+
+    from polyroute.cache import RedisIndex
+
+    clock = Clock()
+    a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=4, clock=clock)
+    b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=4, clock=clock)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    rng = np.random.default_rng(2)
+    try:
+        await b.lookup("s", vec(1, 0, 0), "q")
+        for i in range(12):
+            await a.add("s", vec(*rng.normal(size=3)), f"entry {i}", b"A")
+            if i % 3 == 2:
+                await b.lookup("s", vec(1, 0, 0), "q")
+                live = await client.zrange(a._keys("s")[0], 0, -1)
+                assert sorted(b._mirrors["s"].ids) == sorted(bytes(i) for i in live)
+    finally:
+        await a.aclose()
+        await b.aclose()
+        await client.aclose()
+
+
+async def test_a_lost_counter_starts_a_new_epoch_without_replaying_old_ids(prefix: str) -> None:
+    """Only the ``n`` hash vanishes (its TTL ran out first, say): the next add starts a
+    new epoch and files the entries still there under sequence 0, so after one full
+    read a replica is not sent them again as new on every lookup."""
+    import redis.asyncio as aioredis
+
+    from polyroute.cache import RedisIndex
+
+    a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
+    b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        for i, v in enumerate((vec(1, 0, 0), vec(0, 1, 0), vec(0, 0, 1))):
+            await a.add("s", v, f"entry {i}", str(i).encode())
+        await client.delete(a._keys("s")[5])
+        await a.add("s", vec(1, 1, 0), "w", b"W")
+        hit = await b.lookup("s", vec(0, 1, 0), "entry 1")
+        assert hit is not None and hit.answer == b"1"
+        assert b.transferred == 4
+        await a.add("s", vec(1, 0, 1), "u", b"U")  # seq 2 of the new epoch
+        hit = await b.lookup("s", vec(1, 1, 0), "w")
+        assert hit is not None and hit.answer == b"W"
+        assert b.transferred == 5  # u, not the old ids that had seq 2 and 3
+    finally:
+        await a.aclose()
+        await b.aclose()
+        await client.aclose()
+
+
+async def test_a_replica_too_far_behind_reads_the_scope_afresh(prefix: str) -> None:
+    """More entries were added than ``max_entries`` since b last looked: what b mirrors
+    may all be gone (here a, with a smaller bound, evicted x1 and x2 as well as y1 and
+    y2), so b reads the live listing instead of the new ids: its mirror is exactly it."""
+    import redis.asyncio as aioredis
+
+    from polyroute.cache import RedisIndex
+
+    clock = Clock()
+    a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=2, clock=clock)
+    b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=3, clock=clock)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    rng = np.random.default_rng(3)
+    try:
+        for text in ("x1", "x2", "y1", "y2", "y3", "y4"):
+            await a.add("s", vec(*rng.normal(size=3)), text, text.encode())
+            clock.now += 1
+            if text == "x2":
+                await b.lookup("s", vec(1, 0, 0), "q")
+                assert len(b._mirrors["s"]) == 2
+        await b.lookup("s", vec(1, 0, 0), "q")
+        live = sorted(bytes(i) for i in await client.zrange(a._keys("s")[0], 0, -1))
+        assert len(live) == 2 and sorted(b._mirrors["s"].ids) == live
+    finally:
+        await a.aclose()
+        await b.aclose()
+        await client.aclose()
