@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,6 +57,25 @@ async def prefix() -> AsyncIterator[str]:
     keys = [k async for k in client.scan_iter(match=name + "*")]
     if keys:
         await client.delete(*keys)
+    await client.aclose()
+
+
+#: two indexes on one prefix (two gateway replicas) and a plain client to the same Redis
+Replicas = tuple[Any, Any, Any]
+
+
+@pytest.fixture
+async def replicas(prefix: str) -> AsyncIterator[Replicas]:
+    import redis.asyncio as aioredis
+
+    from polyroute.cache import RedisIndex
+
+    a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
+    b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    yield a, b, client
+    await a.aclose()
+    await b.aclose()
     await client.aclose()
 
 
@@ -426,65 +446,45 @@ async def test_an_expired_entry_never_answers_from_a_mirror(prefix: str) -> None
         await b.aclose()
 
 
-async def test_a_flushed_scope_makes_the_mirror_resync(prefix: str) -> None:
+async def test_a_flushed_scope_makes_the_mirror_resync(prefix: str, replicas: Replicas) -> None:
     """The scope's keys vanish (FLUSHDB, or they expired) and are written again: the
     sequence restarts at 1, so b must read the scope afresh (a new epoch), not take the
     entries above its old sequence number as what is new, nor answer from x."""
-    import redis.asyncio as aioredis
-
-    from polyroute.cache import RedisIndex
-
-    a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
-    b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        await a.add("s", vec(1, 0, 0), "x", b"X")
-        await a.add("s", vec(0, 0, 1), "z", b"Z")
-        assert await b.lookup("s", vec(1, 0, 0), "x") is not None  # b read up to seq 2
-        await client.delete(*[k async for k in client.scan_iter(match=prefix + "*")])
-        assert await b.lookup("s", vec(1, 0, 0), "x") is None
-        assert len(b._mirrors["s"]) == 0
-        await a.add("s", vec(0, 1, 0), "y", b"Y")  # seq 1, 2 and 3 of the new epoch
-        await a.add("s", vec(0, 1, 1), "v", b"V")
-        await a.add("s", vec(1, 1, 0), "w", b"W")
-        await b.add("s", vec(1, 0, 1), "t", b"T")
-        for v, text in ((vec(0, 1, 0), "y"), (vec(0, 1, 1), "v"), (vec(1, 1, 0), "w")):
-            hit = await b.lookup("s", v, text)
-            assert hit is not None and hit.answer == text.upper().encode()
-        assert await b.lookup("s", vec(1, 0, 0), "x") is None
-    finally:
-        await a.aclose()
-        await b.aclose()
-        await client.aclose()
+    a, b, client = replicas
+    await a.add("s", vec(1, 0, 0), "x", b"X")
+    await a.add("s", vec(0, 0, 1), "z", b"Z")
+    assert await b.lookup("s", vec(1, 0, 0), "x") is not None  # b read up to seq 2
+    await client.delete(*[k async for k in client.scan_iter(match=prefix + "*")])
+    assert await b.lookup("s", vec(1, 0, 0), "x") is None
+    assert len(b._mirrors["s"]) == 0
+    await a.add("s", vec(0, 1, 0), "y", b"Y")  # seq 1, 2 and 3 of the new epoch
+    await a.add("s", vec(0, 1, 1), "v", b"V")
+    await a.add("s", vec(1, 1, 0), "w", b"W")
+    await b.add("s", vec(1, 0, 1), "t", b"T")
+    for v, text in ((vec(0, 1, 0), "y"), (vec(0, 1, 1), "v"), (vec(1, 1, 0), "w")):
+        hit = await b.lookup("s", v, text)
+        assert hit is not None and hit.answer == text.upper().encode()
+    assert await b.lookup("s", vec(1, 0, 0), "x") is None
 
 
-async def test_a_flushed_scope_written_again_is_not_read_as_new(prefix: str) -> None:
+async def test_a_flushed_scope_written_again_is_not_read_as_new(
+    prefix: str, replicas: Replicas
+) -> None:
     """b read up to seq 2; the keys vanish and a writes two entries: the counter is at
     2 again, but the epoch differs, so b reads the whole scope instead of nothing."""
-    import redis.asyncio as aioredis
-
-    from polyroute.cache import RedisIndex
-
-    a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
-    b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        await a.add("s", vec(1, 0, 0), "x", b"X")
-        await a.add("s", vec(0, 0, 1), "z", b"Z")
-        assert await b.lookup("s", vec(1, 0, 0), "x") is not None
-        await client.delete(*[k async for k in client.scan_iter(match=prefix + "*")])
-        await a.add("s", vec(0, 1, 0), "y", b"Y")
-        await a.add("s", vec(0, 1, 1), "v", b"V")
-        hit = await b.lookup("s", vec(0, 1, 0), "y")
-        assert hit is not None and hit.answer == b"Y"
-        assert await b.lookup("s", vec(1, 0, 0), "x") is None
-        assert sorted(bytes(i) for i in b._mirrors["s"].ids) == sorted(
-            bytes(i) for i in await client.zrange(a._keys("s")[0], 0, -1)
-        )
-    finally:
-        await a.aclose()
-        await b.aclose()
-        await client.aclose()
+    a, b, client = replicas
+    await a.add("s", vec(1, 0, 0), "x", b"X")
+    await a.add("s", vec(0, 0, 1), "z", b"Z")
+    assert await b.lookup("s", vec(1, 0, 0), "x") is not None
+    await client.delete(*[k async for k in client.scan_iter(match=prefix + "*")])
+    await a.add("s", vec(0, 1, 0), "y", b"Y")
+    await a.add("s", vec(0, 1, 1), "v", b"V")
+    hit = await b.lookup("s", vec(0, 1, 0), "y")
+    assert hit is not None and hit.answer == b"Y"
+    assert await b.lookup("s", vec(1, 0, 0), "x") is None
+    assert sorted(bytes(i) for i in b._mirrors["s"].ids) == sorted(
+        bytes(i) for i in await client.zrange(a._keys("s")[0], 0, -1)
+    )
 
 
 async def test_the_mirror_keeps_at_most_max_entries_the_newest(prefix: str) -> None:
@@ -540,33 +540,24 @@ async def test_replicas_adding_at_the_same_instant_evict_alike(prefix: str) -> N
         await client.aclose()
 
 
-async def test_a_lost_counter_starts_a_new_epoch_without_replaying_old_ids(prefix: str) -> None:
+async def test_a_lost_counter_starts_a_new_epoch_without_replaying_old_ids(
+    replicas: Replicas,
+) -> None:
     """Only the ``n`` hash vanishes (its TTL ran out first, say): the next add starts a
     new epoch and files the entries still there under sequence 0, so after one full
     read a replica is not sent them again as new on every lookup."""
-    import redis.asyncio as aioredis
-
-    from polyroute.cache import RedisIndex
-
-    a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
-    b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix)
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        for i, v in enumerate((vec(1, 0, 0), vec(0, 1, 0), vec(0, 0, 1))):
-            await a.add("s", v, f"entry {i}", str(i).encode())
-        await client.delete(a._keys("s")[5])
-        await a.add("s", vec(1, 1, 0), "w", b"W")
-        hit = await b.lookup("s", vec(0, 1, 0), "entry 1")
-        assert hit is not None and hit.answer == b"1"
-        assert b.transferred == 4
-        await a.add("s", vec(1, 0, 1), "u", b"U")  # seq 2 of the new epoch
-        hit = await b.lookup("s", vec(1, 1, 0), "w")
-        assert hit is not None and hit.answer == b"W"
-        assert b.transferred == 5  # u, not the old ids that had seq 2 and 3
-    finally:
-        await a.aclose()
-        await b.aclose()
-        await client.aclose()
+    a, b, client = replicas
+    for i, v in enumerate((vec(1, 0, 0), vec(0, 1, 0), vec(0, 0, 1))):
+        await a.add("s", v, f"entry {i}", str(i).encode())
+    await client.delete(a._keys("s")[5])
+    await a.add("s", vec(1, 1, 0), "w", b"W")
+    hit = await b.lookup("s", vec(0, 1, 0), "entry 1")
+    assert hit is not None and hit.answer == b"1"
+    assert b.transferred == 4
+    await a.add("s", vec(1, 0, 1), "u", b"U")  # seq 2 of the new epoch
+    hit = await b.lookup("s", vec(1, 1, 0), "w")
+    assert hit is not None and hit.answer == b"W"
+    assert b.transferred == 5  # u, not the old ids that had seq 2 and 3
 
 
 async def test_a_replica_too_far_behind_reads_the_scope_afresh(prefix: str) -> None:
