@@ -58,6 +58,8 @@ from bench_learned_selector import _one, _session, body, cpu_s, rss_mib
 RESULTS = HERE / "RESULTS_signal_gateway.md"
 HISTORY = "## History"  # this heading and what follows it are kept when the file is rewritten
 ROUTER = Path.home() / ".cache" / "polyroute" / "bench" / "dcrouter-knn-static"
+#: options of the jailbreak signal (``--jailbreak-variant`` adds ``variant``)
+JAILBREAK: dict[str, Any] = {"type": "jailbreak"}
 MAX_TOKENS = 128
 CONCURRENCY = 32
 WARMUP = 200
@@ -102,7 +104,7 @@ def signals(kind: str, domain_model: str | None = None) -> dict[str, Any]:
     sim_encoder = "minilm" if kind == "minilm" else "static"
     topic = {"type": "domain"} | ({"model": domain_model} if domain_model else {})
     out: dict[str, Any] = {
-        "jailbreak": {"type": "jailbreak"},
+        "jailbreak": dict(JAILBREAK),
         "topic": topic,
         "maths": {"type": "similarity", "examples": MATHS, "encoder": sim_encoder},
     }
@@ -145,12 +147,14 @@ def model_encoders(domain_model: str | None) -> str:
     """Which encoder the jailbreak and domain models run (from their manifests)."""
     from polyroute.signals.textmodel import default_model_dir
 
-    dirs = {"jailbreak": default_model_dir("jailbreak"),
-            "domain": domain_model or default_model_dir("domain")}  # fmt: skip
+    jailbreak = default_model_dir("jailbreak")
+    if "variant" in JAILBREAK:
+        jailbreak = jailbreak.with_name(f"jailbreak-{JAILBREAK['variant']}")
+    dirs = {"jailbreak": jailbreak, "domain": domain_model or default_model_dir("domain")}
     found = {k: json.loads((Path(d) / "manifest.json").read_text())["encoder"]
              for k, d in dirs.items()}  # fmt: skip
     where = "shipped" if domain_model is None else domain_model
-    return (f"jailbreak: `{found['jailbreak']}` (shipped model); domain: "
+    return (f"jailbreak: `{found['jailbreak']}` (shipped {jailbreak.name}); domain: "
             f"`{found['domain']}` ({where}); similarity: `static` unless stated")  # fmt: skip
 
 
@@ -402,11 +406,14 @@ def main() -> None:
     )
     parser.add_argument("--retrain", action="store_true", help="retrain the difficulty router")
     parser.add_argument("--domain-model", help="serve this domain model instead of the shipped one")
+    parser.add_argument("--jailbreak-variant", help="serve this shipped jailbreak variant")
     parser.add_argument("--quick", action="store_true", help="few requests, no cold start")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
     args = parser.parse_args()
     if args.quick:
         args.prompts, args.minilm_prompts, args.burst, args.no_cold = 300, 60, 800, True
+    if args.jailbreak_variant:
+        JAILBREAK["variant"] = args.jailbreak_variant
     ensure_router(args.retrain)
     domain = args.domain_model and str(Path(args.domain_model).resolve())
     inproc = run_inproc(args.prompts, args.minilm_prompts, domain)

@@ -132,14 +132,16 @@ class MiniLMRuntime:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path, threads: int = 1) -> MiniLMRuntime:
+    def load(cls, path: Path, threads: int = 1, max_tokens: int | None = None) -> MiniLMRuntime:
+        """The graph at ``path`` (MiniLM's inputs, ``[n x 384]`` out) with MiniLM's
+        tokenizer, truncating at ``max_tokens`` (default: the model's 256)."""
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         root = model_dir()
         config = json.loads((root / "sentence_bert_config.json").read_text())
         tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
-        tokenizer.enable_truncation(max_length=int(config["max_seq_length"]))
+        tokenizer.enable_truncation(max_length=max_tokens or int(config["max_seq_length"]))
         pad = tokenizer.token_to_id(PAD)
         tokenizer.enable_padding(pad_id=0 if pad is None else pad, pad_token=PAD)
         options = ort.SessionOptions()

@@ -22,6 +22,7 @@ from pydantic import Field
 from polyroute.embed import Array, Encoder, serving_encoder
 from polyroute.errors import ConfigError
 from polyroute.signals.base import BaseSignal, SignalOptions
+from polyroute.signals.finetuned import FINETUNED, finetuned_encoder
 from polyroute.signals.textmodel import ModelType, TextModel, default_model_dir, load_model
 from polyroute.types import Request, SignalValue
 
@@ -162,7 +163,11 @@ class ModelSignal(EncoderSignal):
 
     def model_encoder(self, model: TextModel) -> Encoder:
         """A serving encoder for ``model``, checked against its width."""
-        encoder = serving_encoder(model.encoder)
+        if model.encoder == FINETUNED:
+            assert model.source is not None  # load_model sets it
+            encoder: Encoder = finetuned_encoder(model.source)
+        else:
+            encoder = serving_encoder(model.encoder)
         width = encoder.encode(["warm up"]).shape[1]
         if width != model.coef.shape[1]:
             raise ConfigError(

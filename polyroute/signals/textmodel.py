@@ -45,7 +45,7 @@ ARRAYS = "arrays.npz"
 OUT_OF_SCOPE = "out_of_scope"
 ModelType = Literal["jailbreak", "domain"]
 MODEL_TYPES: tuple[ModelType, ...] = ("jailbreak", "domain")
-SIGNAL_ENCODERS = ("static", "minilm", "ngram")
+SIGNAL_ENCODERS = ("static", "minilm", "ngram", "finetuned")
 Array = npt.NDArray[np.float32]
 
 
@@ -63,6 +63,8 @@ class TextModel:
     metrics: dict[str, Any] = field(default_factory=dict)
     centroids: Array | None = None
     centroid_weight: float = 0.0
+    #: the directory it was loaded from (an ``encoder: finetuned`` model's graph lies there)
+    source: Path | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -166,6 +168,10 @@ def load_model(path: str | Path, kind: ModelType | None = None) -> TextModel:
     if len(coef) != len(classes) or not np.isfinite(coef).all():
         raise ConfigError(f"{root / ARRAYS}: 'coef' does not fit the {len(classes)} classes")
     centroids, weight = _centroids(arrays, manifest, coef.shape, root)
+    if encoder == "finetuned":  # its graph is part of the model: checked now, not per request
+        from polyroute.signals.finetuned import finetuned_encoder
+
+        finetuned_encoder(root)
     metrics = manifest.get("metrics")
     return TextModel(
         type=model_type,
@@ -178,6 +184,7 @@ def load_model(path: str | Path, kind: ModelType | None = None) -> TextModel:
         metrics=metrics if isinstance(metrics, dict) else {},
         centroids=centroids,
         centroid_weight=weight,
+        source=root,
     )
 
 

@@ -60,6 +60,23 @@ def _entry(upstream: Proc, price: float) -> dict[str, Any]:
     }
 
 
+def _ask(
+    gateway: Gateway, prompt: str, max_tokens: int, stream: bool = False, **extra: Any
+) -> tuple[Any, str, Any]:
+    """One user prompt sent as ``model="auto"``: the response headers, the answer's text
+    (a stream read to its end) and the parsed completion (or stream)."""
+    with gateway.client() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto",
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=max_tokens,
+            stream=stream,
+            **extra,
+        )
+        parsed = raw.parse()
+        return raw.headers, _text(parsed, stream), parsed
+
+
 def _stages(gateway: Gateway, trace_id: str) -> list[dict[str, Any]]:
     trace = gateway.wait_trace(trace_id)
     return [e for e in trace["plugins"] if e.get("plan") == "cascade"]
@@ -67,20 +84,14 @@ def _stages(gateway: Gateway, trace_id: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_cascade_escalates_on_low_logprob(plan_gateway: Gateway, stream: bool) -> None:
-    with plan_gateway.client() as client:
-        raw = client.chat.completions.with_raw_response.create(
-            model="auto",
-            messages=[{"role": "user", "content": "Prove that 2 + 2 = 4."}],
-            max_tokens=8,
-            temperature=0,
-            stream=stream,
-        )
-        assert raw.headers["x-polyroute-decision"] == "strict"
-        assert raw.headers["x-polyroute-model"] == "large"
-        assert raw.headers["x-polyroute-plan"] == "cascade; calls=2"
-        text = _text(raw.parse(), stream)
+    headers, text, _completion = _ask(
+        plan_gateway, "Prove that 2 + 2 = 4.", 8, temperature=0, stream=stream
+    )
+    assert headers["x-polyroute-decision"] == "strict"
+    assert headers["x-polyroute-model"] == "large"
+    assert headers["x-polyroute-plan"] == "cascade; calls=2"
     assert text.strip()
-    small, large = _stages(plan_gateway, raw.headers["x-polyroute-trace-id"])
+    small, large = _stages(plan_gateway, headers["x-polyroute-trace-id"])
     assert small["model"] == "small" and small["accepted"] is False
     assert isinstance(small["confidence"], float) and small["confidence"] <= 0.0
     assert small["threshold"] == 0.0
@@ -89,23 +100,15 @@ def test_a_cascade_escalates_on_low_logprob(plan_gateway: Gateway, stream: bool)
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_sure_enough_cheap_stage_answers(plan_gateway: Gateway, stream: bool) -> None:
-    with plan_gateway.client() as client:
-        raw = client.chat.completions.with_raw_response.create(
-            model="auto",
-            messages=[{"role": "user", "content": "Say hello."}],
-            max_tokens=8,
-            temperature=0,
-            stream=stream,
-        )
-        assert raw.headers["x-polyroute-model"] == "small"
-        assert raw.headers["x-polyroute-plan"] == "cascade; calls=1"
-        completion = raw.parse()
-        assert _text(completion, stream).strip()
-        if not stream:
-            assert completion.choices[0].logprobs is None  # asked upstream, not by the client
-    [small] = _stages(plan_gateway, raw.headers["x-polyroute-trace-id"])
+    headers, text, completion = _ask(plan_gateway, "Say hello.", 8, temperature=0, stream=stream)
+    assert headers["x-polyroute-model"] == "small"
+    assert headers["x-polyroute-plan"] == "cascade; calls=1"
+    assert text.strip()
+    if not stream:
+        assert completion.choices[0].logprobs is None  # asked upstream, not by the client
+    [small] = _stages(plan_gateway, headers["x-polyroute-trace-id"])
     assert small["accepted"] is True and -50.0 < small["confidence"] <= 0.0
-    trace = plan_gateway.wait_trace(raw.headers["x-polyroute-trace-id"])
+    trace = plan_gateway.wait_trace(headers["x-polyroute-trace-id"])
     assert trace["cost_source"] == "usage" and trace["plan_calls"] == 1
 
 
@@ -117,17 +120,13 @@ def _text(parsed: Any, stream: bool) -> str:
 
 
 def test_an_ensemble_votes_over_real_answers(plan_gateway: Gateway) -> None:
-    with plan_gateway.client() as client:
-        raw = client.chat.completions.with_raw_response.create(
-            model="auto",
-            messages=[{"role": "user", "content": "Please vote: is water wet? Answer yes or no."}],
-            max_tokens=4,
-            temperature=0,
-        )
-        assert raw.headers["x-polyroute-decision"] == "vote"
-        assert raw.headers["x-polyroute-plan"] == "ensemble; calls=2"
-        assert raw.parse().choices[0].message.content
-    trace = plan_gateway.wait_trace(raw.headers["x-polyroute-trace-id"])
+    headers, text, _completion = _ask(
+        plan_gateway, "Please vote: is water wet? Answer yes or no.", 4, temperature=0
+    )
+    assert headers["x-polyroute-decision"] == "vote"
+    assert headers["x-polyroute-plan"] == "ensemble; calls=2"
+    assert text
+    trace = plan_gateway.wait_trace(headers["x-polyroute-trace-id"])
     [event] = [e for e in trace["plugins"] if e.get("aggregate") == "vote"]
     assert sum(event["votes"].values()) == 2 and 0.5 <= event["agreement"] <= 1.0
     assert trace["plan"] == "ensemble" and trace["cost_source"] == "usage"
@@ -135,17 +134,11 @@ def test_an_ensemble_votes_over_real_answers(plan_gateway: Gateway) -> None:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_adaptive_execution_reports_sigma(plan_gateway: Gateway, stream: bool) -> None:
-    with plan_gateway.client() as client:
-        raw = client.chat.completions.with_raw_response.create(
-            model="auto",
-            messages=[{"role": "user", "content": "adapt: name a colour."}],
-            max_tokens=4,
-            stream=stream,
-        )
-        assert raw.headers["x-polyroute-decision"] == "adapt"
-        assert raw.headers["x-polyroute-plan"].startswith("adaptive; calls=")
-        assert _text(raw.parse(), stream).strip()
-    trace = plan_gateway.wait_trace(raw.headers["x-polyroute-trace-id"])
+    headers, text, _completion = _ask(plan_gateway, "adapt: name a colour.", 4, stream=stream)
+    assert headers["x-polyroute-decision"] == "adapt"
+    assert headers["x-polyroute-plan"].startswith("adaptive; calls=")
+    assert text.strip()
+    trace = plan_gateway.wait_trace(headers["x-polyroute-trace-id"])
     [event] = [e for e in trace["plugins"] if e.get("plan") == "adaptive"]
     assert event["samples"] == 3 and 1 / 3 <= event["sigma"] <= 1.0
     assert event["models"] in (1, 2, 3)
@@ -153,17 +146,11 @@ def test_adaptive_execution_reports_sigma(plan_gateway: Gateway, stream: bool) -
 
 
 def test_an_ensemble_merges_real_answers(plan_gateway: Gateway) -> None:
-    with plan_gateway.client() as client:
-        raw = client.chat.completions.with_raw_response.create(
-            model="auto",
-            messages=[{"role": "user", "content": "merge: name two colours."}],
-            max_tokens=8,
-            temperature=0,
-        )
-        assert raw.headers["x-polyroute-decision"] == "merge"
-        assert raw.headers["x-polyroute-model"] == "third"
-        assert raw.headers["x-polyroute-plan"] == "ensemble; calls=3"
-        assert raw.parse().choices[0].message.content
-    trace = plan_gateway.wait_trace(raw.headers["x-polyroute-trace-id"])
+    headers, text, _completion = _ask(plan_gateway, "merge: name two colours.", 8, temperature=0)
+    assert headers["x-polyroute-decision"] == "merge"
+    assert headers["x-polyroute-model"] == "third"
+    assert headers["x-polyroute-plan"] == "ensemble; calls=3"
+    assert text
+    trace = plan_gateway.wait_trace(headers["x-polyroute-trace-id"])
     [event] = [e for e in trace["plugins"] if e.get("aggregate") == "merge"]
     assert event["members"] == ["small", "large"] and event["merger"] == "third"
