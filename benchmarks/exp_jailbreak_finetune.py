@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 from _exp_jb_common import INJECTION, LOOKALIKES, MAX_FPR, PROBES, SETS, SHARED, rows
 
+from polyroute.signals.finetune_train import _batches
+
 MAX_TOKENS = 128
 
 
@@ -45,19 +47,6 @@ def _model_dir() -> Path:
     from polyroute.embed_onnx import model_dir
 
     return Path(model_dir())
-
-
-def _batches(lengths: list[int], size: int, rng: random.Random) -> list[list[int]]:
-    """Length-bucketed batches: sort by length inside chunks of 50 batches, then shuffle."""
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    chunk = size * 50
-    out: list[list[int]] = []
-    for start in range(0, len(order), chunk):
-        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
-        out += [part[i : i + size] for i in range(0, len(part), size)]
-    rng.shuffle(out)
-    return out
 
 
 class Classifier:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from polyroute.errors import ConfigError
-from polyroute.signals.finetuned import FINETUNED, GRAPH, MAX_TOKENS
+from polyroute.signals.finetuned import FINETUNED, GRAPH, MAX_TOKENS, finetuned_encoder
 from polyroute.signals.textmodel import TextModel, load_model, save_model
 from polyroute.signals.textmodel_train import (
     Rows,
@@ -185,13 +185,9 @@ def train_finetuned(
     fitted = TextModel("jailbreak", FINETUNED, ("injection",), ("injection",), head, bias, 0.5)
     metrics: dict[str, Any] = {"source": "none", "epochs": epochs,
                                "extra_rows": len(texts) - len(rows.texts)}  # fmt: skip
-    save_model(fitted, root, {**(info or {}), "max_tokens": MAX_TOKENS})
-    served = load_model(root, "jailbreak")  # the quantised graph, as the gateway reads it
     threshold = 0.5
-    if validation is not None:
-        from polyroute.signals.finetuned import finetuned_encoder
-
-        scores = served.scores(finetuned_encoder(root).encode(validation.texts))
+    if validation is not None:  # scored with the quantised graph, as the gateway reads it
+        scores = fitted.scores(finetuned_encoder(root).encode(validation.texts))
         truth = np.asarray(validation.labels) == "injection"
         if max_fpr is not None:
             threshold = jailbreak_threshold(scores, truth, max_fpr)
