@@ -46,7 +46,7 @@ def add_train_signal_parser(subparsers: Any) -> None:
     )
     p.add_argument("type", choices=MODEL_TYPES, help="which signal's model to train")
     p.add_argument(
-        "--data", required=True, metavar="FILE.jsonl", help='rows {"text", "label"[, "intent"]}'
+        "--data", default=None, metavar="FILE.jsonl", help='rows {"text", "label"[, "intent"]}'
     )
     p.add_argument(
         "--validation", default=None, metavar="FILE.jsonl", help="held-out rows for the metrics"
@@ -82,6 +82,19 @@ def add_train_signal_parser(subparsers: Any) -> None:
         help="--encoder finetuned: passes over the training rows (default 2)",
     )
     p.add_argument(
+        "--layers",
+        type=int,
+        default=None,
+        help="--encoder finetuned: keep MiniLM's first N of 6 layers (fewer: faster)",
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=128,
+        help="--encoder finetuned: the tokens of a prompt it reads, training and serving "
+        "(default 128; fewer: faster)",
+    )
+    p.add_argument(
         "--min-oos-recall",
         type=float,
         default=0.0,
@@ -110,12 +123,33 @@ def add_train_signal_parser(subparsers: Any) -> None:
         help="jailbreak cascade: prompts ('text' or 'prompt') standing for gateway traffic; "
         "the band may send at most 10 %% of each file's to MiniLM (repeatable)",
     )
+    p.add_argument(
+        "--stages",
+        nargs=2,
+        default=None,
+        metavar=("FAST_DIR", "ACCURATE_DIR"),
+        help="jailbreak: bind two trained models into a gated cascade (no --data; the gate "
+        "and the mix are chosen on --validation)",
+    )
+    p.add_argument(
+        "--gate-miss",
+        type=float,
+        default=None,
+        help="--stages: the share of validation injections the gate alone may lose (default 0.005)",
+    )
     p.set_defaults(func=cmd_train_signal)
 
 
 def cmd_train_signal(args: argparse.Namespace) -> int:
+    from polyroute.errors import ConfigError
     from polyroute.signals.textmodel_train import read_rows, train_domain, train_jailbreak
 
+    if args.stages is not None:
+        return _bind_stages(args)
+    if args.data is None:
+        raise ConfigError('--data: required (rows {"text", "label"}), unless --stages')
+    if args.gate_miss is not None:
+        raise ConfigError("--gate-miss: only with --stages")
     rows = read_rows(args.data, args.type)
     extra = [read_rows(f, args.type) for f in args.extra_data]
     validation = read_rows(args.validation, args.type) if args.validation else None
@@ -172,6 +206,31 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bind_stages(args: argparse.Namespace) -> int:
+    from polyroute.errors import ConfigError
+    from polyroute.signals.jailbreak_gate import MISS, build_gate
+    from polyroute.signals.textmodel_train import read_rows
+
+    started = time.perf_counter()
+    if args.type != "jailbreak":
+        raise ConfigError("--stages: binds jailbreak models only")
+    if args.data is not None or args.extra_data:
+        raise ConfigError("--stages: the stages are trained already; give --validation, not --data")
+    if args.validation is None:
+        raise ConfigError("--stages: needs --validation rows to choose the gate and the mix")
+    validation = read_rows(args.validation, "jailbreak")
+    miss = MISS if args.gate_miss is None else args.gate_miss
+    info = {"stages_from": [Path(d).name for d in args.stages],
+            "calibrated_on": Path(args.validation).name}  # fmt: skip
+    fast_dir, accurate_dir = args.stages
+    manifest = build_gate(fast_dir, accurate_dir, validation, args.out, miss=miss, info=info)
+    low, weight = manifest["band"][0], manifest["accurate_weight"]
+    what = (f"gated jailbreak cascade (gate {low:.4f}, accurate weight {weight}, "
+            f"threshold {manifest['threshold']:.4f})")  # fmt: skip
+    _report(Path(args.out), what, manifest["metrics"], started)
+    return 0
+
+
 def _train_finetuned(
     args: argparse.Namespace, rows: Any, extra: list[Any], validation: Any, info: dict[str, Any]
 ) -> int:
@@ -184,7 +243,8 @@ def _train_finetuned(
     if args.epochs < 1:
         raise ConfigError(f"--epochs: expected a whole number >= 1, got {args.epochs}")
     model = train_finetuned(rows, args.out, validation=validation, extra=extra,
-                            epochs=args.epochs, max_fpr=args.max_fpr, info=info)  # fmt: skip
+                            epochs=args.epochs, max_fpr=args.max_fpr, layers=args.layers,
+                            max_tokens=args.max_tokens, info=info)  # fmt: skip
     what = f"jailbreak model over fine-tuned MiniLM, threshold {model.threshold:.4f}"
     _report(Path(args.out), what, model.metrics, started)
     return 0

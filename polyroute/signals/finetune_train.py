@@ -60,7 +60,7 @@ def _batches(lengths: list[int], size: int, rng: random.Random) -> list[list[int
 class _Pooled:
     """MiniLM + mean pooling (the graph exported) and the linear head (kept as arrays)."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, layers: int | None = None, max_tokens: int = MAX_TOKENS) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -69,6 +69,10 @@ class _Pooled:
         torch.manual_seed(seed)
         self.tok = AutoTokenizer.from_pretrained(str(model_dir()))
         self.bert = AutoModel.from_pretrained(str(model_dir()))
+        if layers is not None:  # keep the first ``layers`` transformer layers
+            self.bert.encoder.layer = self.bert.encoder.layer[:layers]
+            self.bert.config.num_hidden_layers = layers
+        self.max_tokens = max_tokens
         self.head = torch.nn.Linear(self.bert.config.hidden_size, 1)
 
     def pooled(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
@@ -80,15 +84,18 @@ class _Pooled:
 
     def logits(self, texts: list[str]) -> Any:
         enc = self.tok(
-            texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+            texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
         )
         return self.head(self.pooled(*(enc[k] for k in _INPUTS))).squeeze(-1)
 
 
-def _fit(texts: list[str], positive: np.ndarray, epochs: int, seed: int, log: Any) -> _Pooled:
+def _fit(
+    texts: list[str], positive: np.ndarray, epochs: int, seed: int, log: Any, *,
+    layers: int | None = None, max_tokens: int = MAX_TOKENS,
+) -> _Pooled:  # fmt: skip
     import torch
 
-    model = _Pooled(seed)
+    model = _Pooled(seed, layers, max_tokens)
     rng = random.Random(seed)
     lengths = [len(t) for t in texts]
     steps = epochs * math.ceil(len(texts) / 32)
@@ -165,6 +172,8 @@ def train_finetuned(
     epochs: int = 2,
     max_fpr: float | None = None,
     seed: int = 0,
+    layers: int | None = None,
+    max_tokens: int = MAX_TOKENS,
     info: dict[str, Any] | None = None,
     log: Any = print,
 ) -> TextModel:
@@ -176,7 +185,11 @@ def train_finetuned(
     positive = np.asarray(labels) == "injection"
     if positive.all() or not positive.any():
         raise ConfigError("jailbreak training rows need both 'injection' and 'benign' labels")
-    model = _fit(texts, positive, epochs, seed, log)
+    if layers is not None and not 1 <= layers <= 6:
+        raise ConfigError(f"--layers: expected 1 to 6 (MiniLM has 6), got {layers}")
+    if not 8 <= max_tokens <= 256:
+        raise ConfigError(f"--max-tokens: expected 8 to 256, got {max_tokens}")
+    model = _fit(texts, positive, epochs, seed, log, layers=layers, max_tokens=max_tokens)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     _export(model, root / GRAPH)
@@ -187,12 +200,12 @@ def train_finetuned(
                                "extra_rows": len(texts) - len(rows.texts)}  # fmt: skip
     threshold = 0.5
     if validation is not None:  # scored with the quantised graph, as the gateway reads it
-        scores = fitted.scores(finetuned_encoder(root).encode(validation.texts))
+        scores = fitted.scores(finetuned_encoder(root, max_tokens).encode(validation.texts))
         truth = np.asarray(validation.labels) == "injection"
         if max_fpr is not None:
             threshold = jailbreak_threshold(scores, truth, max_fpr)
         metrics = {**metrics, "source": "validation", "max_fpr": max_fpr,
                    **jailbreak_metrics(scores, truth, threshold)}  # fmt: skip
     final = TextModel(**{**fitted.__dict__, "threshold": round(threshold, 6), "metrics": metrics})
-    save_model(final, root, {**(info or {}), "max_tokens": MAX_TOKENS})
+    save_model(final, root, {**(info or {}), "max_tokens": max_tokens, "layers": layers or 6})
     return load_model(root, "jailbreak")

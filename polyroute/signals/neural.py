@@ -163,18 +163,23 @@ class ModelSignal(EncoderSignal):
 
     def model_encoder(self, model: TextModel) -> Encoder:
         """A serving encoder for ``model``, checked against its width."""
-        if model.encoder == FINETUNED:
-            assert model.source is not None  # load_model sets it
-            encoder: Encoder = finetuned_encoder(model.source)
-        else:
-            encoder = serving_encoder(model.encoder)
-        width = encoder.encode(["warm up"]).shape[1]
-        if width != model.coef.shape[1]:
-            raise ConfigError(
-                f"{self.where}: the model expects {model.coef.shape[1]}-dim "
-                f"vectors, encoder {model.encoder!r} gives {width}"
-            )
-        return encoder
+        return model_encoder(model, self.where)
+
+
+def model_encoder(model: TextModel, where: str) -> Encoder:
+    """A serving encoder for ``model``, checked against its width (errors name ``where``)."""
+    if model.encoder == FINETUNED:
+        assert model.source is not None  # load_model sets it
+        encoder: Encoder = finetuned_encoder(model.source)
+    else:
+        encoder = serving_encoder(model.encoder)
+    width = encoder.encode(["warm up"]).shape[1]
+    if width != model.coef.shape[1]:
+        raise ConfigError(
+            f"{where}: the model expects {model.coef.shape[1]}-dim "
+            f"vectors, encoder {model.encoder!r} gives {width}"
+        )
+    return encoder
 
 
 class StagedSignal(ModelSignal):

@@ -53,11 +53,18 @@ def test_the_shipped_model_separates_attacks_from_ordinary_prompts(
     assert signal.threshold == pytest.approx(0.5)
 
 
-def test_batched_and_single_vectors_agree(signal: JailbreakSignal) -> None:
+def test_a_prompt_s_vector_does_not_depend_on_the_prompts_beside_it(
+    signal: JailbreakSignal,
+) -> None:
+    """The int8 graph quantises activations per run: batched with a long prompt (and its
+    padding), a short one would get another vector; one run per prompt keeps them equal."""
     encoder = finetuned_encoder(SHIPPED)
-    batch = encoder.encode(ATTACKS + BENIGN)
-    one = np.vstack([encoder.encode([t]) for t in ATTACKS + BENIGN])
-    assert batch.shape == (6, 384) and np.allclose(batch, one, atol=1e-3)
+    texts = [*ATTACKS, *BENIGN, "Tell me about the history of Rome. " * 12]
+    encoder.runtime._recent.clear()  # the runtime remembers recent texts: compute afresh
+    batch = encoder.encode(texts)
+    encoder.runtime._recent.clear()
+    one = np.vstack([encoder.encode([t]) for t in texts])
+    assert batch.shape == (7, 384) and np.array_equal(batch, one)
 
 
 def test_a_missing_or_corrupt_graph_is_a_config_error_naming_it(tmp_path: Path) -> None:

@@ -1,0 +1,122 @@
+"""Binding two trained ``jailbreak`` models into a gated cascade.
+
+::
+
+    polyroute train-signal jailbreak --stages FAST_DIR ACCURATE_DIR \\
+        --validation VAL.jsonl --out DIR
+
+The fast model (say the n-gram one, ~0.5 ms a prompt) scores every prompt.  A prompt it
+scores below ``low`` is benign on its word alone; every other prompt also goes to the
+accurate model (say a fine-tuned MiniLM), and the score mixes the two as
+``JailbreakCascade.combine`` does, over the band ``[low, 1]``.  Both models are used as
+trained; only the gate and the mix are chosen here, on the validation rows alone:
+
+- ``low``: the ``miss`` quantile (default 0.5 %) of the fast model's scores over the
+  validation injections, so the gate alone loses at most that share of them (and never
+  above the fast model's own threshold);
+- the weight ``w`` of the accurate model, from ``WEIGHTS``: the highest validation F1
+  (ties: the larger ``w``);
+- the threshold: the mixed probability reaching the accurate model's own threshold
+  (``low + (1 - low) * t``); with ``w = 1`` exactly the accurate model's decision.
+
+The directory written holds the manifest and a verbatim copy of each stage's directory
+(its graph, if any, and its manifest's options with it), named after the stage's
+encoder (``ngram/``, ``finetuned/``): a shipped default built this way offers each
+stage as ``variant: NAME`` too.  When the accurate model cannot run, the fast one
+decides alone at its own threshold (``JailbreakCascade.fast_alone``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polyroute.errors import ConfigError
+from polyroute.signals.cascade import CASCADE
+from polyroute.signals.textmodel import FORMAT, FORMAT_VERSION, MANIFEST, TextModel, load_model
+from polyroute.signals.textmodel_train import Rows, jailbreak_metrics
+
+WEIGHTS = (1.0, 0.5)
+MISS = 0.005
+_EPS = 1e-7  # as JailbreakCascade.combine
+
+
+def gate_scores(p: np.ndarray, q: np.ndarray, low: float, weight: float) -> np.ndarray:
+    """The cascade's scores from the fast ``p`` and accurate ``q`` probabilities, as
+    ``JailbreakSignal`` computes them one prompt at a time (``q`` counts only where
+    ``p >= low``)."""
+    pc, qc = np.clip(p, _EPS, 1 - _EPS), np.clip(q, _EPS, 1 - _EPS)
+    z = (1 - weight) * np.log(pc / (1 - pc)) + weight * np.log(qc / (1 - qc))
+    mixed = low + (1.0 - low) / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
+    out: np.ndarray = np.where(p < low, p, mixed)
+    return out
+
+
+def build_gate(
+    fast_dir: str | Path,
+    accurate_dir: str | Path,
+    validation: Rows,
+    out: str | Path,
+    *,
+    miss: float = MISS,
+    info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Choose the gate and the mix on ``validation`` and write the cascade to ``out``;
+    returns its manifest.  Any problem is a ConfigError naming the flag or file."""
+    from polyroute.signals.neural import model_encoder
+
+    if not 0.0 <= miss < 1.0:
+        raise ConfigError(f"--gate-miss: expected a share in [0, 1), got {miss}")
+    truth = np.asarray(validation.labels) == "injection"
+    if truth.all() or not truth.any():
+        raise ConfigError("--validation: the rows need both 'injection' and 'benign' labels")
+    fast = load_model(fast_dir, "jailbreak")
+    accurate = load_model(accurate_dir, "jailbreak")
+    p = fast.scores(model_encoder(fast, "--stages").encode(validation.texts))
+    q = accurate.scores(model_encoder(accurate, "--stages").encode(validation.texts))
+    p, q = p.astype(np.float64), q.astype(np.float64)
+    low = min(float(np.quantile(p[truth], miss)), fast.threshold)
+    threshold = low + (1.0 - low) * accurate.threshold
+    tried = {w: jailbreak_metrics(gate_scores(p, q, low, w), truth, threshold) for w in WEIGHTS}
+    weight = max(WEIGHTS, key=lambda w: (tried[w]["f1"], w))
+    names = _stage_names(fast, accurate)
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    for name, src in zip(names, (fast_dir, accurate_dir), strict=True):
+        if Path(src).resolve() != (root / name).resolve():
+            shutil.rmtree(root / name, ignore_errors=True)
+            shutil.copytree(src, root / name)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "type": "jailbreak",
+        "encoder": CASCADE,
+        "stages": {"fast": names[0], "accurate": names[1]},
+        "encoders": {"fast": fast.encoder, "accurate": accurate.encoder},
+        "band": [round(low, 6), 1.0],
+        "accurate_weight": weight,
+        "threshold": round(threshold, 6),
+        "accurate_max_words": None,
+        "labels": ["injection"],
+        "metrics": {
+            "source": "validation",
+            "gate_miss": miss,
+            "sent_on": round(float((p >= low).mean()), 4),
+            **tried[weight],
+            "by_weight": {str(w): m for w, m in tried.items()},
+        },
+        **(info or {}),
+    }
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def _stage_names(fast: TextModel, accurate: TextModel) -> tuple[str, str]:
+    """The stages' directory names: their encoders, or ``fast``/``accurate`` when equal."""
+    if fast.encoder == accurate.encoder:
+        return ("fast", "accurate")
+    return (fast.encoder, accurate.encoder)
