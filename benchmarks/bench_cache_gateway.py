@@ -21,6 +21,12 @@ Streams:
 - **distinct**: distinct dcrouter prompts cut to 600 characters (never repeated, so the
   cache can only miss: the cost a miss adds, one MiniLM embedding on the request path;
   any hit here answers a request with another's answer).
+- **later turns**: the CLINC queries again, each as a conversation's second turn (a
+  distinct dcrouter prompt and a short answer before it): the earlier turns are part
+  of the cache's scope, so every scope is new and the cache can only miss.  The scope
+  is known empty before any embedding, so the prompt is embedded (for the store) while
+  the upstream answers; these rows use a ``TURN_DELAY_S`` (0.1 s) upstream, a fast
+  model's time to answer, and compare the latency with and without the cache.
 - **exact repeats**: draws with replacement (seed 300) from the first REPEAT_SET (50)
   queries of the CLINC stream, so all but the first sending of each is a word-for-word
   repeat: the index's exact lookup answers it before any embedding (the "repeat
@@ -83,13 +89,15 @@ CONCURRENCY = 32
 WARMUP = 64
 REDIS_URL = "redis://127.0.0.1:6379/15"
 REPEAT_SET = 50  # distinct prompts of the exact-repeats stream
-CLINC, DISTINCT, REPEATS = "CLINC", "distinct", "exact repeats"
+CLINC, DISTINCT, REPEATS, TURNS = "CLINC", "distinct", "exact repeats", "later turns"
+TURN_DELAY_S = 0.1
+Prompt = str | tuple[str, str]  # a prompt, or (an earlier user turn, the prompt)
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: a dict key
 class Row:
     label: str
-    stream: str  # CLINC, DISTINCT or REPEATS
+    stream: str  # CLINC, DISTINCT, REPEATS or TURNS
     clients: int
     cache: dict[str, Any] | None  # the semantic_cache plugin's options; None: no plugin
     delay_s: float = 0.0  # the fake upstream's delay before each answer
@@ -114,15 +122,12 @@ def repeats_stream(clinc: list[str], n: int) -> tuple[list[str], np.ndarray]:
     return [clinc[i] for i in picks.tolist()], picks
 
 
-def body(prompt: str) -> bytes:
-    return orjson.dumps(
-        {
-            "model": "auto",
-            "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": 16,
-            "temperature": 0,
-        }
-    )
+def body(prompt: Prompt) -> bytes:
+    messages = [{"role": "user", "content": prompt if isinstance(prompt, str) else prompt[1]}]
+    if not isinstance(prompt, str):
+        messages[:0] = [{"role": "user", "content": prompt[0]},
+                        {"role": "assistant", "content": "Noted."}]  # fmt: skip
+    return orjson.dumps({"model": "auto", "messages": messages, "max_tokens": 16, "temperature": 0})
 
 
 def redis_reachable() -> bool:
@@ -148,7 +153,7 @@ async def _ask(session: aiohttp.ClientSession, url: str, data: bytes) -> tuple[f
     return (time.perf_counter() - t0) * 1000, cache
 
 
-async def closed_loop(url: str, texts: list[str], clients: int, cap_s: float) -> dict[str, Any]:
+async def closed_loop(url: str, texts: list[Prompt], clients: int, cap_s: float) -> dict[str, Any]:
     """``clients`` workers send ``texts`` in order (each once), for at most ``cap_s``."""
     latencies: list[float] = []
     hits = errors = sent = 0
@@ -194,7 +199,7 @@ def scrape(url: str) -> dict[str, float]:
 
 
 async def drive(
-    base: str, pid: int, warm: list[str], texts: list[str], clients: int, cap_s: float
+    base: str, pid: int, warm: list[str], texts: list[Prompt], clients: int, cap_s: float
 ) -> dict[str, Any]:
     url = base + "/v1/chat/completions"
     async with _session(CONCURRENCY) as session:  # connections, lazy imports, the encoder
@@ -216,7 +221,7 @@ def fake_upstream(logs: Path, delay_s: float) -> Server:
 
 
 def measure(
-    logs: Path, upstream: str, row: Row, warm: list[str], texts: list[str], cap_s: float
+    logs: Path, upstream: str, row: Row, warm: list[str], texts: list[Prompt], cap_s: float
 ) -> dict[str, Any]:
     import uvloop
 
@@ -258,12 +263,14 @@ def index_reference(sent: int) -> dict[str, float]:
 
 
 def table(rows: dict[Row, dict[str, Any]], labels: dict[str, np.ndarray]) -> str:
-    base = {(row.stream, row.delay_s): r for row, r in rows.items() if row.cache is None}
+    base = {(row.stream, row.delay_s, row.clients): r for row, r in rows.items()
+            if row.cache is None}  # fmt: skip
     lines = ["| gateway | stream | clients | requests (errors) | req/s | vs no cache | "
              "p50 / p99 | hits (`x-polyroute-cache`) | repeat ceiling | upstream calls "
              "(per request) | CPU / req | RSS after (peak) |", "|" + " --- |" * 12]  # fmt: skip
     for row, r in rows.items():
-        ref = base[row.stream, row.delay_s]
+        ref = base.get((row.stream, row.delay_s, row.clients)) or base[row.stream, row.delay_s,
+                                                                        CONCURRENCY]  # fmt: skip
         cap = f"{ceiling(labels[row.stream][: r['sent']]):.1%}" if row.stream in labels else "0"
         hits = f"{r['hits'] / max(1, r['n']):.1%}" if row.cache is not None else "-"
         lines.append(
@@ -329,6 +336,10 @@ def plan(redis_prefix: str | None, slow_s: float) -> list[Row]:
     if slow_s > 0:
         rows.append(Row(f"no cache, upstream +{slow_s:g} s", CLINC, c, None, slow_s))
         rows.append(Row(f"cache, family (default), upstream +{slow_s:g} s", CLINC, c, {}, slow_s))
+    turns = f"upstream +{TURN_DELAY_S:g} s"
+    for clients in (1, c):
+        rows.append(Row(f"no cache, {turns}", TURNS, clients, None, TURN_DELAY_S))
+        rows.append(Row(f"cache, family (default), {turns}", TURNS, clients, {}, TURN_DELAY_S))
     rows += [
         Row("no cache", REPEATS, c, None),
         Row("cache, family (default)", REPEATS, c, {}),
@@ -353,14 +364,20 @@ def main() -> None:
     parser.add_argument("--no-reference", action="store_true", help="skip the in-process rows")
     parser.add_argument("--quick", action="store_true", help="600 requests, 20 s bursts")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
+    parser.add_argument(
+        "--only", choices=(CLINC, DISTINCT, REPEATS, TURNS), help="the rows of one stream"
+    )
     args = parser.parse_args()
     if args.quick:
         args.requests, args.cap_s = 600, 20.0
     clinc, labels, _, _ = clinc_stream()
     distinct = prompts(WARMUP + args.requests)
     repeats, picks = repeats_stream(clinc, args.requests)
-    warm, streams = distinct[:WARMUP], {CLINC: clinc[: args.requests],
-                                        DISTINCT: distinct[WARMUP:], REPEATS: repeats}  # fmt: skip
+    turns: list[Prompt] = [(d, q) for d, q in zip(distinct[WARMUP:], clinc, strict=False)]
+    warm = distinct[:WARMUP]
+    streams: dict[str, list[Prompt]] = {CLINC: list(clinc[: args.requests]),
+                                        DISTINCT: list(distinct[WARMUP:]),
+                                        REPEATS: list(repeats), TURNS: turns}  # fmt: skip
     use_redis = not args.no_redis and redis_reachable()
     prefix = f"polyroute:bench-gateway:{uuid.uuid4().hex[:12]}:" if use_redis else None
     rows: dict[Row, dict[str, Any]] = {}
@@ -369,6 +386,8 @@ def main() -> None:
         upstreams: dict[float, Server] = {}
         try:
             for row in plan(prefix, args.slow_upstream_s):
+                if args.only is not None and row.stream != args.only:
+                    continue
                 if row.delay_s not in upstreams:
                     upstreams[row.delay_s] = fake_upstream(logs, row.delay_s)
                 url = upstreams[row.delay_s].url
@@ -379,9 +398,11 @@ def main() -> None:
                 upstream.stop()
             if prefix is not None:
                 asyncio.run(drop_keys(REDIS_URL, prefix))
-    seq = next(r for row, r in rows.items() if row.clients == 1)  # the first: family
-    ref = None if args.no_reference else index_reference(seq["sent"])
-    report = table(rows, {CLINC: labels, REPEATS: picks}) + "\n\n" + notes(rows, ref, seq["sent"])
+    seq = next((r for row, r in rows.items() if row.clients == 1 and row.stream == CLINC),
+               None)  # the first: family  # fmt: skip
+    ref = None if args.no_reference or seq is None else index_reference(seq["sent"])
+    sent = 0 if seq is None else seq["sent"]
+    report = table(rows, {CLINC: labels, REPEATS: picks}) + "\n\n" + notes(rows, ref, sent)
     if not use_redis:
         report += "\n\nRedis row skipped (" + ("--no-redis" if args.no_redis else
                                                f"{REDIS_URL} did not answer") + ")."  # fmt: skip

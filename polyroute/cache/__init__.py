@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from polyroute.cache.index import CacheHit, SemanticIndex
+from polyroute.cache.index import CacheHit, Probe, SemanticIndex
 from polyroute.cache.key import IGNORED_FIELDS, cacheable, prompt_text, scope_key
 from polyroute.cache.memory import MemoryIndex
 from polyroute.cache.similarity import DEFAULTS, Similarity, default_similarity
@@ -33,6 +33,7 @@ __all__ = [
     "IGNORED_FIELDS",
     "CacheHit",
     "MemoryIndex",
+    "Probe",
     "RedisIndex",
     "SemanticIndex",
     "Similarity",

@@ -4,7 +4,9 @@ An index maps ``(scope, prompt)`` to an answer.  The scope (:func:`polyroute.cac
 must match exactly; the prompt is matched by meaning: the caller passes the prompt's
 embedding (computed once by the request pipeline with the encoder the index's
 :class:`~polyroute.cache.Similarity` names) and its text, and the index never embeds.
-A prompt repeated word for word can be answered before any embedding (:meth:`exact`).
+A prompt repeated word for word can be answered before any embedding (:meth:`exact`),
+and a scope holding no live entry needs no embedding to know it cannot hit
+(:meth:`probe`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,16 @@ class CacheHit:
     matched_text: str
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What :meth:`SemanticIndex.probe` found before any embedding."""
+
+    #: the word-for-word repeat's answer, if any
+    hit: CacheHit | None
+    #: whether the scope holds a live entry (False: a semantic lookup cannot hit)
+    populated: bool
+
+
 class SemanticIndex(Protocol):
     """Semantic cache storage: the memory and Redis backends implement it."""
 
@@ -41,6 +53,11 @@ class SemanticIndex(Protocol):
         The fast path of a repeat: no vector, so the caller can skip the encoder.  It only
         answers what :meth:`lookup` would answer anyway (identical text has cosine 1 and
         passes every guard), never an expired or evicted entry."""
+        ...
+
+    async def probe(self, scope: str, text: str) -> Probe:
+        """:meth:`exact`, and whether ``scope`` holds any live entry, in one step (one
+        round trip on Redis)."""
         ...
 
     async def add(self, scope: str, vector: Vector, text: str, answer: bytes) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polyroute.cache.index import CacheHit, Vector
+from polyroute.cache.index import CacheHit, Probe, Vector
 from polyroute.cache.similarity import Similarity, Surface, surface
 from polyroute.errors import ConfigError
 
@@ -139,16 +139,23 @@ class MemoryIndex:
 
         A dict lookup, no vector: what :meth:`lookup` would answer anyway (identical text
         has cosine 1 and passes every guard), for the cost of a hash."""
+        return (await self.probe(scope, text)).hit
+
+    async def probe(self, scope: str, text: str) -> Probe:
+        """:meth:`exact`, and whether the scope holds a live entry (its expired ones are
+        swept when it seems to hold only those)."""
         bucket = self._scopes.get(scope)
-        entry = bucket.exact.get(text.strip()) if bucket is not None else None
-        if bucket is None or entry is None:
-            return None
+        if bucket is None:
+            return Probe(None, populated=False)
         now = self._clock()
-        if entry.expires <= now:
+        entry = bucket.exact.get(text.strip())
+        if entry is not None and entry.expires > now:
+            self._lru.move_to_end(entry.key)
+            return Probe(CacheHit(entry.answer, 1.0, entry.text), populated=True)
+        live = bool(len(bucket)) and float(bucket.expires[: len(bucket)].max()) > now
+        if entry is not None or not live:
             self._sweep(scope, bucket, now)
-            return None
-        self._lru.move_to_end(entry.key)
-        return CacheHit(answer=entry.answer, similarity=1.0, matched_text=entry.text)
+        return Probe(None, populated=live)
 
     async def add(self, scope: str, vector: Vector, text: str, answer: bytes) -> None:
         """Store an entry; evicts the least recently used entries beyond ``max_entries``."""

@@ -80,7 +80,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from polyroute.cache.index import CacheHit, Vector
+from polyroute.cache.index import CacheHit, Probe, Vector
 from polyroute.cache.redis_mirror import Mirror
 from polyroute.cache.redis_scripts import ADD, EXACT, INLINE, SYNC
 from polyroute.cache.similarity import Similarity, surface
@@ -229,21 +229,28 @@ class RedisIndex:
         return CacheHit(answer=bytes(answer), similarity=found[1], matched_text=matched)
 
     async def exact(self, scope: str, text: str) -> CacheHit | None:
-        """The live entry of ``scope`` stored for this very text (after ``strip()``), if any.
+        """The live entry of ``scope`` stored for this very text (after ``strip()``), if any."""
+        return (await self.probe(scope, text)).hit
+
+    async def probe(self, scope: str, text: str) -> Probe:
+        """:meth:`exact`, and whether the scope holds a live entry.
 
         One script, so one round trip and one consistent view: the ``x`` key's id must
-        still be live in the sorted set (by ``clock``, as :meth:`lookup` reads it).  The
-        stored text is compared too: the digest names the text, the text proves it."""
+        still be live in the sorted set (by ``clock``, as :meth:`lookup` reads it), else
+        the script counts the scope's live entries.  The stored text is compared too: the
+        digest names the text, the text proves it."""
         z, _, eprefix, xprefix, _, _ = self._keys(scope)
         found = await self._exact_script(
             keys=[xprefix + _digest(text), z, eprefix], args=[repr(self._clock())]
         )
+        if isinstance(found, int):
+            return Probe(None, populated=found > 0)
         if not found or found[0] is None or found[1] is None:  # the entry went meanwhile
-            return None
+            return Probe(None, populated=True)
         matched = bytes(found[0]).decode()
         if matched.strip() != text.strip():
-            return None
-        return CacheHit(answer=bytes(found[1]), similarity=1.0, matched_text=matched)
+            return Probe(None, populated=True)
+        return Probe(CacheHit(bytes(found[1]), 1.0, matched), populated=True)
 
     async def add(self, scope: str, vector: Vector, text: str, answer: bytes) -> None:
         """Store an entry (one atomic script); the oldest beyond ``max_entries`` go."""

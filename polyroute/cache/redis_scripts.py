@@ -88,12 +88,13 @@ INLINE = 64
 
 EXACT = """
 local id = redis.call('GET', KEYS[1])
-if not id then
-  return false
+if id then
+  local expires = redis.call('ZSCORE', KEYS[2], id)
+  if expires and tonumber(expires) > tonumber(ARGV[1]) then
+    return redis.call('HMGET', KEYS[3] .. id, 't', 'a')
+  end
 end
-local expires = redis.call('ZSCORE', KEYS[2], id)
-if not expires or tonumber(expires) <= tonumber(ARGV[1]) then
-  return false
-end
-return redis.call('HMGET', KEYS[3] .. id, 't', 'a')
+return redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[1], '+inf')
 """
+# The reply: the entry's text and answer, or (no live entry for this text) how many live
+# entries the scope holds: 0 tells the caller a semantic lookup cannot hit.

@@ -23,7 +23,11 @@ miss and a warning, never a failed request.  Responses carry ``x-polyroute-cache
 hit|miss``; the trace says the similarity of a hit and how it matched (``match:
 exact|semantic``).  A prompt repeated word for word (the same text after ``strip()``,
 in the same scope) is answered by the index's exact lookup before any embedding: it is
-what the semantic lookup would answer anyway, without the encoder's milliseconds.
+what the semantic lookup would answer anyway, without the encoder's milliseconds.  A
+scope holding no live entry (the same step tells: ``SemanticIndex.probe``, one round
+trip on Redis) cannot hit either: say a conversation's later turn, whose earlier turns
+are in the scope.  Such a miss goes on to the upstream at once, and the prompt is
+embedded for the store in a worker thread meanwhile (the trace says ``scope: empty``).
 """
 
 from __future__ import annotations
@@ -143,12 +147,18 @@ class SemanticCache(BasePlugin):
         scope = scope_key(asked, request.endpoint, ctx.decision, ctx.tenant)
         vector: Array | None = None  # stays None when the exact lookup answers
         try:
-            hit = await self.index.exact(scope, text)
+            probe = await self.index.probe(scope, text)
+            hit = probe.hit
+            if hit is None and not probe.populated:
+                # nothing to match: embed for the store while the upstream answers
+                ctx.trace.cache = "miss"
+                ctx.trace.events.append(
+                    {"plugin": "semantic_cache", "action": "miss", "scope": "empty"}
+                )
+                ctx.state[_STATE] = (scope, self._embed_later(ctx, text), text)
+                return None
             if hit is None:
-                if self._blocking:
-                    vector = await asyncio.to_thread(self._embed, ctx, text)
-                else:
-                    vector = self._embed(ctx, text)
+                vector = await self._embed_now(ctx, text)
                 hit = await self.index.lookup(scope, vector, text)
         except Exception as exc:  # the cache is an optimisation: a failure is a miss
             _LOG.warning("semantic cache lookup failed: %s: %s", type(exc).__name__, exc)
@@ -173,12 +183,27 @@ class SemanticCache(BasePlugin):
     def _embed(self, ctx: Context, text: str) -> Array:
         return embed_memo(ctx.request, self.encoder(), text)
 
+    async def _embed_now(self, ctx: Context, text: str) -> Array:
+        if self._blocking:
+            return await asyncio.to_thread(self._embed, ctx, text)
+        return self._embed(ctx, text)
+
+    def _embed_later(self, ctx: Context, text: str) -> asyncio.Future[Array]:
+        """The embedding of ``text``, computing in a worker thread while the request goes
+        on (its upstream call is I/O): a miss in an empty scope (say a conversation's
+        later turn: its earlier turns are in the scope) waits for no encoder."""
+        task = asyncio.ensure_future(self._embed_now(ctx, text))
+        task.add_done_callback(_retrieve)  # an unused failed task must not warn at exit
+        return task
+
     async def _store(self, ctx: Context, answer: JSON) -> None:
         entry = ctx.state.pop(_STATE, None)
         if entry is None:
             return
         scope, vector, text = entry
         try:
+            if isinstance(vector, asyncio.Future):
+                vector = await vector
             await self.index.add(scope, vector, text, orjson.dumps(answer))
         except Exception as exc:
             _LOG.warning("semantic cache store failed: %s: %s", type(exc).__name__, exc)
@@ -192,6 +217,11 @@ class SemanticCache(BasePlugin):
 
     async def aclose(self) -> None:
         await self.index.aclose()
+
+
+def _retrieve(task: asyncio.Future[Array]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class _Collect:

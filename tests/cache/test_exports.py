@@ -9,6 +9,7 @@ EXPECTED = {
     "IGNORED_FIELDS",
     "CacheHit",
     "MemoryIndex",
+    "Probe",
     "RedisIndex",
     "SemanticIndex",
     "Similarity",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polyroute.cache import MemoryIndex, Similarity, default_similarity, scope_key
+from polyroute.cache import MemoryIndex, Probe, Similarity, default_similarity, scope_key
 from polyroute.errors import ConfigError
 
 SIM = Similarity("test", 3, threshold=0.8, accept=0.95, margin=0.05)
@@ -129,6 +129,20 @@ async def test_exact_answers_the_same_text_of_the_same_scope_only() -> None:
     assert await index.exact("s", "What is my balance") is None
     assert await index.exact("t", "What is my balance?") is None  # another scope
     assert await index.exact("nowhere", "x") is None
+
+
+async def test_probe_says_whether_a_scope_holds_a_live_entry() -> None:
+    clock = Clock()
+    index = MemoryIndex(SIM, ttl_s=10, clock=clock)
+    assert await index.probe("s", "x") == Probe(None, populated=False)  # no scope yet
+    await index.add("s", vec(1, 0, 0), "x", b"X")
+    found = await index.probe("s", " x ")
+    assert found.populated and found.hit is not None and found.hit.answer == b"X"
+    assert await index.probe("s", "y") == Probe(None, populated=True)  # x could match y
+    assert await index.probe("t", "x") == Probe(None, populated=False)  # another scope
+    clock.now += 10.5  # x expired: nothing left to match
+    assert await index.probe("s", "y") == Probe(None, populated=False)
+    assert len(index) == 0  # and swept
 
 
 async def test_exact_never_answers_an_expired_entry() -> None:

@@ -241,6 +241,25 @@ async def test_exact_hit_and_misses_in_redis(prefix: str) -> None:
         await index.aclose()
 
 
+async def test_probe_in_redis_counts_the_scope_s_live_entries(prefix: str) -> None:
+    from polyroute.cache import Probe, RedisIndex
+
+    clock = Clock()
+    index = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, ttl_s=10, clock=clock)
+    try:
+        assert await index.probe("s", "x") == Probe(None, populated=False)
+        await index.add("s", vec(1, 0, 0), "x", b"X")
+        found = await index.probe("s", "x")
+        assert found.populated and found.hit is not None and found.hit.answer == b"X"
+        assert await index.probe("s", "y") == Probe(None, populated=True)
+        assert await index.probe("t", "x") == Probe(None, populated=False)
+        clock.now += 10.5  # expired by the clock, whatever Redis's TTL says
+        assert await index.probe("s", "y") == Probe(None, populated=False)
+        assert await index.probe("s", "x") == Probe(None, populated=False)
+    finally:
+        await index.aclose()
+
+
 async def test_exact_follows_eviction_and_ttl_and_cleans_its_keys(prefix: str) -> None:
     import redis.asyncio as aioredis
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,7 +94,48 @@ async def test_an_exact_repeat_is_answered_without_the_encoder(
     assert len(upstreams[0].requests) == 1
 
 
-async def test_a_failing_exact_lookup_is_a_miss(
+async def test_a_miss_in_an_empty_scope_embeds_while_the_upstream_answers(
+    upstreams: tuple[FakeUpstream, ...], counting: list[CountingEncoder]
+) -> None:
+    """Nothing to match in a new scope (a conversation's later turn: its earlier turns
+    are in the scope): the upstream call goes on while the prompt is embedded (the
+    encoder waits here until the upstream has the request), and the answer is still
+    stored with its vector (a rewording then hits by meaning)."""
+    upstreams[0].behaviour = Behaviour(mode="echo", delay_s=0.2)
+    engine = engine_for(upstreams)
+    engine.warmup()
+    (encoder,) = counting
+    upstream_first: list[bool] = []
+    inner = encoder.encode
+
+    def encode(texts: Sequence[str]) -> Array:
+        if ASK in texts:  # the request's own embedding: does the upstream call go on?
+            seen = len(upstreams[0].requests)
+            deadline = time.monotonic() + 5.0
+            while len(upstreams[0].requests) == seen and time.monotonic() < deadline:
+                time.sleep(0.01)  # a worker thread: the event loop carries on meanwhile
+            upstream_first.append(len(upstreams[0].requests) > seen)
+        return inner(texts)
+
+    encoder.encode = encode  # type: ignore[method-assign]
+    try:
+        _, first = await engine.complete(chat(ASK))
+        _, reworded = await engine.complete(chat(REWORDED))
+        history = [{"role": "user", "content": OTHER}, {"role": "assistant", "content": "Paris."}]
+        turn = Request.chat(ASK, temperature=0)
+        turn.body["messages"] = [*history, *turn.body["messages"]]
+        _, later_turn = await engine.complete(turn)
+    finally:
+        await engine.aclose()
+    assert {"plugin": "semantic_cache", "action": "miss", "scope": "empty"} in first.events
+    assert upstream_first == [True, True]
+    assert reworded.cache == "hit" and reworded.events[-1]["match"] == "semantic"
+    assert later_turn.cache == "miss"  # another scope: the earlier turns differ
+    assert any(e.get("scope") == "empty" for e in later_turn.events)
+    assert len(upstreams[0].requests) == 2
+
+
+async def test_a_failing_probe_is_a_miss(
     upstreams: tuple[FakeUpstream, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = engine_for(upstreams)
@@ -105,7 +147,7 @@ async def test_a_failing_exact_lookup_is_a_miss(
 
     try:
         await engine.complete(chat(ASK))
-        monkeypatch.setattr(plugin.index, "exact", broken)
+        monkeypatch.setattr(plugin.index, "probe", broken)
         answer, trace = await engine.complete(chat(ASK))
     finally:
         await engine.aclose()
