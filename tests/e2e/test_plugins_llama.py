@@ -271,6 +271,32 @@ def test_a_repeated_question_is_answered_from_the_cache_for_its_tenant_only(
     assert len(recorder.bodies()) == before + 1
 
 
+def test_a_later_turn_misses_at_once_and_is_stored_with_its_vector(
+    plugin_gateway: Gateway, recorder: Recorder
+) -> None:
+    """A conversation's later turn is in a new scope (its earlier turns are part of it):
+    the cache says so before any embedding, and still stores the answer with its vector,
+    so the same turn reworded hits by meaning."""
+    history = [{"role": "user", "content": "Name a fruit that grows in Kenya."},
+               {"role": "assistant", "content": "Mango."}]  # fmt: skip
+
+    def turn(client: OpenAI, text: str) -> Any:
+        return client.chat.completions.with_raw_response.create(
+            model="auto", messages=[*history, {"role": "user", "content": text}],
+            max_tokens=8, temperature=0,
+        )  # fmt: skip
+
+    with client_of(plugin_gateway) as client:
+        first = turn(client, "And a vegetable?")
+        before = len(recorder.bodies())
+        reworded = turn(client, "and a vegetable")
+    assert first.headers["x-polyroute-cache"] == "miss"
+    assert cache_event(plugin_gateway, first)["scope"] == "empty"
+    assert reworded.headers["x-polyroute-cache"] == "hit"
+    assert cache_event(plugin_gateway, reworded)["match"] == "semantic"
+    assert len(recorder.bodies()) == before
+
+
 def test_the_default_family_model_answers_a_rewording_the_cosine_would_miss(
     plugin_gateway: Gateway, recorder: Recorder
 ) -> None:
