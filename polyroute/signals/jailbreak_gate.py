@@ -74,6 +74,10 @@ def build_gate(
     truth = np.asarray(validation.labels) == "injection"
     if truth.all() or not truth.any():
         raise ConfigError("--validation: the rows need both 'injection' and 'benign' labels")
+    root = Path(out).resolve()
+    for src in (Path(fast_dir).resolve(), Path(accurate_dir).resolve()):
+        if root == src or root.is_relative_to(src) or src.is_relative_to(root):
+            raise ConfigError(f"--out: {out} and the stage {src} must not hold one another")
     fast = load_model(fast_dir, "jailbreak")
     accurate = load_model(accurate_dir, "jailbreak")
     p = fast.scores(model_encoder(fast, "--stages").encode(validation.texts))
@@ -84,12 +88,10 @@ def build_gate(
     tried = {w: jailbreak_metrics(gate_scores(p, q, low, w), truth, threshold) for w in WEIGHTS}
     weight = max(WEIGHTS, key=lambda w: (tried[w]["f1"], w))
     names = _stage_names(fast, accurate)
-    root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    for name, src in zip(names, (fast_dir, accurate_dir), strict=True):
-        if Path(src).resolve() != (root / name).resolve():
-            shutil.rmtree(root / name, ignore_errors=True)
-            shutil.copytree(src, root / name)
+    for name, stage in zip(names, (fast_dir, accurate_dir), strict=True):
+        shutil.rmtree(root / name, ignore_errors=True)
+        shutil.copytree(stage, root / name)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -133,6 +133,11 @@ def test_a_stage_that_is_not_a_model_is_a_config_error_naming_it(tmp_path: Path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="empty"):
         build_gate(tmp_path / "empty", FINETUNED, VALIDATION, tmp_path / "o")
+    inside = tmp_path / "fast"
+    shutil.copytree(NGRAM, inside)
+    for out in (inside, inside / "gate", tmp_path):
+        with pytest.raises(ConfigError, match="must not hold one another"):
+            build_gate(inside, FINETUNED, VALIDATION, out)
     one_label = Rows(ATTACKS, ["injection"] * 4, None)
     with pytest.raises(ConfigError, match="both 'injection' and 'benign'"):
         build_gate(NGRAM, FINETUNED, one_label, tmp_path / "o")
