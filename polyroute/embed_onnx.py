@@ -129,6 +129,10 @@ class MiniLMRuntime:
         # the vectors of the last RECENT texts: a prompt encoded for a signal is not encoded
         # again by the learned selector or the semantic cache (another thread, same text)
         self._recent: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        # texts being encoded by some thread now: another thread asking for one waits for
+        # it (the semantic cache's store and a learned selector often embed one prompt at
+        # the same moment)
+        self._inflight: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -154,26 +158,58 @@ class MiniLMRuntime:
         return cls(session, tokenizer)
 
     def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        """Unit vectors of ``texts``; recently encoded texts come from memory."""
+        """Unit vectors of ``texts``; recently encoded texts come from memory, and a text
+        another thread is encoding now is waited for, not encoded twice."""
         out = np.zeros((len(texts), 384), dtype=np.float32)
-        missing: list[int] = []
+        mine: list[int] = []
+        theirs: list[tuple[int, threading.Event]] = []
         with self._lock:
             for i, text in enumerate(texts):
                 vector = self._recent.get(text)
-                if vector is None:
-                    missing.append(i)
-                else:
+                if vector is not None:
                     self._recent.move_to_end(text)
                     out[i] = vector
-        if missing:
-            fresh = self._encode([texts[i] for i in missing])
-            out[missing] = fresh
+                elif text in self._inflight:  # another thread's, or an earlier copy here
+                    theirs.append((i, self._inflight[text]))
+                else:
+                    self._inflight[text] = threading.Event()
+                    mine.append(i)
+        if mine:
+            self._encode_mine(texts, mine, out)
+        late = [i for i, done in theirs if not self._wait(texts[i], done, out, i)]
+        if late:  # the other encoding failed, or its vector is gone already
+            unique = list(dict.fromkeys(texts[i] for i in late))
+            fresh = dict(zip(unique, self._encode(unique), strict=True))
+            out[late] = [fresh[texts[i]] for i in late]
+        return out
+
+    def _encode_mine(self, texts: list[str], mine: list[int], out: npt.NDArray[np.float32]) -> None:
+        """Encode the texts this call claimed; whatever happens, release their waiters."""
+        fresh: npt.NDArray[np.float32] | None = None
+        try:
+            fresh = self._encode([texts[i] for i in mine])
+            out[mine] = fresh
+        finally:
             with self._lock:
-                for i, vector in zip(missing, fresh, strict=True):
-                    self._recent[texts[i]] = vector.copy()  # not a view of the batch
+                for row, i in enumerate(mine):
+                    if fresh is not None:
+                        self._recent[texts[i]] = fresh[row].copy()  # not a view of the batch
+                    done = self._inflight.pop(texts[i], None)
+                    if done is not None:
+                        done.set()
                 while len(self._recent) > RECENT:
                     self._recent.popitem(last=False)
-        return out
+
+    def _wait(self, text: str, done: threading.Event, out: npt.NDArray[np.float32], i: int) -> bool:
+        """Wait for another encoding of ``text`` and copy its vector to ``out[i]``; False
+        when there is none to copy."""
+        done.wait(timeout=60.0)
+        with self._lock:
+            vector = self._recent.get(text)
+        if vector is None:
+            return False
+        out[i] = vector
+        return True
 
     def _encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
         out = np.zeros((len(texts), 384), dtype=np.float32)

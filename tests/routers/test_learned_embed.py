@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -113,6 +115,63 @@ def test_recently_encoded_texts_are_not_encoded_again(
     again = runtime.encode(["new text", "another", "a prompt seen once"])
     assert encoded == [["new text"]]
     np.testing.assert_array_equal(again[1:], first[::-1])
+
+
+def _race(runtime: Any, monkeypatch: pytest.MonkeyPatch, text: str, fail_first: bool) -> Any:
+    """Two threads encode ``text`` while the first one's encoding is held: what each got,
+    and every batch ``_encode`` was asked for."""
+    encoded: list[list[str]] = []
+    started, release = threading.Event(), threading.Event()
+    real = runtime._encode
+
+    def slow(texts: list[str]) -> np.ndarray:
+        encoded.append(list(texts))
+        started.set()
+        release.wait(5)
+        if fail_first and len(encoded) == 1:
+            raise RuntimeError("boom")
+        return real(texts)
+
+    monkeypatch.setattr(runtime, "_encode", slow)
+    results: dict[str, np.ndarray] = {}
+
+    def first() -> None:
+        try:
+            results["first"] = runtime.encode([text])
+        except RuntimeError:
+            results["first failed"] = np.zeros(1)
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert started.wait(5)
+    two = threading.Thread(target=lambda: results.update(second=runtime.encode([text, text])))
+    two.start()
+    two.join(0.2)
+    waited = two.is_alive()  # for the first thread's encoding
+    release.set()
+    one.join(5)
+    two.join(5)
+    monkeypatch.setattr(runtime, "_encode", real)
+    return waited, results, encoded
+
+
+def test_a_text_another_thread_is_encoding_is_waited_for_not_encoded_twice(
+    cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache's store and a learned selector often embed one prompt at once: the
+    second waits for the first; a failed first encoding lets the waiter encode alone."""
+    from polyroute.embed_onnx import minilm_runtime
+
+    runtime = minilm_runtime(cache_root / "embeddings", "subprocess")
+    assert runtime is not None
+    waited, results, encoded = _race(runtime, monkeypatch, "two threads want it", False)
+    assert waited and encoded == [["two threads want it"]]
+    np.testing.assert_array_equal(results["second"], np.vstack([results["first"]] * 2))
+    waited, results, encoded = _race(runtime, monkeypatch, "the first one fails", True)
+    assert waited and "first failed" in results
+    assert encoded == [["the first one fails"], ["the first one fails"]]
+    assert np.abs(results["second"]).sum() > 0
+    np.testing.assert_array_equal(results["second"][0], results["second"][1])
 
 
 def run_alone(code: str, cache_root: Path, timeout_s: float = 120) -> None:
