@@ -29,6 +29,7 @@ from the embedding cache (distilled from MiniLM once), as for every static user.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -83,20 +84,28 @@ class TextModel:
         probs: Array = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
         return probs
 
+    @cached_property
+    def _grouping(self) -> tuple[list[str], Array]:
+        """The in-scope labels and the ``[classes x labels]`` 0/1 membership matrix
+        (computed once: every request's domain scores read it)."""
+        names = [g for g in dict.fromkeys(self.groups) if g != OUT_OF_SCOPE]
+        member = np.array([[g == n for n in names] for g in self.groups], dtype=np.float32)
+        return names, member
+
     def domain_scores(self, x: Array) -> tuple[list[str], Array]:
         """For each row: the best in-scope label and its confidence (see the module docstring)."""
         probs = self.scores(x)
-        names = [g for g in dict.fromkeys(self.groups) if g != OUT_OF_SCOPE]
-        member = np.array([[g == n for n in names] for g in self.groups], dtype=np.float32)
+        names, member = self._grouping
         summed = probs @ member
         best = summed.argmax(axis=1)
         rows = np.arange(len(best))
         confidence: Array = summed[rows, best]
         if self.centroids is not None and self.centroid_weight > 0.0:
             cosine = x @ self.centroids.T
-            near = np.stack([cosine[:, member[:, j] > 0].max(axis=1) for j in range(len(names))], 1)
+            # the best cosine to a centroid of each row's winning label
+            near = np.where(member[:, best].T > 0, cosine, -np.inf).max(axis=1)
             w = np.float32(self.centroid_weight)
-            confidence = (1 - w) * confidence + w * near[rows, best]
+            confidence = ((1 - w) * confidence + w * near).astype(np.float32)
         return [names[i] for i in best], confidence
 
     def predict_labels(self, x: Array, threshold: float | None = None) -> list[str]:
