@@ -52,7 +52,7 @@ def gate_scores(p: np.ndarray, q: np.ndarray, low: float, weight: float) -> np.n
     pc, qc = np.clip(p, _EPS, 1 - _EPS), np.clip(q, _EPS, 1 - _EPS)
     z = (1 - weight) * np.log(pc / (1 - pc)) + weight * np.log(qc / (1 - qc))
     mixed = low + (1.0 - low) / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
-    out: np.ndarray = np.where(p < low, p, mixed)
+    out: np.ndarray = np.where((p < low) | (p >= 1.0), p, mixed)  # p of 1: sure, as served
     return out
 
 
@@ -83,7 +83,8 @@ def build_gate(
     p = fast.scores(model_encoder(fast, "--stages").encode(validation.texts))
     q = accurate.scores(model_encoder(accurate, "--stages").encode(validation.texts))
     p, q = p.astype(np.float64), q.astype(np.float64)
-    low = min(float(np.quantile(p[truth], miss)), fast.threshold)
+    # "lower": a validation score, so the gate alone loses at most ``miss`` of them
+    low = min(float(np.quantile(p[truth], miss, method="lower")), fast.threshold)
     threshold = low + (1.0 - low) * accurate.threshold
     tried = {w: jailbreak_metrics(gate_scores(p, q, low, w), truth, threshold) for w in WEIGHTS}
     weight = max(WEIGHTS, key=lambda w: (tried[w]["f1"], w))

@@ -29,7 +29,7 @@ from the embedding cache (distilled from MiniLM once), as for every static user.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -84,18 +84,10 @@ class TextModel:
         probs: Array = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
         return probs
 
-    @cached_property
-    def _grouping(self) -> tuple[list[str], Array]:
-        """The in-scope labels and the ``[classes x labels]`` 0/1 membership matrix
-        (computed once: every request's domain scores read it)."""
-        names = [g for g in dict.fromkeys(self.groups) if g != OUT_OF_SCOPE]
-        member = np.array([[g == n for n in names] for g in self.groups], dtype=np.float32)
-        return names, member
-
     def domain_scores(self, x: Array) -> tuple[list[str], Array]:
         """For each row: the best in-scope label and its confidence (see the module docstring)."""
         probs = self.scores(x)
-        names, member = self._grouping
+        names, member = _grouping(self.groups)
         summed = probs @ member
         best = summed.argmax(axis=1)
         rows = np.arange(len(best))
@@ -113,6 +105,15 @@ class TextModel:
         cut = self.threshold if threshold is None else threshold
         names, top = self.domain_scores(x)
         return [n if float(s) >= cut else OUT_OF_SCOPE for n, s in zip(names, top, strict=True)]
+
+
+@lru_cache(maxsize=64)
+def _grouping(groups: tuple[str, ...]) -> tuple[list[str], Array]:
+    """The in-scope labels of a model's class ``groups`` and the ``[classes x labels]``
+    0/1 membership matrix (built once per model, not per request; never mutated)."""
+    names = [g for g in dict.fromkeys(groups) if g != OUT_OF_SCOPE]
+    member = np.array([[g == n for n in names] for g in groups], dtype=np.float32)
+    return names, member
 
 
 def default_model_dir(kind: ModelType) -> Path:

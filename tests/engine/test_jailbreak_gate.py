@@ -61,7 +61,8 @@ def test_the_gate_is_chosen_on_validation_and_both_stages_are_copied(gate: Path)
     assert (gate / "finetuned" / GRAPH).read_bytes() == (FINETUNED / GRAPH).read_bytes()
     low, high = manifest["band"]
     p, _ = _stage_scores(ATTACKS)
-    assert low == pytest.approx(min(np.quantile(p, 0.25), load_model(NGRAM).threshold), abs=1e-6)
+    lowest = np.quantile(p, 0.25, method="lower")  # a validation score: loses at most 25 %
+    assert low == pytest.approx(min(lowest, load_model(NGRAM).threshold), abs=1e-6)
     assert high == 1.0 and manifest["accurate_weight"] in WEIGHTS
     assert manifest["threshold"] == pytest.approx(low + (1 - low) * 0.5, abs=1e-6)
     by_weight = manifest["metrics"]["by_weight"]
@@ -180,3 +181,17 @@ def test_layers_and_max_tokens_shape_the_fine_tuned_model(tmp_path: Path) -> Non
     assert signal.encoder is not None and signal.encoder.id.endswith(":32")
     value = signal.compute(Request.chat(ATTACKS[0]))
     assert isinstance(value, float) and 0.0 <= value <= 1.0
+
+
+def test_gate_scores_follow_the_cascade_as_served() -> None:
+    """Below the gate and at a saturated fast score (1.0: ``sure``) the fast score stands;
+    in between, ``JailbreakCascade.combine``."""
+    from polyroute.signals.jailbreak_cascade import JailbreakCascade
+
+    fast = load_model(NGRAM, "jailbreak")
+    cascade = JailbreakCascade(fast, fast, 0.1, 1.0, 0.5, 0.55)
+    p, q = np.array([0.01, 0.5, 0.99, 1.0]), np.array([0.9, 0.1, 0.2, 0.0])
+    out = gate_scores(p, q, 0.1, 0.5)
+    assert out[0] == 0.01 and out[3] == 1.0
+    assert [cascade.sure(x, "t") for x in p] == [True, False, False, True]
+    assert out[1:3] == pytest.approx([cascade.combine(0.5, 0.1), cascade.combine(0.99, 0.2)])

@@ -96,6 +96,9 @@ def test_domain_training_and_round_trip(tmp_path: Path) -> None:
         "banking", "kitchen_and_dining", "travel", "out_of_scope"}  # fmt: skip
     strict = train_domain(_tiny_domains(), c=10.0, min_oos_recall=1.0)
     assert strict.metrics["cross_validation"]["oos_recall"] == 1.0
+    # validation rows: the model scores them, then is copied with their metrics
+    checked = train_domain(_tiny_domains(), c=10.0, validation=_tiny_domains())
+    assert "validation" in checked.metrics and checked.classes == model.classes
     assert strict.threshold >= model.threshold
     signal = DomainSignal("d", {"model": str(path)})
     assert signal.compute(Request.chat("please move 20 dollars into my savings account")) == (
