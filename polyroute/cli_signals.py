@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from polyroute.signals.cascade import CASCADE
-from polyroute.signals.finetuned import FINETUNED
+from polyroute.signals.finetuned import FINETUNED, MAX_TOKENS
 from polyroute.signals.textmodel import MODEL_TYPES, SIGNAL_ENCODERS, save_model
 
 
@@ -90,7 +90,7 @@ def add_train_signal_parser(subparsers: Any) -> None:
     p.add_argument(
         "--max-tokens",
         type=int,
-        default=128,
+        default=MAX_TOKENS,
         help="--encoder finetuned: the tokens of a prompt it reads, training and serving "
         "(default 128; fewer: faster)",
     )
@@ -144,6 +144,10 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
     from polyroute.errors import ConfigError
     from polyroute.signals.textmodel_train import read_rows, train_domain, train_jailbreak
 
+    tuned = args.layers is not None or args.max_tokens != MAX_TOKENS
+    if tuned and (args.stages is not None or args.encoder != FINETUNED):
+        raise ConfigError("--layers and --max-tokens shape a model trained with --encoder "
+                          "finetuned")  # fmt: skip
     if args.stages is not None:
         return _bind_stages(args)
     if args.data is None:
@@ -214,8 +218,11 @@ def _bind_stages(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.type != "jailbreak":
         raise ConfigError("--stages: binds jailbreak models only")
-    if args.data is not None or args.extra_data:
-        raise ConfigError("--stages: the stages are trained already; give --validation, not --data")
+    if args.data is not None or args.extra_data or args.encoder != "static":
+        raise ConfigError(
+            "--stages: the stages are trained already; give --validation, not --data, "
+            "--extra-data or --encoder"
+        )
     if args.validation is None:
         raise ConfigError("--stages: needs --validation rows to choose the gate and the mix")
     validation = read_rows(args.validation, "jailbreak")

@@ -108,6 +108,8 @@ def _write(path: Path, rows: list[dict[str, str]]) -> Path:
         ([], "--stages: needs --validation"),
         (["--validation", "V", "--data", "V"], "give --validation, not --data"),
         (["--validation", "V", "--gate-miss", "1.5"], "--gate-miss: expected a share"),
+        (["--validation", "V", "--encoder", "minilm"], "not --data, --extra-data or --encoder"),
+        (["--validation", "V", "--layers", "3"], "--layers and --max-tokens shape a model"),
     ],
 )
 def test_stages_flags_are_checked(
