@@ -27,6 +27,7 @@ import random
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,6 @@ def train_finetuned(
             threshold = jailbreak_threshold(scores, truth, max_fpr)
         metrics = {**metrics, "source": "validation", "max_fpr": max_fpr,
                    **jailbreak_metrics(scores, truth, threshold)}  # fmt: skip
-    final = TextModel(**{**fitted.__dict__, "threshold": round(threshold, 6), "metrics": metrics})
+    final = replace(fitted, threshold=round(threshold, 6), metrics=metrics)
     save_model(final, root, {**(info or {}), "max_tokens": max_tokens, "layers": layers or 6})
     return load_model(root, "jailbreak")

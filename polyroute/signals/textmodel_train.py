@@ -24,7 +24,7 @@ threshold stays cross-validated) and the reported metrics are the validation's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +175,7 @@ def train_jailbreak(
     threshold = jailbreak_threshold(scores, truth, max_fpr)
     metrics = {"source": source, "max_fpr": max_fpr, "extra_rows": len(ye),
                **jailbreak_metrics(scores, truth, threshold)}  # fmt: skip
-    return TextModel(**{**fitted.__dict__, "threshold": round(threshold, 6), "metrics": metrics})
+    return replace(fitted, threshold=round(threshold, 6), metrics=metrics)
 
 
 def jailbreak_fit(x: Array, y: Sequence[str], c: float, encoder: str) -> TextModel:
@@ -235,7 +235,7 @@ def _domain_fit(
     classes, coef, intercept = _fit(x, y, c)
     groups = [group_of[k] for k in classes]
     model = _model("domain", encoder, (classes, coef, intercept), groups)
-    return TextModel(**{**model.__dict__, "centroids": _centroids(x, y, classes)})
+    return replace(model, centroids=_centroids(x, y, classes))
 
 
 @dataclass(frozen=True)
@@ -259,7 +259,7 @@ def _choose_weight(
         names: list[str] = [""] * len(truth)
         top = np.zeros(len(truth), dtype=np.float32)
         for fold, test in folds:
-            mixed = TextModel(**{**fold.__dict__, "centroid_weight": weight})
+            mixed = replace(fold, centroid_weight=weight)
             got, score = mixed.domain_scores(x[test])
             for i, name, value in zip(test, got, score, strict=True):
                 names[i], top[i] = name, value
@@ -333,8 +333,7 @@ def train_domain_oof(
     weight, threshold, oof = _choose_weight(folds, x, rows.labels, min_oos_recall)
     full = _domain_fit(*with_extra(np.arange(len(y))), c, encoder, group_of)
     kept = full.centroids if weight > 0 else None
-    model = TextModel(**{**full.__dict__, "threshold": round(threshold, 6),
-                         "centroids": kept, "centroid_weight": weight})  # fmt: skip
+    model = replace(full, threshold=round(threshold, 6), centroids=kept, centroid_weight=weight)
     metrics: dict[str, Any] = {
         "min_oos_recall": min_oos_recall,
         "extra_rows": len(ye),
@@ -344,4 +343,4 @@ def train_domain_oof(
     if validation is not None:
         pred = model.predict_labels(enc.encode(validation.texts))
         metrics["validation"] = domain_metrics(pred, validation.labels)
-    return TextModel(**{**model.__dict__, "metrics": metrics}), oof
+    return replace(model, metrics=metrics), oof
