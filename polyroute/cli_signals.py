@@ -78,7 +78,7 @@ def add_train_signal_parser(subparsers: Any) -> None:
     p.add_argument(
         "--epochs",
         type=int,
-        default=2,
+        default=None,
         help="--encoder finetuned: passes over the training rows (default 2)",
     )
     p.add_argument(
@@ -90,7 +90,7 @@ def add_train_signal_parser(subparsers: Any) -> None:
     p.add_argument(
         "--max-tokens",
         type=int,
-        default=MAX_TOKENS,
+        default=None,
         help="--encoder finetuned: the tokens of a prompt it reads, training and serving "
         "(default 128; fewer: faster)",
     )
@@ -144,10 +144,10 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
     from polyroute.errors import ConfigError
     from polyroute.signals.textmodel_train import read_rows, train_domain, train_jailbreak
 
-    tuned = args.layers is not None or args.max_tokens != MAX_TOKENS
+    tuned = args.layers is not None or args.max_tokens is not None or args.epochs is not None
     if tuned and (args.stages is not None or args.encoder != FINETUNED):
-        raise ConfigError("--layers and --max-tokens shape a model trained with --encoder "
-                          "finetuned")  # fmt: skip
+        raise ConfigError("--epochs, --layers and --max-tokens shape a model trained with "
+                          "--encoder finetuned")  # fmt: skip
     if args.stages is not None:
         return _bind_stages(args)
     if args.data is None:
@@ -223,6 +223,15 @@ def _bind_stages(args: argparse.Namespace) -> int:
             "--stages: the stages are trained already; give --validation, not --data, "
             "--extra-data or --encoder"
         )
+    training = {"--C": args.C is not None, "--max-fpr": args.max_fpr is not None,
+                "--min-oos-recall": bool(args.min_oos_recall),
+                "--cascade-tolerance": args.cascade_tolerance is not None,
+                "--cascade-max-words": args.cascade_max_words is not None,
+                "--cascade-traffic": bool(args.cascade_traffic)}  # fmt: skip
+    given = [flag for flag, on in training.items() if on]
+    if given:
+        raise ConfigError(f"--stages: {', '.join(given)} train a model; the stages are "
+                          "trained already (--gate-miss and --validation choose here)")  # fmt: skip
     if args.validation is None:
         raise ConfigError("--stages: needs --validation rows to choose the gate and the mix")
     validation = read_rows(args.validation, "jailbreak")
@@ -247,11 +256,13 @@ def _train_finetuned(
 
     if args.type != "jailbreak":
         raise ConfigError("--encoder finetuned trains jailbreak models only")
-    if args.epochs < 1:
-        raise ConfigError(f"--epochs: expected a whole number >= 1, got {args.epochs}")
+    epochs = 2 if args.epochs is None else args.epochs
+    if epochs < 1:
+        raise ConfigError(f"--epochs: expected a whole number >= 1, got {epochs}")
     model = train_finetuned(rows, args.out, validation=validation, extra=extra,
-                            epochs=args.epochs, max_fpr=args.max_fpr, layers=args.layers,
-                            max_tokens=args.max_tokens, info=info)  # fmt: skip
+                            epochs=epochs, max_fpr=args.max_fpr, layers=args.layers,
+                            max_tokens=MAX_TOKENS if args.max_tokens is None else args.max_tokens,
+                            info=info)  # fmt: skip
     what = f"jailbreak model over fine-tuned MiniLM, threshold {model.threshold:.4f}"
     _report(Path(args.out), what, model.metrics, started)
     return 0

@@ -72,11 +72,11 @@ class JailbreakCascade:
         """The score of an in-band prompt when only the fast stage can answer (see the
         module docstring); outside the band, ``p`` itself."""
         own, cut = self.fast.threshold, self.threshold
-        if not self.low <= p < self.high or not self.low < own < self.high:
+        if not self.low <= p < self.high or not self.low <= own < self.high:
             return p
         if not self.low < cut < self.high:
             return p
-        if p < own:
+        if p < own:  # (never when the gate sits on the fast stage's own threshold)
             return self.low + (p - self.low) * (cut - self.low) / (own - self.low)
         return cut + (p - own) * (self.high - cut) / (self.high - own)
 

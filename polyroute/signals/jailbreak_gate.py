@@ -22,13 +22,16 @@ trained; only the gate and the mix are chosen here, on the validation rows alone
 The directory written holds the manifest and a verbatim copy of each stage's directory
 (its graph, if any, and its manifest's options with it), named after the stage's
 encoder (``ngram/``, ``finetuned/``): a shipped default built this way offers each
-stage as ``variant: NAME`` too.  When the accurate model cannot run, the fast one
-decides alone at its own threshold (``JailbreakCascade.fast_alone``).
+stage as ``variant: NAME`` too.  When the accurate model fails on a request, the fast
+one decides alone at its own threshold (``JailbreakCascade.fast_alone``, the failure
+logged); a stage that cannot load (a missing or corrupt graph) is a ConfigError at load.
+``--out`` must be new or empty, or a gated cascade written before (replaced).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -67,6 +70,7 @@ def build_gate(
 ) -> dict[str, Any]:
     """Choose the gate and the mix on ``validation`` and write the cascade to ``out``;
     returns its manifest.  Any problem is a ConfigError naming the flag or file."""
+    from polyroute.routers._artifact_files import versions
     from polyroute.signals.neural import model_encoder
 
     if not 0.0 <= miss < 1.0:
@@ -78,14 +82,17 @@ def build_gate(
     for src in (Path(fast_dir).resolve(), Path(accurate_dir).resolve()):
         if root == src or root.is_relative_to(src) or src.is_relative_to(root):
             raise ConfigError(f"--out: {out} and the stage {src} must not hold one another")
+    _check_out(root, out)
     fast = load_model(fast_dir, "jailbreak")
     accurate = load_model(accurate_dir, "jailbreak")
     p = fast.scores(model_encoder(fast, "--stages").encode(validation.texts))
     q = accurate.scores(model_encoder(accurate, "--stages").encode(validation.texts))
     p, q = p.astype(np.float64), q.astype(np.float64)
-    # "lower": a validation score, so the gate alone loses at most ``miss`` of them
-    low = min(float(np.quantile(p[truth], miss, method="lower")), fast.threshold)
-    threshold = low + (1.0 - low) * accurate.threshold
+    # "lower": a validation score, so the gate alone loses at most ``miss`` of them; the
+    # values scored are the ones the manifest stores (6 decimals, the gate rounded down so
+    # that the injection it sits on is still sent on)
+    low = _floor6(min(float(np.quantile(p[truth], miss, method="lower")), fast.threshold))
+    threshold = round(low + (1.0 - low) * accurate.threshold, 6)
     tried = {w: jailbreak_metrics(gate_scores(p, q, low, w), truth, threshold) for w in WEIGHTS}
     weight = max(WEIGHTS, key=lambda w: (tried[w]["f1"], w))
     names = _stage_names(fast, accurate)
@@ -100,9 +107,9 @@ def build_gate(
         "encoder": CASCADE,
         "stages": {"fast": names[0], "accurate": names[1]},
         "encoders": {"fast": fast.encoder, "accurate": accurate.encoder},
-        "band": [round(low, 6), 1.0],
+        "band": [low, 1.0],
         "accurate_weight": weight,
-        "threshold": round(threshold, 6),
+        "threshold": threshold,
         "accurate_max_words": None,
         "labels": ["injection"],
         "metrics": {
@@ -112,10 +119,32 @@ def build_gate(
             **tried[weight],
             "by_weight": {str(w): m for w, m in tried.items()},
         },
+        "versions": versions(),
         **(info or {}),
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def _floor6(x: float) -> float:
+    """``x`` rounded down to 6 decimals (as the manifest stores it)."""
+    return math.floor(x * 1e6) / 1e6
+
+
+def _check_out(root: Path, out: str | Path) -> None:
+    """``--out`` must be a new or empty directory, or a gated cascade written before (it is
+    replaced): the stages are copied in under fixed names, which must not clobber
+    anything else."""
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--out: {out} is a file; expected a directory to write the cascade")
+    if not root.is_dir() or not any(root.iterdir()):
+        return
+    try:
+        earlier = json.loads((root / MANIFEST).read_text()).get("encoder") == CASCADE
+    except (OSError, ValueError, AttributeError):
+        earlier = False
+    if not earlier:
+        raise ConfigError(f"--out: {out} holds other files; give a new or empty directory")
 
 
 def _stage_names(fast: TextModel, accurate: TextModel) -> tuple[str, str]:

@@ -62,7 +62,8 @@ def test_the_gate_is_chosen_on_validation_and_both_stages_are_copied(gate: Path)
     low, high = manifest["band"]
     p, _ = _stage_scores(ATTACKS)
     lowest = np.quantile(p, 0.25, method="lower")  # a validation score: loses at most 25 %
-    assert low == pytest.approx(min(lowest, load_model(NGRAM).threshold), abs=1e-6)
+    exact = min(lowest, load_model(NGRAM).threshold)
+    assert exact - 1e-6 < low <= exact  # rounded down: the injection it sits on is sent on
     assert high == 1.0 and manifest["accurate_weight"] in WEIGHTS
     assert manifest["threshold"] == pytest.approx(low + (1 - low) * 0.5, abs=1e-6)
     by_weight = manifest["metrics"]["by_weight"]
@@ -110,6 +111,9 @@ def _write(path: Path, rows: list[dict[str, str]]) -> Path:
         (["--validation", "V", "--gate-miss", "1.5"], "--gate-miss: expected a share"),
         (["--validation", "V", "--encoder", "minilm"], "not --data, --extra-data or --encoder"),
         (["--validation", "V", "--layers", "3"], "--layers and --max-tokens shape a model"),
+        (["--validation", "V", "--epochs", "3"], "--epochs, --layers and --max-tokens"),
+        (["--validation", "V", "--max-fpr", "0.01"], "--stages: --max-fpr train a model"),
+        (["--validation", "V", "--C", "4", "--cascade-traffic", "V"], "--C, --cascade-traffic"),
     ],
 )
 def test_stages_flags_are_checked(
@@ -197,3 +201,35 @@ def test_gate_scores_follow_the_cascade_as_served() -> None:
     assert out[0] == 0.01 and out[3] == 1.0
     assert [cascade.sure(x, "t") for x in p] == [True, False, False, True]
     assert out[1:3] == pytest.approx([cascade.combine(0.5, 0.1), cascade.combine(0.99, 0.2)])
+
+
+def test_a_gate_on_the_fast_stage_s_own_threshold_still_flags_alone() -> None:
+    """When the gate sits exactly on the fast model's threshold (it misses less than
+    ``--gate-miss`` there) and the graph fails, the fast stage flags at its own threshold."""
+    from dataclasses import replace
+
+    from polyroute.signals.jailbreak_cascade import JailbreakCascade
+
+    fast = replace(load_model(NGRAM, "jailbreak"), threshold=0.3)
+    cascade = JailbreakCascade(fast, fast, 0.3, 1.0, 0.5, 0.65)
+    for p in (0.3, 0.45, 0.6, 0.99):
+        assert cascade.fast_alone(p) >= cascade.threshold, p
+    assert cascade.fast_alone(0.1) == 0.1 < cascade.threshold
+
+
+def test_out_must_be_new_empty_or_an_earlier_gate(gate: Path, tmp_path: Path) -> None:
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        build_gate(NGRAM, FINETUNED, VALIDATION, afile)
+    busy = tmp_path / "busy"
+    (busy / "ngram").mkdir(parents=True)
+    (busy / "ngram" / "mine.txt").write_text("not a stage")
+    with pytest.raises(ConfigError, match="holds other files"):
+        build_gate(NGRAM, FINETUNED, VALIDATION, busy)
+    assert (busy / "ngram" / "mine.txt").read_text() == "not a stage"
+    again = tmp_path / "again"
+    shutil.copytree(gate, again)
+    manifest = build_gate(NGRAM, FINETUNED, VALIDATION, again, miss=0.25)
+    assert manifest["band"] == json.loads((gate / "manifest.json").read_text())["band"]
+    assert "versions" in manifest
