@@ -68,6 +68,8 @@ from polyroute.types import JSON
 _LOG = logging.getLogger("polyroute.cache")
 _STATE = "semantic_cache.entry"
 _TRANSPORT = frozenset({"stream", "stream_options"})
+#: embeddings a cache runs ahead of their requests' answers at once (see ``_embed_later``)
+MAX_BACKGROUND = 32
 
 
 class SemanticCacheOptions(PluginOptions):
@@ -122,6 +124,7 @@ class SemanticCache(BasePlugin):
             self.index = MemoryIndex(self.similarity, max_entries=o.max_entries, ttl_s=o.ttl_s)
         self._blocking = is_blocking_encoder(o.encoder)
         self._encoder: Encoder | None = None
+        self._background = 0  # embeddings running ahead of their request's answer
 
     def warmup(self) -> None:
         self.encoder()
@@ -188,13 +191,25 @@ class SemanticCache(BasePlugin):
             return await asyncio.to_thread(self._embed, ctx, text)
         return self._embed(ctx, text)
 
-    def _embed_later(self, ctx: Context, text: str) -> asyncio.Future[Array]:
+    def _embed_later(self, ctx: Context, text: str) -> asyncio.Future[Array] | None:
         """The embedding of ``text``, computing in a worker thread while the request goes
         on (its upstream call is I/O): a miss in an empty scope (say a conversation's
-        later turn: its earlier turns are in the scope) waits for no encoder."""
+        later turn: its earlier turns are in the scope) waits for no encoder.
+
+        At most ``MAX_BACKGROUND`` run ahead at once: a request that ends without an
+        answer (a failing upstream) leaves its embedding running for nothing, and requests
+        failing fast must not queue up work without bound.  Past the cap this returns None
+        and the store embeds the answered prompt itself."""
+        if self._background >= MAX_BACKGROUND:
+            return None
+        self._background += 1
         task = asyncio.ensure_future(self._embed_now(ctx, text))
-        task.add_done_callback(_retrieve)  # an unused failed task must not warn at exit
+        task.add_done_callback(self._finished)
         return task
+
+    def _finished(self, task: asyncio.Future[Array]) -> None:
+        self._background -= 1
+        _retrieve(task)  # an unused failed task must not warn at exit
 
     async def _store(self, ctx: Context, answer: JSON) -> None:
         entry = ctx.state.pop(_STATE, None)
@@ -204,6 +219,8 @@ class SemanticCache(BasePlugin):
         try:
             if isinstance(vector, asyncio.Future):
                 vector = await vector
+            elif vector is None:  # past MAX_BACKGROUND: embedded now, for the store only
+                vector = await self._embed_now(ctx, text)
             await self.index.add(scope, vector, text, orjson.dumps(answer))
         except Exception as exc:
             _LOG.warning("semantic cache store failed: %s: %s", type(exc).__name__, exc)

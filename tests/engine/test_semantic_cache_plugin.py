@@ -3,6 +3,7 @@ selection, replay as streams, never cross tenants or change what was asked."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -133,6 +134,38 @@ async def test_a_miss_in_an_empty_scope_embeds_while_the_upstream_answers(
     assert later_turn.cache == "miss"  # another scope: the earlier turns differ
     assert any(e.get("scope") == "empty" for e in later_turn.events)
     assert len(upstreams[0].requests) == 2
+
+
+async def test_background_embeddings_are_capped_and_the_store_embeds_past_the_cap(
+    upstreams: tuple[FakeUpstream, ...],
+    counting: list[CountingEncoder],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past ``MAX_BACKGROUND`` embeddings running ahead, an empty-scope miss starts none:
+    a request that then fails (both upstreams down) costs no embedding at all, and an
+    answered one is embedded for the store (a rewording of it still hits by meaning)."""
+    from polyroute.errors import UpstreamError
+
+    monkeypatch.setattr(semantic_cache, "MAX_BACKGROUND", 0)
+    for up in upstreams:
+        up.behaviour = Behaviour(mode="status", status=503)
+    engine = engine_for(upstreams)
+    engine.warmup()
+    (encoder,) = counting
+    try:
+        with pytest.raises(UpstreamError):
+            await engine.complete(chat(OTHER))
+        await asyncio.sleep(0.2)  # time for a background embedding, were one started
+        assert OTHER not in encoder.texts  # nothing embedded for a request never answered
+        for up in upstreams:
+            up.behaviour = Behaviour(mode="echo")
+        _, first = await engine.complete(chat(ASK))
+        _, reworded = await engine.complete(chat(REWORDED))
+    finally:
+        await engine.aclose()
+    assert {"plugin": "semantic_cache", "action": "miss", "scope": "empty"} in first.events
+    assert ASK in encoder.texts
+    assert reworded.cache == "hit" and reworded.events[-1]["match"] == "semantic"
 
 
 async def test_a_failing_probe_is_a_miss(
