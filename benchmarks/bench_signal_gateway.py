@@ -3,6 +3,7 @@
     python benchmarks/bench_signal_gateway.py            # ~3-6 minutes on 2 cores
     python benchmarks/bench_signal_gateway.py --quick    # fewer requests, no cold start
     python benchmarks/bench_signal_gateway.py --domain-model DIR   # another domain model
+    python benchmarks/bench_signal_gateway.py --jailbreak-model DIR   # another jailbreak model
 
 The jailbreak and domain signals run the shipped models (or ``--domain-model DIR``);
 the encoder each one names (``static`` or ``minilm``, from its manifest) is printed
@@ -150,11 +151,15 @@ def model_encoders(domain_model: str | None) -> str:
     jailbreak = default_model_dir("jailbreak")
     if "variant" in JAILBREAK:
         jailbreak = jailbreak.with_name(f"jailbreak-{JAILBREAK['variant']}")
+    named = f"shipped {jailbreak.name}"
+    if "model" in JAILBREAK:
+        jailbreak = Path(JAILBREAK["model"])
+        named = str(jailbreak)
     dirs = {"jailbreak": jailbreak, "domain": domain_model or default_model_dir("domain")}
     found = {k: json.loads((Path(d) / "manifest.json").read_text())["encoder"]
              for k, d in dirs.items()}  # fmt: skip
     where = "shipped" if domain_model is None else domain_model
-    return (f"jailbreak: `{found['jailbreak']}` (shipped {jailbreak.name}); domain: "
+    return (f"jailbreak: `{found['jailbreak']}` ({named}); domain: "
             f"`{found['domain']}` ({where}); similarity: `static` unless stated")  # fmt: skip
 
 
@@ -407,13 +412,20 @@ def main() -> None:
     parser.add_argument("--retrain", action="store_true", help="retrain the difficulty router")
     parser.add_argument("--domain-model", help="serve this domain model instead of the shipped one")
     parser.add_argument("--jailbreak-variant", help="serve this shipped jailbreak variant")
+    parser.add_argument(
+        "--jailbreak-model", help="serve this jailbreak model directory (say a gated cascade)"
+    )
     parser.add_argument("--quick", action="store_true", help="few requests, no cold start")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
     args = parser.parse_args()
     if args.quick:
         args.prompts, args.minilm_prompts, args.burst, args.no_cold = 300, 60, 800, True
+    if args.jailbreak_variant and args.jailbreak_model:
+        parser.error("give --jailbreak-variant or --jailbreak-model, not both")
     if args.jailbreak_variant:
         JAILBREAK["variant"] = args.jailbreak_variant
+    if args.jailbreak_model:
+        JAILBREAK["model"] = str(Path(args.jailbreak_model).resolve())
     ensure_router(args.retrain)
     domain = args.domain_model and str(Path(args.domain_model).resolve())
     inproc = run_inproc(args.prompts, args.minilm_prompts, domain)
