@@ -132,6 +132,12 @@ def add_train_signal_parser(subparsers: Any) -> None:
         "and the mix are chosen on --validation)",
     )
     p.add_argument(
+        "--link-shipped",
+        action="store_true",
+        help="--stages: reference stages that are polyroute's shipped models (by name, "
+        "checked by digest at load) instead of copying them",
+    )
+    p.add_argument(
         "--gate-miss",
         type=float,
         default=None,
@@ -152,8 +158,8 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
         return _bind_stages(args)
     if args.data is None:
         raise ConfigError('--data: required (rows {"text", "label"}), unless --stages')
-    if args.gate_miss is not None:
-        raise ConfigError("--gate-miss: only with --stages")
+    if args.gate_miss is not None or args.link_shipped:
+        raise ConfigError("--gate-miss and --link-shipped: only with --stages")
     rows = read_rows(args.data, args.type)
     extra = [read_rows(f, args.type) for f in args.extra_data]
     validation = read_rows(args.validation, args.type) if args.validation else None
@@ -239,7 +245,8 @@ def _bind_stages(args: argparse.Namespace) -> int:
     info = {"stages_from": [Path(d).name for d in args.stages],
             "calibrated_on": Path(args.validation).name}  # fmt: skip
     fast_dir, accurate_dir = args.stages
-    manifest = build_gate(fast_dir, accurate_dir, validation, args.out, miss=miss, info=info)
+    manifest = build_gate(fast_dir, accurate_dir, validation, args.out, miss=miss,
+                          link_shipped=args.link_shipped, info=info)  # fmt: skip
     low, weight = manifest["band"][0], manifest["accurate_weight"]
     what = (f"gated jailbreak cascade (gate {low:.4f}, accurate weight {weight}, "
             f"threshold {manifest['threshold']:.4f})")  # fmt: skip

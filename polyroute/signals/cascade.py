@@ -19,11 +19,18 @@ costs most, the fast stage decides alone with its own threshold.
 The band is chosen by cross-validation on the training rows
 (``polyroute.signals.cascade_train``).  When the accurate stage cannot run, the fast
 stage answers alone with its own threshold.
+
+A stage may also be named ``@NAME``: the model polyroute ships as ``data/signals/NAME``
+(so a shipped cascade need not hold a second copy of a 22 MiB graph), checked at load
+against the digest its manifest records (``shipped_digests``): a stage retrained since
+is a ConfigError, never served with a band chosen for the old one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +43,7 @@ from polyroute.signals.textmodel import (
     MANIFEST,
     OUT_OF_SCOPE,
     Array,
+    ModelType,
     TextModel,
     load_model,
     save_model,
@@ -167,6 +175,9 @@ def read_stages(path: str | Path, kind: Literal["jailbreak", "domain"]) -> Stage
     found: dict[str, TextModel] = {}
     for name in STAGES:
         sub = stages[name]
+        if isinstance(sub, str) and sub.startswith(SHIPPED):
+            found[name] = load_model(_shipped_stage(file, manifest, name, sub, kind), kind)
+            continue
         inside = isinstance(sub, str) and sub and not Path(sub).is_absolute()
         if not inside or ".." in Path(sub).parts:
             raise ConfigError(f"{file}: stages.{name} must be a directory inside the model")
@@ -177,6 +188,44 @@ def read_stages(path: str | Path, kind: Literal["jailbreak", "domain"]) -> Stage
     metrics = manifest.get("metrics")
     return Stages(file, manifest, found["fast"], found["accurate"], words,
                   metrics if isinstance(metrics, dict) else {})  # fmt: skip
+
+
+#: a stage named ``@NAME`` is the model polyroute ships as ``data/signals/NAME``
+SHIPPED = "@"
+_SHIPPED_NAME = re.compile(r"[a-z][a-z0-9-]{0,63}")
+
+
+def shipped_digest(path: Path) -> str:
+    """A digest of a model directory's files (names and bytes): what a cascade that
+    references a shipped stage checks, so a retrained stage is never served with the
+    gate and mix chosen for the old one."""
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.iterdir() if p.is_file()):
+        digest.update(item.name.encode() + b"\0" + item.read_bytes())
+    return digest.hexdigest()
+
+
+def _shipped_stage(
+    file: Path, manifest: dict[str, Any], stage: str, ref: str, kind: ModelType
+) -> Path:
+    """The directory of the shipped model ``ref`` (``@NAME``), checked against the digest
+    the cascade's manifest recorded for it."""
+    from polyroute.signals.textmodel import default_model_dir
+
+    name = ref[len(SHIPPED) :]
+    if not _SHIPPED_NAME.fullmatch(name):
+        raise ConfigError(f"{file}: stages.{stage}: {ref!r} is not a shipped model's name")
+    path = default_model_dir(kind).parent / name
+    if not path.is_dir():
+        raise ConfigError(f"{file}: stages.{stage}: this polyroute ships no model {name!r}")
+    digests = manifest.get("shipped_digests")
+    expected = digests.get(stage) if isinstance(digests, dict) else None
+    if expected != shipped_digest(path):
+        raise ConfigError(
+            f"{file}: stages.{stage}: the shipped model {name!r} is not the one this cascade "
+            "was built on (its digest differs); rebuild it with train-signal --stages"
+        )
+    return path
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,10 @@ of injection-set prompts, about 10-12 % of unrelated ones) also to MiniLM (ONNX 
 off the event loop, micro-batched, its vector shared with the ``domain`` signal through
 the request); without MiniLM the n-gram stage answers alone.  It catches slightly more
 jailbreaks at about a third less gateway throughput (BENCHMARKS.md), so it is not the
-default.  ``variant: fast`` is an earlier model on the ``static`` encoder; ``model: DIR``
+default.  ``variant: finetuned`` is a fine-tuned MiniLM graph (the most accurate, ~8 ms a
+prompt); ``variant: gated`` puts the default in front of it (``train-signal jailbreak
+--stages``: only prompts the n-gram model is unsure of reach the graph).
+``variant: fast`` is an earlier model on the ``static`` encoder; ``model: DIR``
 loads one trained with ``polyroute train-signal jailbreak`` (a single model or a cascade).
 Used bare in a rule (``when: jailbreak``) it fires when the probability reaches
 ``threshold`` (default: the model's, calibrated for a 3 % false-positive rate on benign

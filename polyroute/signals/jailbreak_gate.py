@@ -26,6 +26,9 @@ stage as ``variant: NAME`` too.  When the accurate model fails on a request, the
 one decides alone at its own threshold (``JailbreakCascade.fast_alone``, the failure
 logged); a stage that cannot load (a missing or corrupt graph) is a ConfigError at load.
 ``--out`` must be new or empty, or a gated cascade written before (replaced).
+``link_shipped`` (``--link-shipped``) references stages that are polyroute's own shipped
+models (``@NAME``, checked by digest at load) instead of copying them: how the shipped
+``variant: gated`` is built.
 """
 
 from __future__ import annotations
@@ -39,8 +42,15 @@ from typing import Any
 import numpy as np
 
 from polyroute.errors import ConfigError
-from polyroute.signals.cascade import CASCADE
-from polyroute.signals.textmodel import FORMAT, FORMAT_VERSION, MANIFEST, TextModel, load_model
+from polyroute.signals.cascade import CASCADE, SHIPPED, STAGES, shipped_digest
+from polyroute.signals.textmodel import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    TextModel,
+    default_model_dir,
+    load_model,
+)
 from polyroute.signals.textmodel_train import Rows, jailbreak_metrics
 
 WEIGHTS = (1.0, 0.5)
@@ -66,10 +76,13 @@ def build_gate(
     out: str | Path,
     *,
     miss: float = MISS,
+    link_shipped: bool = False,
     info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Choose the gate and the mix on ``validation`` and write the cascade to ``out``;
-    returns its manifest.  Any problem is a ConfigError naming the flag or file."""
+    returns its manifest.  With ``link_shipped``, a stage that is one of polyroute's
+    shipped models is referenced (``@NAME``, its digest recorded) instead of copied.
+    Any problem is a ConfigError naming the flag or file."""
     from polyroute.routers._artifact_files import versions
     from polyroute.signals.neural import model_encoder
 
@@ -97,15 +110,23 @@ def build_gate(
     weight = max(WEIGHTS, key=lambda w: (tried[w]["f1"], w))
     names = _stage_names(fast, accurate)
     root.mkdir(parents=True, exist_ok=True)
-    for name, stage in zip(names, (fast_dir, accurate_dir), strict=True):
+    refs: dict[str, str] = {}
+    digests: dict[str, str] = {}
+    shipped = default_model_dir("jailbreak").parent.resolve()
+    for role, name, stage in zip(STAGES, names, (fast_dir, accurate_dir), strict=True):
         shutil.rmtree(root / name, ignore_errors=True)
+        src = Path(stage).resolve()
+        if link_shipped and src.parent == shipped:
+            refs[role], digests[role] = SHIPPED + src.name, shipped_digest(src)
+            continue
         shutil.copytree(stage, root / name)
+        refs[role] = name
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "type": "jailbreak",
         "encoder": CASCADE,
-        "stages": {"fast": names[0], "accurate": names[1]},
+        "stages": refs,
         "encoders": {"fast": fast.encoder, "accurate": accurate.encoder},
         "band": [low, 1.0],
         "accurate_weight": weight,
@@ -120,6 +141,7 @@ def build_gate(
             "by_weight": {str(w): m for w, m in tried.items()},
         },
         "versions": versions(),
+        **({"shipped_digests": digests} if digests else {}),
         **(info or {}),
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

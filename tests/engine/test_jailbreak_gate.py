@@ -233,3 +233,48 @@ def test_out_must_be_new_empty_or_an_earlier_gate(gate: Path, tmp_path: Path) ->
     manifest = build_gate(NGRAM, FINETUNED, VALIDATION, again, miss=0.25)
     assert manifest["band"] == json.loads((gate / "manifest.json").read_text())["band"]
     assert "versions" in manifest
+
+
+def test_variant_gated_references_the_shipped_stages_and_serves_the_gate() -> None:
+    """``variant: gated`` holds no copy of either stage: it names the shipped models and
+    serves exactly the gate's scores over them."""
+    gated = NGRAM.with_name("jailbreak-gated")
+    manifest = json.loads((gated / "manifest.json").read_text())
+    assert manifest["stages"] == {"fast": "@jailbreak", "accurate": "@jailbreak-finetuned"}
+    assert not [p for p in gated.iterdir() if p.is_dir()]
+    signal = JailbreakSignal("jb", {"variant": "gated"})
+    signal.warmup()
+    texts = ATTACKS + BENIGN
+    served = np.array([signal.compute(Request.chat(t)) for t in texts], dtype=np.float64)
+    p, q = _stage_scores(texts)
+    low, weight = manifest["band"][0], manifest["accurate_weight"]
+    assert np.allclose(served, gate_scores(p, q, low, weight), atol=1e-4)
+    assert all(signal.fires(v) for v in served[:4]), served
+    assert not any(signal.fires(v) for v in served[4:]), served
+
+
+def test_a_linked_stage_is_checked_by_digest_and_by_name(tmp_path: Path) -> None:
+    from polyroute.signals.jailbreak_cascade import load_jailbreak_cascade
+
+    own = tmp_path / "mine"
+    shutil.copytree(NGRAM, own)  # not a shipped model: copied, even with link_shipped
+    out = tmp_path / "linked"
+    manifest = build_gate(own, FINETUNED, VALIDATION, out, miss=0.25, link_shipped=True)
+    assert manifest["stages"] == {"fast": "ngram", "accurate": "@jailbreak-finetuned"}
+    assert (out / "ngram").is_dir() and not (out / "finetuned").exists()
+    assert set(manifest["shipped_digests"]) == {"accurate"}
+    assert load_jailbreak_cascade(out).accurate.encoder == "finetuned"
+    file = out / "manifest.json"
+    for ref, digest, message in (
+        ("@jailbreak-finetuned", "0" * 64, "is not the one this cascade was built on"),
+        ("@../jailbreak", None, "is not a shipped model's name"),
+        ("@no-such-model", None, "ships no model 'no-such-model'"),
+    ):
+        broken = json.loads(json.dumps(manifest))
+        broken["stages"]["accurate"] = ref
+        if digest is not None:
+            broken["shipped_digests"]["accurate"] = digest
+        file.write_text(json.dumps(broken))
+        with pytest.raises(ConfigError, match=message) as caught:
+            load_jailbreak_cascade(out)
+        assert str(file) in str(caught.value)
