@@ -4,8 +4,8 @@ shows what the upstream received.
 
 - a jailbreak is refused (guard, the shipped jailbreak model), and never reaches the model;
   so with the fine-tuned model (``variant: finetuned``), which lets a look-alike through,
-  and with a gated cascade of the two shipped models built by the real CLI
-  (``train-signal jailbreak --stages``);
+  with a gated cascade of the two shipped models built by the real CLI
+  (``train-signal jailbreak --stages``), and with the shipped ``variant: gated``;
 - a guarded topic is rerouted to a safer decision (its system prompt reaches the model);
 - PII is redacted before the upstream;
 - a repeated question is answered from the semantic cache, replayed as a stream too,
@@ -182,7 +182,16 @@ def gate_gateway(
     return gateway_factory("gateway-gate", config)
 
 
-@pytest.mark.parametrize("name", ["finetuned_gateway", "gate_gateway"])
+@pytest.fixture(scope="module")
+def gated_gateway(gateway_factory: GatewayFactory, recorder: Recorder) -> Gateway:
+    """The guard on the shipped ``variant: gated`` (it names the two shipped models)."""
+    config = plugin_config(recorder)
+    config["signals"]["jailbreak"] = {"type": "jailbreak", "variant": "gated"}
+    config["plugins"] = config["plugins"][:1]  # the guard alone
+    return gateway_factory("gateway-gated", config)
+
+
+@pytest.mark.parametrize("name", ["finetuned_gateway", "gate_gateway", "gated_gateway"])
 def test_the_finetuned_model_refuses_an_attack_and_lets_a_look_alike_through(
     name: str, recorder: Recorder, request: pytest.FixtureRequest
 ) -> None:
