@@ -63,6 +63,7 @@ from _cache_data import (
 from exp_cache_trained import SIM, Stream, run_all, score
 
 from polyroute.cache.similarity import surface
+from polyroute.signals.finetune_train import Schedule
 
 FOLDS = 2
 GRID = np.round(np.arange(0.60, 1.0, 0.01), 3).tolist()
@@ -73,6 +74,10 @@ SCALE = 20.0
 
 
 # ------------------------------------------------------------------------- the model
+
+
+def _log(line: str) -> None:
+    print(f"      {line}", file=sys.stderr)
 
 
 def fine_tune(texts: list[str], labels: np.ndarray, epochs: int, seed: int) -> Any:
@@ -88,12 +93,7 @@ def fine_tune(texts: list[str], labels: np.ndarray, epochs: int, seed: int) -> A
         by_label.setdefault(y, []).append(i)
     pairs_per_epoch = sum(len(v) // 2 for v in by_label.values())
     steps = epochs * math.ceil(pairs_per_epoch / BATCH)
-    params = list(model.bert.parameters())
-    opt = torch.optim.AdamW(params, lr=2e-5, weight_decay=0.01)
-    warm = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
-    )
+    train = Schedule(list(model.bert.parameters()), steps, _log, lr=2e-5, every=50)
 
     def embed_batch(batch: list[str]) -> Any:
         enc = model.tok(
@@ -102,7 +102,6 @@ def fine_tune(texts: list[str], labels: np.ndarray, epochs: int, seed: int) -> A
         return torch.nn.functional.normalize(model.pooled(*(enc[k] for k in _INPUTS)), dim=1)
 
     model.bert.train()
-    step, started = 0, time.perf_counter()
     for _ in range(epochs):
         queues: dict[int, list[tuple[int, int]]] = {}
         for y, members in by_label.items():
@@ -125,15 +124,7 @@ def fine_tune(texts: list[str], labels: np.ndarray, epochs: int, seed: int) -> A
                 torch.nn.functional.cross_entropy(sim, target)
                 + torch.nn.functional.cross_entropy(sim.T, target)
             ) / 2
-            opt.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            if step % 50 == 0:
-                print(f"      step {step}/{steps}, loss {float(loss.detach()):.3f}, "
-                      f"{time.perf_counter() - started:.0f} s", file=sys.stderr)  # fmt: skip
+            train.step(loss)
     model.bert.eval()
     return model
 

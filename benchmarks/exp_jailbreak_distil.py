@@ -45,7 +45,7 @@ from _exp_jb_common import INJECTION, LOOKALIKES, SETS, rows
 from exp_jailbreak_finetune import traffic
 from exp_jailbreak_gate import FINETUNED, NGRAM, _sets
 
-from polyroute.signals.finetune_train import _batches, _export, _Pooled
+from polyroute.signals.finetune_train import Schedule, _batches, _export, _Pooled
 from polyroute.signals.finetuned import FINETUNED as FINETUNED_ENCODER
 from polyroute.signals.finetuned import finetuned_encoder
 from polyroute.signals.neural import model_encoder
@@ -69,29 +69,14 @@ def fit(texts: list[str], target: np.ndarray, log: Any = print) -> _Pooled:
     model = _Pooled(0, LAYERS, TOKENS)
     rng = random.Random(0)
     steps = EPOCHS * math.ceil(len(texts) / 32)
-    params = [*model.bert.parameters(), *model.head.parameters()]
-    opt = torch.optim.AdamW(params, lr=3e-5, weight_decay=0.01)
-    warm = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
-    )
+    train = Schedule([*model.bert.parameters(), *model.head.parameters()], steps, log)
     model.bert.train()
-    step, started = 0, time.perf_counter()
     for _ in range(EPOCHS):
         for batch in _batches([len(t) for t in texts], 32, rng):
             y = torch.tensor(target[batch], dtype=torch.float32)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            train.step(torch.nn.functional.binary_cross_entropy_with_logits(
                 model.logits([texts[i] for i in batch]), y
-            )
-            opt.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            if step % 100 == 0 or step == steps:
-                log(f"  step {step}/{steps}, loss {float(loss.detach()):.4f}, "
-                    f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+            ))  # fmt: skip
     model.bert.eval()
     return model
 

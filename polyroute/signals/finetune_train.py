@@ -100,33 +100,50 @@ def _fit(
     rng = random.Random(seed)
     lengths = [len(t) for t in texts]
     steps = epochs * math.ceil(len(texts) / 32)
-    params = [*model.bert.parameters(), *model.head.parameters()]
-    opt = torch.optim.AdamW(params, lr=3e-5, weight_decay=0.01)
-    warm = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
-    )
+    train = Schedule([*model.bert.parameters(), *model.head.parameters()], steps, log)
     share = float(positive.mean())
     weight = torch.tensor([0.5 / (1 - share), 0.5 / share])
     model.bert.train()
-    step, started = 0, time.perf_counter()
     for _ in range(epochs):
         for batch in _batches(lengths, 32, rng):
             y = torch.tensor(positive[batch], dtype=torch.float32)
             z = model.logits([texts[i] for i in batch])
             loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none")
-            loss = (loss * weight[y.long()]).mean()
-            opt.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            if step % 100 == 0 or step == steps:
-                log(f"step {step}/{steps}, loss {float(loss.detach()):.4f}, "
-                    f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+            train.step((loss * weight[y.long()]).mean())
     model.bert.eval()
     return model
+
+
+class Schedule:
+    """AdamW (weight decay 0.01) with a 10 % linear warm-up then linear decay to 0 over
+    ``steps``, gradients clipped at norm 1: one :meth:`step` a batch, progress logged
+    every ``every`` steps (the recipe of every MiniLM fine-tune here)."""
+
+    def __init__(
+        self, params: list[Any], steps: int, log: Any = print, lr: float = 3e-5, every: int = 100
+    ) -> None:
+        import torch
+
+        self.params, self.steps, self.log, self.every = params, steps, log, every
+        self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+        warm = max(1, steps // 10)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
+        )
+        self.done, self.started = 0, time.perf_counter()
+
+    def step(self, loss: Any) -> None:
+        import torch
+
+        self.opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.sched.step()
+        self.done += 1
+        if self.done % self.every == 0 or self.done == self.steps:
+            self.log(f"step {self.done}/{self.steps}, loss {float(loss.detach()):.4f}, "
+                     f"{time.perf_counter() - self.started:.0f} s")  # fmt: skip
 
 
 def _export(model: _Pooled, graph: Path) -> None:

@@ -150,12 +150,19 @@ def test_a_jailbreak_is_refused_before_any_model_call(
     assert event["signals"]["jailbreak"] >= 0.5
 
 
+def guard_gateway(
+    gateway_factory: GatewayFactory, recorder: Recorder, name: str, jailbreak: dict[str, str]
+) -> Gateway:
+    """A gateway with the guard alone, its jailbreak signal configured by ``jailbreak``."""
+    config = plugin_config(recorder)
+    config["signals"]["jailbreak"] = {"type": "jailbreak", **jailbreak}
+    config["plugins"] = config["plugins"][:1]
+    return gateway_factory(name, config)
+
+
 @pytest.fixture(scope="module")
 def finetuned_gateway(gateway_factory: GatewayFactory, recorder: Recorder) -> Gateway:
-    config = plugin_config(recorder)
-    config["signals"]["jailbreak"] = {"type": "jailbreak", "variant": "finetuned"}
-    config["plugins"] = config["plugins"][:1]  # the guard alone
-    return gateway_factory("gateway-finetuned", config)
+    return guard_gateway(gateway_factory, recorder, "gateway-finetuned", {"variant": "finetuned"})
 
 
 @pytest.fixture(scope="module")
@@ -176,19 +183,13 @@ def gate_gateway(
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "gated jailbreak cascade" in done.stdout
-    config = plugin_config(recorder)
-    config["signals"]["jailbreak"] = {"type": "jailbreak", "model": str(tmp / "gate")}
-    config["plugins"] = config["plugins"][:1]  # the guard alone
-    return gateway_factory("gateway-gate", config)
+    return guard_gateway(gateway_factory, recorder, "gateway-gate", {"model": str(tmp / "gate")})
 
 
 @pytest.fixture(scope="module")
 def gated_gateway(gateway_factory: GatewayFactory, recorder: Recorder) -> Gateway:
     """The guard on the shipped ``variant: gated`` (it names the two shipped models)."""
-    config = plugin_config(recorder)
-    config["signals"]["jailbreak"] = {"type": "jailbreak", "variant": "gated"}
-    config["plugins"] = config["plugins"][:1]  # the guard alone
-    return gateway_factory("gateway-gated", config)
+    return guard_gateway(gateway_factory, recorder, "gateway-gated", {"variant": "gated"})
 
 
 @pytest.mark.parametrize("name", ["finetuned_gateway", "gate_gateway", "gated_gateway"])
