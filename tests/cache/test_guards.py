@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from cache_support import SIM, vec
 
 from polyroute.cache import MemoryIndex, Similarity
 from polyroute.cache.guards import literals
-
-SIM = Similarity("test", 3, threshold=0.8, accept=0.95, margin=0.05)
-
-
-def vec(*xs: float) -> np.ndarray:
-    v = np.asarray(xs, dtype=np.float32)
-    return v / np.linalg.norm(v)
 
 
 @pytest.mark.parametrize(

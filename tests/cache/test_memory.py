@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cache_support import SIM, Clock, vec
 
 from polyroute.cache import MemoryIndex, Probe, Similarity, default_similarity, scope_key
 from polyroute.errors import ConfigError
-
-SIM = Similarity("test", 3, threshold=0.8, accept=0.95, margin=0.05)
-
-
-def vec(*xs: float) -> np.ndarray:
-    v = np.asarray(xs, dtype=np.float32)
-    return v / np.linalg.norm(v)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_hit_and_miss_on_tiny_vectors() -> None:

@@ -10,24 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cache_support import SIM, Clock, vec
 
 from polyroute.cache import Similarity
 
 REDIS_URL = os.environ.get("POLYROUTE_TEST_REDIS", "redis://127.0.0.1:6379/15")
-SIM = Similarity("test", 3, threshold=0.8, accept=0.95, margin=0.05)
-
-
-def vec(*xs: float) -> np.ndarray:
-    v = np.asarray(xs, dtype=np.float32)
-    return v / np.linalg.norm(v)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def _redis_up() -> bool:
@@ -97,7 +84,7 @@ async def test_hit_miss_and_tenants(prefix: str) -> None:
 async def test_bounded_per_scope_and_ttl(prefix: str) -> None:
     from polyroute.cache import RedisIndex
 
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     index = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=2, ttl_s=10, clock=clock)
     try:
         await index.add("s", vec(1, 0, 0), "x", b"X")
@@ -244,7 +231,7 @@ async def test_exact_hit_and_misses_in_redis(prefix: str) -> None:
 async def test_probe_in_redis_counts_the_scope_s_live_entries(prefix: str) -> None:
     from polyroute.cache import Probe, RedisIndex
 
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     index = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, ttl_s=10, clock=clock)
     try:
         assert await index.probe("s", "x") == Probe(None, populated=False)
@@ -265,7 +252,7 @@ async def test_exact_follows_eviction_and_ttl_and_cleans_its_keys(prefix: str) -
 
     from polyroute.cache import RedisIndex
 
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     index = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=2, ttl_s=10, clock=clock)
     client = aioredis.Redis.from_url(REDIS_URL)
 
@@ -304,7 +291,7 @@ async def test_exact_keeps_the_newest_entry_of_a_repeated_text(prefix: str) -> N
     the newest, and evicting the older one leaves it alone."""
     from polyroute.cache import RedisIndex
 
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     index = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=2, clock=clock)
     try:
         await index.add("s", vec(1, 0, 0), "x", b"old")
@@ -360,7 +347,7 @@ class Trips:
 async def test_a_replica_sees_the_other_replicas_entries_on_its_next_lookup(prefix: str) -> None:
     from polyroute.cache import RedisIndex
 
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, clock=clock)
     b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, clock=clock)
     try:
@@ -417,7 +404,7 @@ async def test_an_entry_evicted_elsewhere_never_answers_from_a_mirror(prefix: st
     neither answers nor stands in for the runner-up (which here refuses the hit)."""
     from polyroute.cache import MemoryIndex, RedisIndex
 
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=3, clock=clock)
     b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=10, clock=clock)
     memory = MemoryIndex(SIM, max_entries=3, clock=clock)
@@ -448,7 +435,7 @@ async def test_an_expired_entry_never_answers_from_a_mirror(prefix: str) -> None
     the mirror's own expiry check, by ``clock``, keeps it from answering."""
     from polyroute.cache import RedisIndex
 
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, ttl_s=10, clock=clock)
     b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, ttl_s=10, clock=clock)
     try:
@@ -509,7 +496,7 @@ async def test_a_flushed_scope_written_again_is_not_read_as_new(
 async def test_the_mirror_keeps_at_most_max_entries_the_newest(prefix: str) -> None:
     from polyroute.cache import RedisIndex
 
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=100, clock=clock)
     b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=3, clock=clock)
     rng = np.random.default_rng(1)
@@ -540,7 +527,7 @@ async def test_replicas_adding_at_the_same_instant_evict_alike(prefix: str) -> N
 
     from polyroute.cache import RedisIndex
 
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=4, clock=clock)
     b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=4, clock=clock)
     client = aioredis.Redis.from_url(REDIS_URL)
@@ -587,7 +574,7 @@ async def test_a_replica_too_far_behind_reads_the_scope_afresh(prefix: str) -> N
 
     from polyroute.cache import RedisIndex
 
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     a = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=2, clock=clock)
     b = RedisIndex(SIM, url=REDIS_URL, prefix=prefix, max_entries=3, clock=clock)
     client = aioredis.Redis.from_url(REDIS_URL)

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from cache_support import vec
 
 from polyroute.cache import MemoryIndex, Similarity
 from polyroute.cache.guards import content_words, disjoint, template_clash, tokens
 from polyroute.errors import ConfigError
 
 SIM = Similarity("test", 3, threshold=0.8, accept=0.95)
-
-
-def vec(*xs: float) -> np.ndarray:
-    v = np.asarray(xs, dtype=np.float32)
-    return v / np.linalg.norm(v)
 
 
 def clash(a: str, b: str) -> bool:
