@@ -249,7 +249,7 @@ def _bind_stages(args: argparse.Namespace) -> int:
                           link_shipped=args.link_shipped, info=info)  # fmt: skip
     low, weight = manifest["band"][0], manifest["accurate_weight"]
     what = (f"gated jailbreak cascade (gate {low:.4f}, accurate weight {weight}, "
-            f"threshold {manifest['threshold']:.4f})")  # fmt: skip
+            f"threshold {manifest['threshold']:.4f}; stages {manifest['stages']})")  # fmt: skip
     _report(Path(args.out), what, manifest["metrics"], started)
     return 0
 

@@ -200,7 +200,8 @@ def shipped_digest(path: Path) -> str:
     references a shipped stage checks, so a retrained stage is never served with the
     gate and mix chosen for the old one."""
     digest = hashlib.sha256()
-    for item in sorted(p for p in path.iterdir() if p.is_file()):
+    files = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
+    for item in sorted(files, key=lambda p: p.name):  # by name: the same on every platform
         digest.update(item.name.encode() + b"\0" + item.read_bytes())
     return digest.hexdigest()
 
@@ -220,6 +221,8 @@ def _shipped_stage(
         raise ConfigError(f"{file}: stages.{stage}: this polyroute ships no model {name!r}")
     digests = manifest.get("shipped_digests")
     expected = digests.get(stage) if isinstance(digests, dict) else None
+    if not isinstance(expected, str):
+        raise ConfigError(f"{file}: shipped_digests.{stage}: expected the digest of {name!r}")
     if expected != shipped_digest(path):
         raise ConfigError(
             f"{file}: stages.{stage}: the shipped model {name!r} is not the one this cascade "

@@ -162,11 +162,20 @@ def _check_out(root: Path, out: str | Path) -> None:
     if not root.is_dir() or not any(root.iterdir()):
         return
     try:
-        earlier = json.loads((root / MANIFEST).read_text()).get("encoder") == CASCADE
+        found = json.loads((root / MANIFEST).read_text())
+        earlier = found.get("encoder") == CASCADE and found.get("type") == "jailbreak"
     except (OSError, ValueError, AttributeError):
         earlier = False
     if not earlier:
-        raise ConfigError(f"--out: {out} holds other files; give a new or empty directory")
+        raise ConfigError(
+            f"--out: {out} holds other files (not a jailbreak cascade); give a new or empty "
+            "directory"
+        )
+    for item in root.iterdir():  # the earlier cascade goes whole: no stale stage is left
+        if item.is_dir():
+            shutil.rmtree(item)
+        else:
+            item.unlink()
 
 
 def _stage_names(fast: TextModel, accurate: TextModel) -> tuple[str, str]:

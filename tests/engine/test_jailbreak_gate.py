@@ -228,11 +228,17 @@ def test_out_must_be_new_empty_or_an_earlier_gate(gate: Path, tmp_path: Path) ->
     with pytest.raises(ConfigError, match="holds other files"):
         build_gate(NGRAM, FINETUNED, VALIDATION, busy)
     assert (busy / "ngram" / "mine.txt").read_text() == "not a stage"
+    other = tmp_path / "other"
+    shutil.copytree(NGRAM.with_name("domain"), other)  # a cascade, but not a jailbreak one
+    with pytest.raises(ConfigError, match="not a jailbreak cascade"):
+        build_gate(NGRAM, FINETUNED, VALIDATION, other)
     again = tmp_path / "again"
     shutil.copytree(gate, again)
+    (again / "static").mkdir()  # a stage of some earlier build: it goes with the rest
     manifest = build_gate(NGRAM, FINETUNED, VALIDATION, again, miss=0.25)
     assert manifest["band"] == json.loads((gate / "manifest.json").read_text())["band"]
     assert "versions" in manifest
+    assert sorted(p.name for p in again.iterdir()) == ["finetuned", "manifest.json", "ngram"]
 
 
 def test_variant_gated_references_the_shipped_stages_and_serves_the_gate() -> None:
@@ -267,6 +273,7 @@ def test_a_linked_stage_is_checked_by_digest_and_by_name(tmp_path: Path) -> None
     file = out / "manifest.json"
     for ref, digest, message in (
         ("@jailbreak-finetuned", "0" * 64, "is not the one this cascade was built on"),
+        ("@jailbreak-finetuned", 7, "shipped_digests.accurate: expected the digest"),
         ("@../jailbreak", None, "is not a shipped model's name"),
         ("@no-such-model", None, "ships no model 'no-such-model'"),
     ):
