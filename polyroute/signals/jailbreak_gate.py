@@ -114,7 +114,6 @@ def build_gate(
     digests: dict[str, str] = {}
     shipped = default_model_dir("jailbreak").parent.resolve()
     for role, name, stage in zip(STAGES, names, (fast_dir, accurate_dir), strict=True):
-        shutil.rmtree(root / name, ignore_errors=True)
         src = Path(stage).resolve()
         if link_shipped and src.parent == shipped:
             refs[role], digests[role] = SHIPPED + src.name, shipped_digest(src)

@@ -159,11 +159,7 @@ class ModelSignal(EncoderSignal):
         return load_model(path, self.kind)
 
     def load_encoder(self) -> Encoder:
-        return self.model_encoder(self.model)
-
-    def model_encoder(self, model: TextModel) -> Encoder:
-        """A serving encoder for ``model``, checked against its width."""
-        return model_encoder(model, self.where)
+        return model_encoder(self.model, self.where)
 
 
 def model_encoder(model: TextModel, where: str) -> Encoder:
@@ -201,7 +197,7 @@ class StagedSignal(ModelSignal):
         fast = self.fast_stage()
         if fast is None:
             return super().load_encoder()
-        self.fast_encoder = self.model_encoder(fast)
+        self.fast_encoder = model_encoder(fast, self.where)
         try:
             return super().load_encoder()
         except Exception as exc:  # the fast stage still scores every prompt
