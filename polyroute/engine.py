@@ -57,7 +57,7 @@ from polyroute.build import (
     build_store,
 )
 from polyroute.config import Config, DecisionConfig, load_config
-from polyroute.embed import Encoder
+from polyroute.embed import Encoder, batching
 from polyroute.errors import (
     ConfigError,
     FieldError,
@@ -278,8 +278,13 @@ class Engine:
                 continue
             batcher = self._batchers.get(encoder.id)
             if batcher is None:
+                max_batch, workers = batching(encoder)
                 batcher = self._batchers[encoder.id] = MicroBatcher(
-                    encoder.encode, name=f"encoder {encoder.id}", dtype=np.float32
+                    encoder.encode,
+                    max_batch=max_batch,
+                    workers=workers,
+                    name=f"encoder {encoder.id}",
+                    dtype=np.float32,
                 )
             wanted.update(((encoder.id, text), batcher) for text in texts)
         if wanted:

@@ -6,7 +6,8 @@ fine-tuned for the signal, mean-pooled, int8-quantised (``polyroute train-signal
 jailbreak --encoder finetuned``, see ``polyroute.signals.finetune_train``).  It reads
 MiniLM's tokenizer (cut at the manifest's ``max_tokens``, default 128) and runs on ONNX
 Runtime (no torch), one thread, one prompt a run (see ``FineTunedEncoder.encode``: a
-prompt's score never depends on the requests beside it); its vectors are its own (its
+prompt's score never depends on the requests beside it; the engine runs concurrent
+requests' prompts side by side, one per core); its vectors are its own (its
 id names the graph's digest and the tokens read), never shared with stock MiniLM users.
 
 A missing or unreadable graph is a ConfigError naming the file when the model loads.
@@ -36,6 +37,9 @@ Array = npt.NDArray[np.float32]
 
 class FineTunedEncoder:
     """Prompts -> the fine-tuned graph's pooled ``[n x 384]`` vectors (not unit length)."""
+
+    #: the engine runs its prompts one to a call, on every core (``embed.batching``)
+    one_prompt_per_run = True
 
     def __init__(self, runtime: Any, digest: str) -> None:
         self.runtime = runtime
