@@ -54,11 +54,11 @@ def add_train_signal_parser(subparsers: Any) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
     p.add_argument(
         "--encoder",
-        default="static",
+        default=None,
         choices=(*SIGNAL_ENCODERS, CASCADE),
-        help="the request-path encoder the model reads (static: ~0.1 ms, minilm: ~6 ms; "
-        "cascade: a fast model, and minilm when it is unsure; finetuned (jailbreak): all of "
-        "MiniLM fine-tuned, ~8 min on 2 cores, ~2 ms a prompt)",
+        help="the request-path encoder the model reads (default static: ~0.1 ms; minilm: "
+        "~6-15 ms; cascade: a fast model, and minilm when it is unsure; finetuned "
+        "(jailbreak): all of MiniLM fine-tuned, ~8 min on 2 cores, ~8 ms a prompt)",
     )
     p.add_argument(
         "--extra-data",
@@ -160,6 +160,7 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
         raise ConfigError('--data: required (rows {"text", "label"}), unless --stages')
     if args.gate_miss is not None or args.link_shipped:
         raise ConfigError("--gate-miss and --link-shipped: only with --stages")
+    args.encoder = args.encoder or "static"  # None: not given (--stages rejects it)
     rows = read_rows(args.data, args.type)
     extra = [read_rows(f, args.type) for f in args.extra_data]
     validation = read_rows(args.validation, args.type) if args.validation else None
@@ -171,6 +172,7 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
     if extra:
         info["extra_data"] = [Path(f).name for f in args.extra_data]
     max_fpr = 0.03 if args.max_fpr is None else args.max_fpr
+    floor = args.min_oos_recall or None
     if args.encoder == FINETUNED:
         return _train_finetuned(args, rows, extra, validation, info)
     if args.type == "jailbreak" and args.encoder == CASCADE:
@@ -196,7 +198,6 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
         from polyroute.signals.cascade import save_cascade
         from polyroute.signals.cascade_train import train_domain_cascade
 
-        floor = args.min_oos_recall or None
         if args.cascade_tolerance is not None:
             common["tolerance"] = args.cascade_tolerance
         if args.cascade_max_words is not None:
@@ -207,7 +208,6 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
                 cascade.metrics, started)  # fmt: skip
         return 0
     else:
-        floor = args.min_oos_recall or None
         model = train_domain(rows, encoder=args.encoder, min_oos_recall=floor, extra=extra,
                              **common)  # fmt: skip
     out = save_model(model, args.out, info)
@@ -224,7 +224,7 @@ def _bind_stages(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.type != "jailbreak":
         raise ConfigError("--stages: binds jailbreak models only")
-    if args.data is not None or args.extra_data or args.encoder != "static":
+    if args.data is not None or args.extra_data or args.encoder is not None:
         raise ConfigError(
             "--stages: the stages are trained already; give --validation, not --data, "
             "--extra-data or --encoder"

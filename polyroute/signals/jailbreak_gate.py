@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,6 @@ def build_gate(
     returns its manifest.  With ``link_shipped``, a stage that is one of polyroute's
     shipped models is referenced (``@NAME``, its digest recorded) instead of copied.
     Any problem is a ConfigError naming the flag or file."""
-    from polyroute.routers._artifact_files import versions
     from polyroute.signals.neural import model_encoder
 
     if not 0.0 <= miss < 1.0:
@@ -108,43 +108,88 @@ def build_gate(
     threshold = round(low + (1.0 - low) * accurate.threshold, 6)
     tried = {w: jailbreak_metrics(gate_scores(p, q, low, w), truth, threshold) for w in WEIGHTS}
     weight = max(WEIGHTS, key=lambda w: (tried[w]["f1"], w))
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = _beside(root, "new")
+    staging.mkdir()
+    try:
+        manifest = _write(
+            staging, fast, accurate, (fast_dir, accurate_dir), link_shipped=link_shipped
+        )
+        manifest.update(
+            {
+                "band": [low, 1.0],
+                "accurate_weight": weight,
+                "threshold": threshold,
+                "metrics": {
+                    "source": "validation",
+                    "gate_miss": miss,
+                    "sent_on": round(float((p >= low).mean()), 4),
+                    **tried[weight],
+                    "by_weight": {str(w): m for w, m in tried.items()},
+                },
+                **(info or {}),
+            }
+        )
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        _swap_in(staging, root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _write(
+    root: Path,
+    fast: TextModel,
+    accurate: TextModel,
+    dirs: tuple[str | Path, str | Path],
+    *,
+    link_shipped: bool,
+) -> dict[str, Any]:
+    """Copy (or, shipped and ``link_shipped``, reference) the stages into ``root``; the
+    manifest's stage part."""
+    from polyroute.routers._artifact_files import versions
+
     names = _stage_names(fast, accurate)
-    root.mkdir(parents=True, exist_ok=True)
     refs: dict[str, str] = {}
     digests: dict[str, str] = {}
     shipped = default_model_dir("jailbreak").parent.resolve()
-    for role, name, stage in zip(STAGES, names, (fast_dir, accurate_dir), strict=True):
+    for role, name, stage in zip(STAGES, names, dirs, strict=True):
         src = Path(stage).resolve()
         if link_shipped and src.parent == shipped:
             refs[role], digests[role] = SHIPPED + src.name, shipped_digest(src)
             continue
         shutil.copytree(stage, root / name)
         refs[role] = name
-    manifest = {
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "type": "jailbreak",
         "encoder": CASCADE,
         "stages": refs,
         "encoders": {"fast": fast.encoder, "accurate": accurate.encoder},
-        "band": [low, 1.0],
-        "accurate_weight": weight,
-        "threshold": threshold,
         "accurate_max_words": None,
         "labels": ["injection"],
-        "metrics": {
-            "source": "validation",
-            "gate_miss": miss,
-            "sent_on": round(float((p >= low).mean()), 4),
-            **tried[weight],
-            "by_weight": {str(w): m for w, m in tried.items()},
-        },
         "versions": versions(),
         **({"shipped_digests": digests} if digests else {}),
-        **(info or {}),
     }
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return manifest
+
+
+def _swap_in(staging: Path, root: Path) -> None:
+    """Put the complete cascade at ``staging`` in place of ``root`` (an earlier one, or an
+    empty directory, goes whole, and only now: a build that fails leaves it as it was)."""
+    if not root.exists():
+        staging.rename(root)
+        return
+    old = _beside(root, "old")
+    root.rename(old)
+    staging.rename(root)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _beside(root: Path, what: str) -> Path:
+    """A hidden, unused name next to ``root`` (same file system: renames are atomic)."""
+    return root.with_name(f".{root.name}.{what}-{secrets.token_hex(6)}")
 
 
 def _floor6(x: float) -> float:
@@ -154,8 +199,8 @@ def _floor6(x: float) -> float:
 
 def _check_out(root: Path, out: str | Path) -> None:
     """``--out`` must be a new or empty directory, or a gated cascade written before (it is
-    replaced): the stages are copied in under fixed names, which must not clobber
-    anything else."""
+    replaced whole once the new one is complete): the stages are copied in under fixed
+    names, which must not clobber anything else."""
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--out: {out} is a file; expected a directory to write the cascade")
     if not root.is_dir() or not any(root.iterdir()):
@@ -170,11 +215,6 @@ def _check_out(root: Path, out: str | Path) -> None:
             f"--out: {out} holds other files (not a jailbreak cascade); give a new or empty "
             "directory"
         )
-    for item in root.iterdir():  # the earlier cascade goes whole: no stale stage is left
-        if item.is_dir():
-            shutil.rmtree(item)
-        else:
-            item.unlink()
 
 
 def _stage_names(fast: TextModel, accurate: TextModel) -> tuple[str, str]:

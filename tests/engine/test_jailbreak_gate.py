@@ -110,6 +110,7 @@ def _write(path: Path, rows: list[dict[str, str]]) -> Path:
         (["--validation", "V", "--data", "V"], "give --validation, not --data"),
         (["--validation", "V", "--gate-miss", "1.5"], "--gate-miss: expected a share"),
         (["--validation", "V", "--encoder", "minilm"], "not --data, --extra-data or --encoder"),
+        (["--validation", "V", "--encoder", "static"], "not --data, --extra-data or --encoder"),
         (["--validation", "V", "--layers", "3"], "--layers and --max-tokens shape a model"),
         (["--validation", "V", "--epochs", "3"], "--epochs, --layers and --max-tokens"),
         (["--validation", "V", "--max-fpr", "0.01"], "--stages: --max-fpr train a model"),
@@ -239,6 +240,21 @@ def test_out_must_be_new_empty_or_an_earlier_gate(gate: Path, tmp_path: Path) ->
     assert manifest["band"] == json.loads((gate / "manifest.json").read_text())["band"]
     assert "versions" in manifest
     assert sorted(p.name for p in again.iterdir()) == ["finetuned", "manifest.json", "ngram"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "busy", "file", "other"]
+
+
+def test_a_rebuild_that_fails_leaves_the_earlier_gate_as_it_was(gate: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    shutil.copytree(gate, again)
+    before = {f.relative_to(again): f.read_bytes() for f in again.rglob("*") if f.is_file()}
+    broken = tmp_path / "broken"
+    shutil.copytree(FINETUNED, broken)
+    (broken / "encoder.onnx").write_bytes(b"not a graph")
+    with pytest.raises(ConfigError, match="encoder.onnx"):
+        build_gate(NGRAM, broken, VALIDATION, again, miss=0.25)
+    after = {f.relative_to(again): f.read_bytes() for f in again.rglob("*") if f.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "broken"]  # no leftovers
 
 
 def test_variant_gated_references_the_shipped_stages_and_serves_the_gate() -> None:
