@@ -262,8 +262,8 @@ class Engine:
 
     async def _embed(self, request: Request, names: Sequence[str]) -> bool:
         """Encode what the encoder signals among ``names`` will read, batched with the
-        requests in flight (one MiniLM call for 32 prompts costs about 1.6 of one alone),
-        into the request's feature cache.  True when no signal among ``names`` has work
+        requests in flight (one thread hop for them all), into the request's feature
+        cache.  True when no signal among ``names`` has work
         left beyond its head (each is an encoder signal whose encoder is loaded)."""
         wanted: dict[tuple[str, str], MicroBatcher] = {}
         cheap = True

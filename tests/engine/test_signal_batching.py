@@ -91,6 +91,7 @@ async def test_a_one_prompt_per_run_encoder_runs_its_prompts_side_by_side(
     e.warmup()
     encoder = e.signals["jb"].encoder  # type: ignore[attr-defined]
     assert embed.batching(encoder) == (1, 2)
+    assert embed.batching(embed.serving_encoder("minilm")) == (32, 2)
     real = encoder.encode
     sizes: list[int] = []
     busy, most = 0, 0
