@@ -34,7 +34,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from polyroute.embed import Encoder, batching
 from polyroute.errors import RoutingError
+from polyroute.types import Request
 
 Row = npt.NDArray[np.float64]
 Predict = Callable[[list[str]], Sequence[Row] | npt.NDArray[Any]]
@@ -123,3 +125,41 @@ class MicroBatcher:
                 self._running -= 1
                 if self._pending and not loop.is_closed():
                     self._start()
+
+
+class EncoderBatchers:
+    """One :class:`MicroBatcher` per request-path encoder (by id), made on first use.
+
+    The engine's signal prefetch and the plugins that embed a prompt (the semantic cache)
+    share it, so concurrent requests' prompts meet in one queue per encoder, and a vector
+    lands in the request's feature cache (``request.memo``) for every other reader.
+    Shapes and workers come from :func:`polyroute.embed.batching`."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, MicroBatcher] = {}
+
+    def get(self, encoder: Encoder) -> MicroBatcher:
+        batcher = self._by_id.get(encoder.id)
+        if batcher is None:
+            max_batch, workers = batching(encoder)
+            batcher = self._by_id[encoder.id] = MicroBatcher(
+                encoder.encode,
+                max_batch=max_batch,
+                workers=workers,
+                name=f"encoder {encoder.id}",
+                dtype=np.float32,
+            )
+        return batcher
+
+    async def embed(self, request: Request, encoder: Encoder, text: str) -> npt.NDArray[Any]:
+        """``encoder``'s ``[1 x dim]`` vector of ``text``, once per request: from the
+        request's feature cache, else batched with the requests in flight."""
+        memo = request.memo
+        if memo is None:
+            memo = request.memo = {}
+        key = ("embed", encoder.id, text)
+        vector: npt.NDArray[Any] | None = memo.get(key)
+        if vector is None:
+            row = await self.get(encoder).predict(text)
+            vector = memo[key] = row.reshape(1, -1)
+        return vector

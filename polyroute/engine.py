@@ -36,8 +36,6 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
 from polyroute.accounting import (
     UsageTap,
     account,
@@ -47,7 +45,7 @@ from polyroute.accounting import (
 )
 from polyroute.backends.backend import Backend
 from polyroute.backends.failover import Dispatcher
-from polyroute.batching import MicroBatcher
+from polyroute.batching import EncoderBatchers, MicroBatcher
 from polyroute.budget import Budgets
 from polyroute.build import (
     build_backends,
@@ -57,7 +55,7 @@ from polyroute.build import (
     build_store,
 )
 from polyroute.config import Config, DecisionConfig, load_config
-from polyroute.embed import Encoder, batching
+from polyroute.embed import Encoder
 from polyroute.errors import (
     ConfigError,
     FieldError,
@@ -104,9 +102,12 @@ class Engine:
         #: the trace log behind ``POST /v1/feedback`` (``feedback:`` in the config)
         self.trace_log: TraceLog | None = build_trace_log(config)
         sets = {n: m for n, sig in self.signals.items() if (m := sig.members()) is not None}
+        #: one micro-batcher per request-path encoder, shared with the plugins
+        self.batchers = EncoderBatchers()
         self.env = PluginEnv(
-            config.base_dir, self.store, frozenset(self.signals), sets, self.signals
-        )
+            config.base_dir, self.store, frozenset(self.signals), sets, self.signals,
+            self.batchers,
+        )  # fmt: skip
         self.plugins: tuple[BasePlugin, ...] = build_plugins(
             config.plugins, f"{config.source}: plugins", self.env
         )
@@ -152,8 +153,6 @@ class Engine:
             )
             for name, profile in self.profiles.items()
         }
-        # one micro-batcher per request-path encoder (by id), made on first use
-        self._batchers: dict[str, MicroBatcher] = {}
         self.redactor = SecretRedactor(secrets_of(config))
         self.dispatcher = Dispatcher(server, redactor=self.redactor)
         self.executors: dict[str, PlanExecutor] = {
@@ -276,16 +275,7 @@ class Engine:
             if encoder is None or not texts:
                 cheap = False
                 continue
-            batcher = self._batchers.get(encoder.id)
-            if batcher is None:
-                max_batch, workers = batching(encoder)
-                batcher = self._batchers[encoder.id] = MicroBatcher(
-                    encoder.encode,
-                    max_batch=max_batch,
-                    workers=workers,
-                    name=f"encoder {encoder.id}",
-                    dtype=np.float32,
-                )
+            batcher = self.batchers.get(encoder)
             wanted.update(((encoder.id, text), batcher) for text in texts)
         if wanted:
             keys = list(wanted)

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from polyroute.batching import EncoderBatchers
 from polyroute.options import Options, validate_options
 from polyroute.signals.base import BaseSignal
 from polyroute.types import JSON, Request, SignalSource, Store, Trace
@@ -43,6 +44,8 @@ class PluginEnv:
     signal_sets: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: the built signals themselves (an output guard computes them over the answer)
     signals: Mapping[str, BaseSignal] = field(default_factory=dict)
+    #: the engine's encoder micro-batchers (the semantic cache embeds through them)
+    batchers: EncoderBatchers | None = None
 
 
 @dataclass(slots=True)

@@ -123,6 +123,7 @@ class SemanticCache(BasePlugin):
         else:
             self.index = MemoryIndex(self.similarity, max_entries=o.max_entries, ttl_s=o.ttl_s)
         self._blocking = is_blocking_encoder(o.encoder)
+        self._batchers = env.batchers
         self._encoder: Encoder | None = None
         self._background = 0  # embeddings running ahead of their request's answer
 
@@ -187,9 +188,16 @@ class SemanticCache(BasePlugin):
         return embed_memo(ctx.request, self.encoder(), text)
 
     async def _embed_now(self, ctx: Context, text: str) -> Array:
-        if self._blocking:
+        """The prompt's vector: inline for a cheap encoder; else batched with the requests
+        in flight through the engine's encoder batchers (a worker thread per core)."""
+        if not self._blocking:
+            return self._embed(ctx, text)
+        if self._batchers is None:  # a plugin built outside an engine
             return await asyncio.to_thread(self._embed, ctx, text)
-        return self._embed(ctx, text)
+        encoder = (
+            self._encoder if self._encoder is not None else await asyncio.to_thread(self.encoder)
+        )
+        return await self._batchers.embed(ctx.request, encoder, text)
 
     def _embed_later(self, ctx: Context, text: str) -> asyncio.Future[Array] | None:
         """The embedding of ``text``, computing in a worker thread while the request goes

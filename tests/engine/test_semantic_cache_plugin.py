@@ -108,14 +108,14 @@ async def test_a_miss_in_an_empty_scope_embeds_while_the_upstream_answers(
     (encoder,) = counting
     upstream_first: list[bool] = []
     inner = encoder.encode
+    before = [0]  # the upstream's request count before the request under test was sent
 
     def encode(texts: Sequence[str]) -> Array:
         if ASK in texts:  # the request's own embedding: does the upstream call go on?
-            seen = len(upstreams[0].requests)
             deadline = time.monotonic() + 5.0
-            while len(upstreams[0].requests) == seen and time.monotonic() < deadline:
+            while len(upstreams[0].requests) == before[0] and time.monotonic() < deadline:
                 time.sleep(0.01)  # a worker thread: the event loop carries on meanwhile
-            upstream_first.append(len(upstreams[0].requests) > seen)
+            upstream_first.append(len(upstreams[0].requests) > before[0])
         return inner(texts)
 
     encoder.encode = encode  # type: ignore[method-assign]
@@ -125,6 +125,7 @@ async def test_a_miss_in_an_empty_scope_embeds_while_the_upstream_answers(
         history = [{"role": "user", "content": OTHER}, {"role": "assistant", "content": "Paris."}]
         turn = Request.chat(ASK, temperature=0)
         turn.body["messages"] = [*history, *turn.body["messages"]]
+        before[0] = len(upstreams[0].requests)
         _, later_turn = await engine.complete(turn)
     finally:
         await engine.aclose()
