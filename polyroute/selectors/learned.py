@@ -7,7 +7,7 @@ in ``__init__`` (MiniLM on ONNX Runtime, without torch, no disk cache).
 
 Batching: in the gateway (``aorder``) concurrent requests share one
 ``router.predict(prompts)`` call in a worker thread
-(:class:`~polyroute.selectors._batch.MicroBatcher`): ``batch_workers`` (default 1)
+(:class:`~polyroute.batching.MicroBatcher`): ``batch_workers`` (default 1)
 batches run at once, each of at most ``max_batch`` (32) prompts; while they run,
 new requests queue and form the next batch, and an idle batcher waits
 ``batch_window_ms`` (default 0) for company.  ``order`` (library, CLI, huge
