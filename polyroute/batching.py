@@ -9,7 +9,7 @@ compute-bound).
 A request's prompt joins the pending queue and the request awaits its own row.
 When the batcher has a free worker, it waits ``window_s`` for company, then
 takes up to ``max_batch`` pending prompts and runs ``predict`` on them in a
-worker thread (``asyncio.to_thread``); each waiter gets its row.  While
+worker thread (its ``executor``, else asyncio's default pool); each waiter gets its row.  While
 ``workers`` batches run, new prompts queue up and form the next batches as soon
 as one finishes, so under load batches grow by themselves and alone a request
 waits only the window.  The event loop never runs ``predict``.
@@ -29,12 +29,13 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from polyroute.embed import Encoder, batching
+from polyroute.embed import Encoder, batching, usable_cores
 from polyroute.errors import RoutingError
 from polyroute.types import Request
 
@@ -54,6 +55,7 @@ class MicroBatcher:
         workers: int = 1,
         name: str = "predict",
         dtype: type[np.floating[Any]] = np.float64,
+        executor: Executor | None = None,
     ) -> None:
         if max_batch < 1 or workers < 1 or window_s < 0:
             raise ValueError("max_batch and workers must be >= 1 and window_s >= 0")
@@ -63,6 +65,8 @@ class MicroBatcher:
         self.workers = workers
         self.name = name
         self.dtype = dtype
+        #: where ``predict_batch`` runs (None: asyncio's default thread pool)
+        self.executor = executor
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: deque[tuple[str, asyncio.Future[Row]]] = deque()
         self._running = 0
@@ -105,7 +109,8 @@ class MicroBatcher:
     ) -> None:
         cause: BaseException | None = None
         try:
-            rows = await asyncio.to_thread(self.predict_batch, [p for p, _ in batch])
+            prompts = [p for p, _ in batch]
+            rows = await loop.run_in_executor(self.executor, self.predict_batch, prompts)
             if len(rows) != len(batch):
                 raise ValueError(f"{len(rows)} rows for {len(batch)} prompts")
             for (_, future), row in zip(batch, rows, strict=True):
@@ -133,14 +138,21 @@ class EncoderBatchers:
     The engine's signal prefetch and the plugins that embed a prompt (the semantic cache)
     share it, so concurrent requests' prompts meet in one queue per encoder, and a vector
     lands in the request's feature cache (``request.memo``) for every other reader.
-    Shapes and workers come from :func:`polyroute.embed.batching`."""
+    Shapes and workers come from :func:`polyroute.embed.batching`.  Every encoder's
+    batches run in one pool of its own, a thread per usable core: however many encoders
+    are loaded, they never take more threads than that, and never the threads of
+    asyncio's default pool (which routes huge requests, runs the signals' heads, the
+    SQLite store and the PII and output guards)."""
 
     def __init__(self) -> None:
         self._by_id: dict[str, MicroBatcher] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     def get(self, encoder: Encoder) -> MicroBatcher:
         batcher = self._by_id.get(encoder.id)
         if batcher is None:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(usable_cores(), "polyroute-encoder")
             max_batch, workers = batching(encoder)
             batcher = self._by_id[encoder.id] = MicroBatcher(
                 encoder.encode,
@@ -148,8 +160,16 @@ class EncoderBatchers:
                 workers=workers,
                 name=f"encoder {encoder.id}",
                 dtype=np.float32,
+                executor=self._pool,
             )
         return batcher
+
+    def close(self) -> None:
+        """Let the pool's threads end (batches running finish; the engine is closing)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            self._by_id.clear()
 
     async def embed(self, request: Request, encoder: Encoder, text: str) -> npt.NDArray[Any]:
         """``encoder``'s ``[1 x dim]`` vector of ``text``, once per request: from the

@@ -67,7 +67,7 @@ def batching(encoder: Encoder) -> tuple[int, int]:
     """How the engine micro-batches ``encoder``'s prompts: ``(max_batch, workers)``.
 
     Batches of up to 32 prompts (a batched MiniLM call saves about a fifth of the CPU
-    per short prompt: 3.5 -> 2.7 ms for CLINC queries in batches of 32 on one thread;
+    per short prompt: about 3.6 -> 2.8 ms for CLINC queries in batches of 32 on one thread;
     little on 600-character prompts), on as many worker threads as the process may use
     cores (ONNX Runtime releases the GIL, so batches run side by side).  Measured on 2
     cores at 32 concurrent (BENCHMARKS.md): similarity on MiniLM 139 -> 208 req/s, and

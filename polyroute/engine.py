@@ -45,7 +45,7 @@ from polyroute.accounting import (
 )
 from polyroute.backends.backend import Backend
 from polyroute.backends.failover import Dispatcher
-from polyroute.batching import EncoderBatchers, MicroBatcher
+from polyroute.batching import EncoderBatchers
 from polyroute.budget import Budgets
 from polyroute.build import (
     build_backends,
@@ -197,6 +197,7 @@ class Engine:
         await self.store.aclose()
         if self.trace_log is not None:
             await self.trace_log.store.aclose()
+        self.batchers.close()
 
     # ------------------------------------------------------------------ phases 1-2
 
@@ -261,10 +262,10 @@ class Engine:
 
     async def _embed(self, request: Request, names: Sequence[str]) -> bool:
         """Encode what the encoder signals among ``names`` will read, batched with the
-        requests in flight (one thread hop for them all), into the request's feature
-        cache.  True when no signal among ``names`` has work
-        left beyond its head (each is an encoder signal whose encoder is loaded)."""
-        wanted: dict[tuple[str, str], MicroBatcher] = {}
+        requests in flight, into the request's feature cache (a text already there is not
+        encoded again).  True when no signal among ``names`` has work left beyond its
+        head (each is an encoder signal whose encoder is loaded)."""
+        wanted: dict[tuple[str, str], Encoder] = {}
         cheap = True
         for name in names:
             signal = self.signals[name]
@@ -275,15 +276,12 @@ class Engine:
             if encoder is None or not texts:
                 cheap = False
                 continue
-            batcher = self.batchers.get(encoder)
-            wanted.update(((encoder.id, text), batcher) for text in texts)
+            for text in texts:
+                wanted.setdefault((encoder.id, text), encoder)
         if wanted:
-            keys = list(wanted)
-            rows = await asyncio.gather(*(wanted[k].predict(k[1]) for k in keys))
-            memo = request.memo if request.memo is not None else {}
-            request.memo = memo
-            for (encoder_id, text), row in zip(keys, rows, strict=True):
-                memo[("embed", encoder_id, text)] = row.reshape(1, -1)
+            await asyncio.gather(
+                *(self.batchers.embed(request, enc, text) for (_, text), enc in wanted.items())
+            )
         return cheap
 
     @staticmethod

@@ -33,8 +33,11 @@ models (``@NAME``, checked by digest at load) instead of copying them: how the s
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
+import os
 import secrets
 import shutil
 from pathlib import Path
@@ -54,6 +57,7 @@ from polyroute.signals.textmodel import (
 )
 from polyroute.signals.textmodel_train import Rows, jailbreak_metrics
 
+_LOG = logging.getLogger("polyroute.signals")
 WEIGHTS = (1.0, 0.5)
 MISS = 0.005
 _EPS = 1e-7  # as JailbreakCascade.combine
@@ -108,9 +112,7 @@ def build_gate(
     threshold = round(low + (1.0 - low) * accurate.threshold, 6)
     tried = {w: jailbreak_metrics(gate_scores(p, q, low, w), truth, threshold) for w in WEIGHTS}
     weight = max(WEIGHTS, key=lambda w: (tried[w]["f1"], w))
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = _beside(root, "new")
-    staging.mkdir()
+    staging = _staging(root, out)
     try:
         manifest = _write(
             staging, fast, accurate, (fast_dir, accurate_dir), link_shipped=link_shipped
@@ -131,7 +133,7 @@ def build_gate(
             }
         )
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        _swap_in(staging, root)
+        _swap_in(staging, root, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -175,20 +177,53 @@ def _write(
     }
 
 
-def _swap_in(staging: Path, root: Path) -> None:
+def _staging(root: Path, out: str | Path) -> Path:
+    """A new hidden directory beside ``root`` to build in (the same file system, so the
+    swap is two renames).  Leftovers of an earlier build that was killed midway go."""
+    for stale in (
+        *root.parent.glob(f".{root.name}.new-*"),
+        *root.parent.glob(f".{root.name}.old-*"),
+    ):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = _beside(root, "new")
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        if root.is_dir():  # the swapped-in directory keeps the earlier one's mode and group
+            shutil.copymode(root, staging)
+            with contextlib.suppress(OSError):
+                os.chown(staging, -1, root.stat().st_gid)
+    except OSError as exc:
+        raise ConfigError(
+            f"--out: cannot create a directory beside {out} ({exc.strerror}): the cascade is "
+            "built there and swapped in; give an --out whose parent directory is writable"
+        ) from None
+    return staging
+
+
+def _swap_in(staging: Path, root: Path, out: str | Path) -> None:
     """Put the complete cascade at ``staging`` in place of ``root`` (an earlier one, or an
     empty directory, goes whole, and only now: a build that fails leaves it as it was)."""
-    if not root.exists():
-        staging.rename(root)
-        return
     old = _beside(root, "old")
-    root.rename(old)
-    staging.rename(root)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        if root.exists():
+            root.rename(old)
+        try:
+            staging.rename(root)
+        except OSError:
+            if old.exists():
+                old.rename(root)  # put the earlier cascade back
+            raise
+    except OSError as exc:
+        raise ConfigError(f"--out: cannot put the cascade at {out} ({exc.strerror})") from None
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        if old.exists():
+            _LOG.warning("could not remove the earlier cascade at %s; remove it by hand", old)
 
 
 def _beside(root: Path, what: str) -> Path:
-    """A hidden, unused name next to ``root`` (same file system: renames are atomic)."""
+    """A hidden, unused name next to ``root``."""
     return root.with_name(f".{root.name}.{what}-{secrets.token_hex(6)}")
 
 

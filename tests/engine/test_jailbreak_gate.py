@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from polyroute.cli import main
 from polyroute.errors import ConfigError
+from polyroute.signals import jailbreak_gate
 from polyroute.signals.finetuned import GRAPH, finetuned_encoder
 from polyroute.signals.jailbreak import JailbreakSignal
 from polyroute.signals.jailbreak_gate import WEIGHTS, build_gate, gate_scores
@@ -243,18 +245,64 @@ def test_out_must_be_new_empty_or_an_earlier_gate(gate: Path, tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "busy", "file", "other"]
 
 
-def test_a_rebuild_that_fails_leaves_the_earlier_gate_as_it_was(gate: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["scoring", "copying", "swapping"])
+def test_a_rebuild_that_fails_leaves_the_earlier_gate_as_it_was(
+    gate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Whether the build fails scoring (a corrupt graph), copying the second stage, or
+    putting the new directory in place, the earlier gate stays whole and nothing of the
+    failed build is left beside it."""
     again = tmp_path / "again"
     shutil.copytree(gate, again)
+    again.chmod(0o750)
     before = {f.relative_to(again): f.read_bytes() for f in again.rglob("*") if f.is_file()}
-    broken = tmp_path / "broken"
-    shutil.copytree(FINETUNED, broken)
-    (broken / "encoder.onnx").write_bytes(b"not a graph")
-    with pytest.raises(ConfigError, match="encoder.onnx"):
-        build_gate(NGRAM, broken, VALIDATION, again, miss=0.25)
+    accurate = FINETUNED
+    if where == "scoring":
+        accurate = tmp_path / "broken"
+        shutil.copytree(FINETUNED, accurate)
+        (accurate / "encoder.onnx").write_bytes(b"not a graph")
+    elif where == "copying":
+        real_copy = jailbreak_gate.shutil.copytree
+        copies: list[str] = []
+
+        def copytree(src: Path, dst: Path, **kw: Any) -> Any:
+            copies.append(str(src))
+            if len(copies) == 2:
+                raise OSError(28, "No space left on device")
+            return real_copy(src, dst, **kw)
+
+        monkeypatch.setattr(jailbreak_gate.shutil, "copytree", copytree)
+    else:
+        real_rename = Path.rename
+
+        def rename(self: Path, target: Path) -> Any:
+            if ".new-" in self.name:
+                raise OSError(16, "Device or resource busy")
+            return real_rename(self, target)
+
+        monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises((ConfigError, OSError)):
+        build_gate(NGRAM, accurate, VALIDATION, again, miss=0.25)
+    monkeypatch.undo()
     after = {f.relative_to(again): f.read_bytes() for f in again.rglob("*") if f.is_file()}
-    assert after == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "broken"]  # no leftovers
+    assert after == before and again.stat().st_mode & 0o777 == 0o750
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["again", *(["broken"] if where == "scoring" else [])]
+    )
+
+
+def test_a_rebuild_keeps_the_directory_s_mode_and_clears_a_killed_build_s_leftovers(
+    gate: Path, tmp_path: Path
+) -> None:
+    again = tmp_path / "again"
+    shutil.copytree(gate, again)
+    again.chmod(0o750)
+    (tmp_path / ".again.new-0123456789ab").mkdir()  # a build killed midway
+    (tmp_path / "keep").mkdir()
+    build_gate(NGRAM, FINETUNED, VALIDATION, again, miss=0.25)
+    assert again.stat().st_mode & 0o777 == 0o750
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "keep"]
+    assert json.loads((again / "manifest.json").read_text())["stages"]["fast"] == "ngram"
 
 
 def test_variant_gated_references_the_shipped_stages_and_serves_the_gate() -> None:

@@ -14,7 +14,7 @@ import pytest
 from fakes import Behaviour, FakeUpstream, gateway_config
 
 import polyroute.plugins.semantic_cache as semantic_cache
-from polyroute import Engine, Request, parse_config
+from polyroute import Engine, Request, embed, parse_config
 from polyroute.cache.families import default_families_dir
 from polyroute.embed import Array, Encoder
 from polyroute.errors import ConfigError
@@ -341,3 +341,33 @@ async def test_replicas_share_the_redis_cache(upstreams: tuple[FakeUpstream, ...
     assert crossed.cache == "miss"
     assert repeat.cache == "hit" and repeat.events[-1]["match"] == "exact"
     assert len(upstreams[0].requests) == 2
+
+
+async def test_concurrent_misses_share_the_engine_s_encoder_batches(
+    upstreams: tuple[FakeUpstream, ...],
+    counting: list[CountingEncoder],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cache embeds through the engine's encoder queues (``PluginEnv.batchers``): with
+    one worker, the misses that arrive while a batch runs go in the next call together,
+    not a thread each."""
+    monkeypatch.setattr(embed, "usable_cores", lambda: 1)
+    engine = engine_for(upstreams)
+    engine.warmup()
+    (encoder,) = counting
+    inner = encoder.encode
+    calls: list[int] = []
+
+    def encode(texts: Sequence[str]) -> Array:
+        calls.append(len(texts))
+        time.sleep(0.05)  # long enough for the other requests to queue behind this batch
+        return inner(texts)
+
+    monkeypatch.setattr(encoder, "encode", encode)
+    prompts = [f"please tell me a fact about animal kind {i}" for i in "abcdefgh"]
+    try:
+        done = await asyncio.gather(*(engine.complete(chat(p)) for p in prompts))
+    finally:
+        await engine.aclose()
+    assert [trace.cache for _, trace in done] == ["miss"] * len(prompts)
+    assert sum(calls) == len(prompts) and max(calls) > 1 and len(calls) < len(prompts)
