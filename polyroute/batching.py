@@ -139,12 +139,14 @@ class EncoderBatchers:
     share it, so concurrent requests' prompts meet in one queue per encoder, and a vector
     lands in the request's feature cache (``request.memo``) for every other reader.
     Shapes and workers come from :func:`polyroute.embed.batching`.  Every encoder's
-    batches run in one pool of its own, a thread per usable core: however many encoders
-    are loaded, they never take more threads than that, and never the threads of
-    asyncio's default pool (which routes huge requests, runs the signals' heads, the
-    SQLite store and the PII and output guards)."""
+    batches run in one pool of its own, of ``threads`` threads (``server.encoder_threads``;
+    default: a thread per usable core): however many encoders are loaded, they never take
+    more threads than that, and never the threads of asyncio's default pool (which routes
+    huge requests, runs the signals' heads, the SQLite store and the PII and output
+    guards).  No encoder runs more batches at once than there are threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads or usable_cores()
         self._by_id: dict[str, MicroBatcher] = {}
         self._pool: ThreadPoolExecutor | None = None
 
@@ -152,12 +154,12 @@ class EncoderBatchers:
         batcher = self._by_id.get(encoder.id)
         if batcher is None:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(usable_cores(), "polyroute-encoder")
+                self._pool = ThreadPoolExecutor(self.threads, "polyroute-encoder")
             max_batch, workers = batching(encoder)
             batcher = self._by_id[encoder.id] = MicroBatcher(
                 encoder.encode,
                 max_batch=max_batch,
-                workers=workers,
+                workers=min(workers, self.threads),
                 name=f"encoder {encoder.id}",
                 dtype=np.float32,
                 executor=self._pool,

@@ -172,6 +172,9 @@ class ServerConfig(_Frozen):
     signal_text_max_chars: int = Field(default=256 * 1024, ge=1024)
     # the encoder signals of one request must be computed within this; else unknown
     signal_timeout_s: float = Field(default=2.0, gt=0)
+    # threads for the request-path encoders' batches (MiniLM, the fine-tuned graph);
+    # None: the cores this process may use
+    encoder_threads: int | None = Field(default=None, ge=1, le=64)
     deadline_s: float = Field(default=120.0, gt=0)
     stream_idle_timeout_s: float = Field(default=60.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)

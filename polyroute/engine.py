@@ -103,7 +103,7 @@ class Engine:
         self.trace_log: TraceLog | None = build_trace_log(config)
         sets = {n: m for n, sig in self.signals.items() if (m := sig.members()) is not None}
         #: one micro-batcher per request-path encoder, shared with the plugins
-        self.batchers = EncoderBatchers()
+        self.batchers = EncoderBatchers(server.encoder_threads)
         self.env = PluginEnv(
             config.base_dir, self.store, frozenset(self.signals), sets, self.signals,
             self.batchers,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from polyroute import Engine, Request, embed, parse_config
+from polyroute.errors import ConfigError
 from polyroute.types import Trace
 
 PROMPTS = [f"how do I get a refund for order number {i}?" for i in range(12)] + [
@@ -122,3 +123,21 @@ async def test_a_one_prompt_per_run_encoder_runs_its_prompts_side_by_side(
     assert [t.decision for t in traces] == [a.decision for a in alone]
     assert traces[-1].decision == "blocked" and traces[0].decision == "other"
     assert [t.signals["jb"] for t in traces] == [a.signals["jb"] for a in alone]
+
+
+def test_server_encoder_threads_bounds_every_encoder_s_workers() -> None:
+    config: dict[str, Any] = {
+        "models": {"m": {"base_url": "http://127.0.0.1:9"}},
+        "server": {"encoder_threads": 1},
+        "signals": {"jb": {"type": "jailbreak", "variant": "finetuned"}},
+        "decisions": [{"name": "other", "models": ["m"]}],
+    }
+    e = Engine(parse_config(config))
+    e.warmup()
+    assert e.batchers.threads == 1
+    assert e.batchers.get(e.signals["jb"].encoder).workers == 1  # type: ignore[attr-defined]
+    config["server"] = {"encoder_threads": 0}
+    with pytest.raises(ConfigError, match="encoder_threads"):
+        parse_config(config)
+    config["server"] = {}
+    assert Engine(parse_config(config)).batchers.threads == embed.usable_cores()
