@@ -92,7 +92,8 @@ def plugin_config(recorder: Recorder) -> dict[str, Any]:
             "api_keys": [
                 {"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest()}
                 for name, key in KEYS.items()
-            ]
+            ],
+            "encoder_threads": 1,  # the cache's MiniLM batches on one thread of their own
         },
         "decisions": [
             {
