@@ -13,10 +13,15 @@ weighted mean, L2-normalised: numpy and ``tokenizers`` only, no onnxruntime or
 torch, no truncation (long prompts are read to the end).  A text without a
 weighted token encodes to the distilled vector of the empty prompt.
 
-The table is cached as ``<embedding cache>/static/minilm-static-<dims>-<tok>.npz``
-(float16 vectors, float32 weights; loaded with ``allow_pickle=False``), keyed by
-the size and a hash of the bundled ``tokenizer.json``.  A cached table that does
-not load or does not fit the tokenizer is a ConfigError naming the file.
+The 256-dim table ships with polyroute (``polyroute/data/static/``, distilled once
+as above): the shipped models on ``static`` were trained on it, and it serves the same
+vectors on every machine, with no ONNX export and no torch.  A table of another size,
+or for another tokenizer, is distilled and cached as
+``<embedding cache>/static/minilm-static-<dims>-<tok>.npz`` (float16 vectors, float32
+weights; loaded with ``allow_pickle=False``), keyed by the size and a hash of the
+bundled ``tokenizer.json``; a table in the cache under the shipped one's name
+overrides it.  A table that does not load or does not fit the tokenizer is a
+ConfigError naming the file.
 Artifacts carry the table itself (:meth:`StaticEncoder.state`): ONNX Runtime's
 float results differ across CPUs and versions, so rebuilding could not reproduce
 it bit for bit, and a served artifact then needs neither the ONNX graph nor
@@ -223,12 +228,22 @@ def save_table(table: StaticTable, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def shipped_table_path(dims: int = STATIC_DIM) -> Path:
+    """Where polyroute's own table of size ``dims`` for the bundled tokenizer would be
+    (only the default size ships)."""
+    return Path(__file__).parent / "data" / "static" / table_path(Path("."), dims).name
+
+
 @lru_cache(maxsize=4)
 def cached_table(cache: Path, dims: int = STATIC_DIM) -> StaticTable:
-    """The table of size ``dims`` from ``cache``, distilled (and saved) first if missing."""
+    """The table of size ``dims``: from ``cache`` if there, else the shipped one, else
+    distilled (and saved in ``cache``)."""
     path = table_path(cache, dims)
     if path.is_file():
         return load_table(path)
+    shipped = shipped_table_path(dims)
+    if shipped.is_file():
+        return load_table(shipped)
     from polyroute.embed_onnx import minilm_runtime
 
     runtime = minilm_runtime(cache, "subprocess")

@@ -25,6 +25,7 @@ from polyroute.embed_static import (
     encode_static,
     load_table,
     save_table,
+    shipped_table_path,
     table_path,
     tokenizer,
 )
@@ -185,9 +186,52 @@ def test_static_tfidf_artifact_round_trip(
     np.testing.assert_allclose(loaded.predict(prompts), router.predict(prompts), rtol=1e-5)
 
 
+def test_the_shipped_table_serves_with_an_empty_cache_and_no_onnx(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh install: nothing in the embedding cache, no MiniLM graph to distil from.
+    The static encoder reads the table that ships with polyroute, the same on every
+    machine, and writes nothing to the cache."""
+    import polyroute.embed_onnx
+
+    def no_runtime(*_: Any) -> None:
+        raise AssertionError("the shipped table must not need the MiniLM graph")
+
+    monkeypatch.setenv("POLYROUTE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(polyroute.embed_onnx, "minilm_runtime", no_runtime)
+    cached_table.cache_clear()
+    try:
+        table = cached_table(cache_dir())
+        z = make_encoder("static", use_cache=False).encode(["reset my password", ""])
+    finally:
+        cached_table.cache_clear()
+    assert shipped_table_path().is_file() and table.dims == STATIC_DIM
+    assert table.vectors.shape == (tokenizer().get_vocab_size(), STATIC_DIM)
+    np.testing.assert_array_equal(load_table(shipped_table_path()).vectors, table.vectors)
+    assert z.shape == (2, STATIC_DIM) and np.allclose(np.linalg.norm(z, axis=1), 1.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_the_shipped_table_is_what_minilm_distils_here() -> None:
+    """The shipped table against a fresh distillation on this machine's ONNX Runtime
+    (~10-20 s): the models shipped on ``static`` were trained on the shipped table, and
+    a machine whose MiniLM outputs drifted far from it would show here."""
+    from polyroute.embed_onnx import minilm_runtime
+
+    runtime = minilm_runtime(cache_dir(), "subprocess")
+    if runtime is None:
+        pytest.skip("no MiniLM ONNX graph on this machine")
+    fresh = build_table(runtime.session, STATIC_DIM)
+    shipped = load_table(shipped_table_path())
+    np.testing.assert_array_equal(fresh.weights, shipped.weights)
+    diff = np.abs(fresh.vectors.astype(np.float32) - shipped.vectors.astype(np.float32))
+    assert float(diff.max()) < 1e-2 and float((diff > 0).mean()) < 0.01
+
+
 @pytest.mark.slow
 def test_distilled_from_minilm_keeps_meaning() -> None:
-    real = cached_table(cache_dir())  # distilled once into the user's cache (~15 s)
+    real = cached_table(cache_dir())  # the shipped table (or the user's cached one)
     z = encode_static(
         real,
         [
