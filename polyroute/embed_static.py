@@ -19,9 +19,9 @@ vectors on every machine, with no ONNX export and no torch.  A table of another 
 or for another tokenizer, is distilled and cached as
 ``<embedding cache>/static/minilm-static-<dims>-<tok>.npz`` (float16 vectors, float32
 weights; loaded with ``allow_pickle=False``), keyed by the size and a hash of the
-bundled ``tokenizer.json``; a table in the cache under the shipped one's name
-overrides it.  A table that does not load or does not fit the tokenizer is a
-ConfigError naming the file.
+bundled ``tokenizer.json`` (a table an earlier version distilled into the cache for the
+default size is no longer read: the shipped one is).  A table that does not load or
+does not fit the tokenizer is a ConfigError naming the file.
 Artifacts carry the table itself (:meth:`StaticEncoder.state`): ONNX Runtime's
 float results differ across CPUs and versions, so rebuilding could not reproduce
 it bit for bit, and a served artifact then needs neither the ONNX graph nor
@@ -236,14 +236,14 @@ def shipped_table_path(dims: int = STATIC_DIM) -> Path:
 
 @lru_cache(maxsize=4)
 def cached_table(cache: Path, dims: int = STATIC_DIM) -> StaticTable:
-    """The table of size ``dims``: from ``cache`` if there, else the shipped one, else
-    distilled (and saved in ``cache``)."""
-    path = table_path(cache, dims)
-    if path.is_file():
-        return load_table(path)
+    """The table of size ``dims``: the shipped one when there is one (the default size,
+    for the bundled tokenizer), else from ``cache``, else distilled (and saved there)."""
     shipped = shipped_table_path(dims)
     if shipped.is_file():
         return load_table(shipped)
+    path = table_path(cache, dims)
+    if path.is_file():
+        return load_table(path)
     from polyroute.embed_onnx import minilm_runtime
 
     runtime = minilm_runtime(cache, "subprocess")

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from polyroute import embed_static
 from polyroute.dataset import RoutingDataset
 from polyroute.embed import ENCODERS, cache_dir, encoder_from_state, make_encoder
 from polyroute.embed_static import (
@@ -95,12 +96,18 @@ def test_empty_special_only_and_huge_texts(table: StaticTable) -> None:
     assert encode_static(table, []).shape == (0, STATIC_DIM)
 
 
-def test_cached_table_round_trip(table: StaticTable, tmp_path: Path) -> None:
+def test_cached_table_round_trip(
+    table: StaticTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A size (or tokenizer) with no shipped table is read from the cache."""
+    monkeypatch.setattr(embed_static, "shipped_table_path", lambda dims: tmp_path / "none.npz")
+    cached_table.cache_clear()
     path = table_path(tmp_path, STATIC_DIM)
     save_table(table, path)
     loaded = load_table(path)
     np.testing.assert_array_equal(loaded.vectors, table.vectors)
     np.testing.assert_array_equal(cached_table(tmp_path, STATIC_DIM).weights, table.weights)
+    cached_table.cache_clear()
 
 
 def test_corrupt_cached_table_names_the_file(table: StaticTable, tmp_path: Path) -> None:
@@ -130,8 +137,10 @@ def test_registered_and_state_round_trip(table: StaticTable) -> None:
 
 @pytest.fixture
 def static_cache(table: StaticTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An embedding cache holding the fake table as the default-size static table."""
+    """An embedding cache holding the fake table as the default-size static table (and no
+    shipped one, so the cache's is read)."""
     monkeypatch.setenv("POLYROUTE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(embed_static, "shipped_table_path", lambda dims: tmp_path / "none.npz")
     save_table(table, table_path(cache_dir(), STATIC_DIM))
     return tmp_path
 
@@ -189,9 +198,9 @@ def test_static_tfidf_artifact_round_trip(
 def test_the_shipped_table_serves_with_an_empty_cache_and_no_onnx(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A fresh install: nothing in the embedding cache, no MiniLM graph to distil from.
-    The static encoder reads the table that ships with polyroute, the same on every
-    machine, and writes nothing to the cache."""
+    """No MiniLM graph to distil from, and an earlier version's table in the cache: the
+    static encoder reads the table that ships with polyroute (the same on every
+    machine), not the cached one, and writes nothing to the cache."""
     import polyroute.embed_onnx
 
     def no_runtime(*_: Any) -> None:
@@ -200,6 +209,10 @@ def test_the_shipped_table_serves_with_an_empty_cache_and_no_onnx(
     monkeypatch.setenv("POLYROUTE_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(polyroute.embed_onnx, "minilm_runtime", no_runtime)
     cached_table.cache_clear()
+    stale = StaticTable(np.zeros((tokenizer().get_vocab_size(), STATIC_DIM), np.float16),
+                        np.ones(tokenizer().get_vocab_size(), np.float32),
+                        np.ones(STATIC_DIM, np.float32))  # fmt: skip
+    save_table(stale, table_path(cache_dir(), STATIC_DIM))  # an earlier version's distillation
     try:
         table = cached_table(cache_dir())
         z = make_encoder("static", use_cache=False).encode(["reset my password", ""])
@@ -209,7 +222,8 @@ def test_the_shipped_table_serves_with_an_empty_cache_and_no_onnx(
     assert table.vectors.shape == (tokenizer().get_vocab_size(), STATIC_DIM)
     np.testing.assert_array_equal(load_table(shipped_table_path()).vectors, table.vectors)
     assert z.shape == (2, STATIC_DIM) and np.allclose(np.linalg.norm(z, axis=1), 1.0)
-    assert list(tmp_path.iterdir()) == []
+    # the stale cached table is not read, and nothing is written
+    assert [f for f in tmp_path.rglob("*") if f.is_file()] == [table_path(cache_dir(), STATIC_DIM)]
 
 
 @pytest.mark.slow
