@@ -273,7 +273,8 @@ def running(*upstreams: FakeUpstream) -> Iterator[tuple[FakeUpstream, ...]]:
             app = web.Application()
             for path in up.paths:
                 app.router.add_post(path, up._handle)
-            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.2)
+            # no access log: the server thread may outlive a test's captured stream
+            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.2, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
