@@ -8,7 +8,7 @@ validation queries (short: about 10 tokens) and distinct prompts of the packaged
 dcrouter sample cut to 600 characters (long: about 150 tokens).  Each set is encoded in
 batches of 1, 4, 8, 16 and 32 (the runtime's memory of recent texts bypassed), after one
 warm-up call; printed: CPU and wall time per prompt.  A measurement, not a change: it
-is why the engine's encoder batchers (``polyroute.embed.batching``) run side by side on
+is why the engine's encoder batchers (``polyroute.batching.EncoderBatchers``) run side by side on
 every core rather than counting on large batches.
 """
 

@@ -27,6 +27,7 @@ State is bound to the running event loop: a batcher used from a new loop
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -35,11 +36,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from polyroute.embed import Encoder, batching, usable_cores
+from polyroute.embed import Encoder
 from polyroute.errors import RoutingError
 from polyroute.types import Request
 
 Row = npt.NDArray[np.float64]
+MAX_ENCODER_BATCH = 32
 Predict = Callable[[list[str]], Sequence[Row] | npt.NDArray[Any]]
 
 
@@ -138,12 +140,17 @@ class EncoderBatchers:
     The engine's signal prefetch and the plugins that embed a prompt (the semantic cache)
     share it, so concurrent requests' prompts meet in one queue per encoder, and a vector
     lands in the request's feature cache (``request.memo``) for every other reader.
-    Shapes and workers come from :func:`polyroute.embed.batching`.  Every encoder's
-    batches run in one pool of its own, of ``threads`` threads (``server.encoder_threads``;
-    default: a thread per usable core): however many encoders are loaded, they never take
-    more threads than that, and never the threads of asyncio's default pool (which routes
-    huge requests, runs the signals' heads, the SQLite store and the PII and output
-    guards).  No encoder runs more batches at once than there are threads."""
+    Every encoder's batches run in one pool of its own, of ``threads`` threads
+    (``server.encoder_threads``; default: a thread per usable core): however many encoders
+    are loaded, they never take more threads than that, and never the threads of
+    asyncio's default pool (which routes huge requests, runs the signals' heads, the
+    SQLite store and the PII and output guards).  Each encoder may run as many batches at
+    once as there are threads: a batched MiniLM call saves only about a fifth of the CPU
+    per short prompt (about 3.6 -> 2.8 ms for CLINC queries in batches of 32 on one
+    thread; little on 600-character prompts), so batches side by side are what pays
+    (BENCHMARKS.md, eighth session).  Batches hold up to 32 prompts, or one for an
+    encoder whose class sets ``one_prompt_per_run = True`` (the fine-tuned graph: a
+    prompt's vector must not depend on the prompts beside it)."""
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads or usable_cores()
@@ -155,11 +162,11 @@ class EncoderBatchers:
         if batcher is None:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, "polyroute-encoder")
-            max_batch, workers = batching(encoder)
+            one = getattr(encoder, "one_prompt_per_run", False) is True
             batcher = self._by_id[encoder.id] = MicroBatcher(
                 encoder.encode,
-                max_batch=max_batch,
-                workers=min(workers, self.threads),
+                max_batch=1 if one else MAX_ENCODER_BATCH,
+                workers=self.threads,
                 name=f"encoder {encoder.id}",
                 dtype=np.float32,
                 executor=self._pool,
@@ -185,3 +192,11 @@ class EncoderBatchers:
             row = await self.get(encoder).predict(text)
             vector = memo[key] = row.reshape(1, -1)
         return vector
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return max(1, os.cpu_count() or 1)

@@ -63,30 +63,6 @@ class Encoder(Protocol):
     def state(self) -> dict[str, npt.NDArray[Any]]: ...
 
 
-def batching(encoder: Encoder) -> tuple[int, int]:
-    """How the engine micro-batches ``encoder``'s prompts: ``(max_batch, workers)``.
-
-    Batches of up to 32 prompts (a batched MiniLM call saves about a fifth of the CPU
-    per short prompt: about 3.6 -> 2.8 ms for CLINC queries in batches of 32 on one thread;
-    little on 600-character prompts), on as many worker threads as the process may use
-    cores (ONNX Runtime releases the GIL, so batches run side by side).  Measured on 2
-    cores at 32 concurrent (BENCHMARKS.md): similarity on MiniLM 139 -> 208 req/s, and
-    with the defaults p99 428 -> 217 ms at 6 % less throughput, against one worker.  An
-    encoder whose class sets ``one_prompt_per_run = True`` (the fine-tuned graph: a
-    prompt's vector must not depend on the prompts beside it) gains nothing from a
-    batch: its prompts run one to a call."""
-    one = getattr(encoder, "one_prompt_per_run", False) is True
-    return (1 if one else 32), usable_cores()
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # no affinity on this platform
-        return max(1, os.cpu_count() or 1)
-
-
 def cache_dir() -> Path:
     env = os.environ.get("POLYROUTE_CACHE_DIR")
     base = Path(env) if env else Path.home() / ".cache" / "polyroute"

@@ -38,7 +38,7 @@ Array = npt.NDArray[np.float32]
 class FineTunedEncoder:
     """Prompts -> the fine-tuned graph's pooled ``[n x 384]`` vectors (not unit length)."""
 
-    #: the engine runs its prompts one to a call, on every core (``embed.batching``)
+    #: the engine runs its prompts one to a call, side by side (``batching.EncoderBatchers``)
     one_prompt_per_run = True
 
     def __init__(self, runtime: Any, digest: str) -> None:

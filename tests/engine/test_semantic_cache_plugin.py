@@ -14,7 +14,7 @@ import pytest
 from fakes import Behaviour, FakeUpstream, gateway_config
 
 import polyroute.plugins.semantic_cache as semantic_cache
-from polyroute import Engine, Request, embed, parse_config
+from polyroute import Engine, Request, batching, parse_config
 from polyroute.cache.families import default_families_dir
 from polyroute.embed import Array, Encoder
 from polyroute.errors import ConfigError
@@ -351,7 +351,7 @@ async def test_concurrent_misses_share_the_engine_s_encoder_batches(
     """The cache embeds through the engine's encoder queues (``PluginEnv.batchers``): with
     one worker, the misses that arrive while a batch runs go in the next call together,
     not a thread each."""
-    monkeypatch.setattr(embed, "usable_cores", lambda: 1)
+    monkeypatch.setattr(batching, "usable_cores", lambda: 1)
     engine = engine_for(upstreams)
     engine.warmup()
     (encoder,) = counting
