@@ -33,12 +33,8 @@ models (``@NAME``, checked by digest at load) instead of copying them: how the s
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import math
-import os
-import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -46,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from polyroute.errors import ConfigError
+from polyroute.replace_dir import staging_beside, swap_in
 from polyroute.signals.cascade import CASCADE, SHIPPED, STAGES, shipped_digest
 from polyroute.signals.textmodel import (
     FORMAT,
@@ -57,7 +54,6 @@ from polyroute.signals.textmodel import (
 )
 from polyroute.signals.textmodel_train import Rows, jailbreak_metrics
 
-_LOG = logging.getLogger("polyroute.signals")
 WEIGHTS = (1.0, 0.5)
 MISS = 0.005
 _EPS = 1e-7  # as JailbreakCascade.combine
@@ -112,7 +108,7 @@ def build_gate(
     threshold = round(low + (1.0 - low) * accurate.threshold, 6)
     tried = {w: jailbreak_metrics(gate_scores(p, q, low, w), truth, threshold) for w in WEIGHTS}
     weight = max(WEIGHTS, key=lambda w: (tried[w]["f1"], w))
-    staging = _staging(root, out)
+    staging = staging_beside(root, "--out", "the cascade")
     try:
         manifest = _write(
             staging, fast, accurate, (fast_dir, accurate_dir), link_shipped=link_shipped
@@ -133,7 +129,7 @@ def build_gate(
             }
         )
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        _swap_in(staging, root, out)
+        swap_in(staging, root, "--out", "the cascade")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -175,56 +171,6 @@ def _write(
         "versions": versions(),
         **({"shipped_digests": digests} if digests else {}),
     }
-
-
-def _staging(root: Path, out: str | Path) -> Path:
-    """A new hidden directory beside ``root`` to build in (the same file system, so the
-    swap is two renames).  Leftovers of an earlier build that was killed midway go."""
-    for stale in (
-        *root.parent.glob(f".{root.name}.new-*"),
-        *root.parent.glob(f".{root.name}.old-*"),
-    ):
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = _beside(root, "new")
-    try:
-        root.parent.mkdir(parents=True, exist_ok=True)
-        staging.mkdir()
-        if root.is_dir():  # the swapped-in directory keeps the earlier one's mode and group
-            shutil.copymode(root, staging)
-            with contextlib.suppress(OSError):
-                os.chown(staging, -1, root.stat().st_gid)
-    except OSError as exc:
-        raise ConfigError(
-            f"--out: cannot create a directory beside {out} ({exc.strerror}): the cascade is "
-            "built there and swapped in; give an --out whose parent directory is writable"
-        ) from None
-    return staging
-
-
-def _swap_in(staging: Path, root: Path, out: str | Path) -> None:
-    """Put the complete cascade at ``staging`` in place of ``root`` (an earlier one, or an
-    empty directory, goes whole, and only now: a build that fails leaves it as it was)."""
-    old = _beside(root, "old")
-    try:
-        if root.exists():
-            root.rename(old)
-        try:
-            staging.rename(root)
-        except OSError:
-            if old.exists():
-                old.rename(root)  # put the earlier cascade back
-            raise
-    except OSError as exc:
-        raise ConfigError(f"--out: cannot put the cascade at {out} ({exc.strerror})") from None
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        if old.exists():
-            _LOG.warning("could not remove the earlier cascade at %s; remove it by hand", old)
-
-
-def _beside(root: Path, what: str) -> Path:
-    """A hidden, unused name next to ``root``."""
-    return root.with_name(f".{root.name}.{what}-{secrets.token_hex(6)}")
 
 
 def _floor6(x: float) -> float:
