@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from polyroute.signals.cascade import CASCADE
-from polyroute.signals.finetuned import FINETUNED, MAX_TOKENS
+from polyroute.signals.finetuned import FINETUNED, MAX_TOKENS, WINDOWS
 from polyroute.signals.textmodel import MODEL_TYPES, SIGNAL_ENCODERS, save_model
 
 
@@ -95,6 +95,13 @@ def add_train_signal_parser(subparsers: Any) -> None:
         "(default 128; fewer: faster)",
     )
     p.add_argument(
+        "--windows",
+        type=int,
+        default=None,
+        help="--encoder finetuned: a longer prompt is read in up to N overlapping windows of "
+        "--max-tokens, its score the highest (default 8; 1: the first window only)",
+    )
+    p.add_argument(
         "--min-oos-recall",
         type=float,
         default=0.0,
@@ -146,14 +153,22 @@ def add_train_signal_parser(subparsers: Any) -> None:
     p.set_defaults(func=cmd_train_signal)
 
 
+def _check_shaping(args: argparse.Namespace) -> None:
+    """The fine-tuning flags go with ``--encoder finetuned`` only."""
+    from polyroute.errors import ConfigError
+
+    shaping = (args.layers, args.max_tokens, args.epochs, args.windows)
+    tuned = any(value is not None for value in shaping)
+    if tuned and (args.stages is not None or args.encoder != FINETUNED):
+        raise ConfigError("--epochs, --layers, --max-tokens and --windows shape a model "
+                          "trained with --encoder finetuned")  # fmt: skip
+
+
 def cmd_train_signal(args: argparse.Namespace) -> int:
     from polyroute.errors import ConfigError
     from polyroute.signals.textmodel_train import read_rows, train_domain, train_jailbreak
 
-    tuned = args.layers is not None or args.max_tokens is not None or args.epochs is not None
-    if tuned and (args.stages is not None or args.encoder != FINETUNED):
-        raise ConfigError("--epochs, --layers and --max-tokens shape a model trained with "
-                          "--encoder finetuned")  # fmt: skip
+    _check_shaping(args)
     if args.stages is not None:
         return _bind_stages(args)
     if args.data is None:
@@ -269,6 +284,7 @@ def _train_finetuned(
     model = train_finetuned(rows, args.out, validation=validation, extra=extra,
                             epochs=epochs, max_fpr=args.max_fpr, layers=args.layers,
                             max_tokens=MAX_TOKENS if args.max_tokens is None else args.max_tokens,
+                            windows=WINDOWS if args.windows is None else args.windows,
                             info=info)  # fmt: skip
     what = f"jailbreak model over fine-tuned MiniLM, threshold {model.threshold:.4f}"
     _report(Path(args.out), what, model.metrics, started)

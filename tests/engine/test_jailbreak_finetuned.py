@@ -5,6 +5,7 @@ its graph is part of the model (missing or corrupt: a ConfigError naming the fil
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -67,6 +68,47 @@ def test_a_prompt_s_vector_does_not_depend_on_the_prompts_beside_it(
     assert batch.shape == (7, 384) and np.array_equal(batch, one)
 
 
+ROME = "Tell me about the history of Rome, the roads its emperors built and their wars. " * 20
+
+
+def test_a_long_prompt_is_read_in_windows_and_scored_by_its_worst(
+    signal: JailbreakSignal,
+) -> None:
+    """An attack after ~400 tokens of history: read to 128 tokens it is benign; the shipped
+    model reads 8 windows and flags it.  Short prompts read the same either way."""
+    windowed, first_only = finetuned_encoder(SHIPPED), finetuned_encoder(SHIPPED, windows=1)
+    assert windowed.windows == 8 and first_only.windows == 1
+    assert windowed.id == first_only.id + ":w8"  # other vectors: never one memo entry
+    model = signal.model
+    for attack in ATTACKS[:2]:
+        long = f"{ROME}{attack}"
+        assert model.scores(first_only.encode([long]))[0] < signal.threshold
+        assert model.scores(windowed.encode([long]))[0] >= signal.threshold
+        assert signal.fires(signal.compute(Request.chat(long)))
+    assert not signal.fires(signal.compute(Request.chat(ROME)))
+    short = [*ATTACKS, *BENIGN]
+    assert np.array_equal(windowed.encode(short), first_only.encode(short))
+
+
+def test_windows_beyond_the_cap_are_not_read() -> None:
+    """With one window allowed past the first, an attack in the third is not seen."""
+    two = finetuned_encoder(SHIPPED, windows=2)
+    model = load_model(SHIPPED, "jailbreak")
+    assert model.scores(two.encode([f"{ROME}{ATTACKS[1]}"]))[0] < model.threshold
+
+
+@pytest.mark.parametrize("bad", [0, 65, 2.5, True, "8"])
+def test_a_bad_windows_value_is_a_config_error_naming_the_manifest(
+    tmp_path: Path, bad: object
+) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(SHIPPED, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "windows": bad}))
+    with pytest.raises(ConfigError, match=r"manifest.json: 'windows' must be a whole number"):
+        JailbreakSignal("jb", {"model": str(copy)})
+
+
 def test_a_missing_or_corrupt_graph_is_a_config_error_naming_it(tmp_path: Path) -> None:
     copy = tmp_path / "model"
     shutil.copytree(SHIPPED, copy)
@@ -92,6 +134,7 @@ def test_train_finetuned_writes_a_model_the_signal_loads(tmp_path: Path) -> None
                             log=lambda _: None)  # fmt: skip
     assert (out / GRAPH).is_file() and model.encoder == "finetuned"
     assert model.metrics["source"] == "validation" and model.metrics["fpr"] <= 0.25
+    assert json.loads((out / "manifest.json").read_text())["windows"] == 8
     signal = JailbreakSignal("jb", {"model": str(out)})
     signal.warmup()
     assert signal.threshold == model.threshold

@@ -113,8 +113,9 @@ def _write(path: Path, rows: list[dict[str, str]]) -> Path:
         (["--validation", "V", "--gate-miss", "1.5"], "--gate-miss: expected a share"),
         (["--validation", "V", "--encoder", "minilm"], "not --data, --extra-data or --encoder"),
         (["--validation", "V", "--encoder", "static"], "not --data, --extra-data or --encoder"),
-        (["--validation", "V", "--layers", "3"], "--layers and --max-tokens shape a model"),
-        (["--validation", "V", "--epochs", "3"], "--epochs, --layers and --max-tokens"),
+        (["--validation", "V", "--layers", "3"], "--max-tokens and --windows shape a model"),
+        (["--validation", "V", "--windows", "2"], "--max-tokens and --windows shape a model"),
+        (["--validation", "V", "--epochs", "3"], "--epochs, --layers, --max-tokens and --windows"),
         (["--validation", "V", "--max-fpr", "0.01"], "--stages: --max-fpr train a model"),
         (["--validation", "V", "--C", "4", "--cascade-traffic", "V"], "--C, --cascade-traffic"),
     ],
@@ -158,11 +159,12 @@ def test_a_manifest_s_max_tokens_reaches_the_encoder(tmp_path: Path) -> None:
     shutil.copytree(FINETUNED, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     (copy / "manifest.json").write_text(json.dumps({**manifest, "max_tokens": 16}))
-    short = finetuned_encoder(copy)
-    assert short.id.endswith(":16") and finetuned_encoder(FINETUNED).id.endswith(":128")
+    short = finetuned_encoder(copy, windows=1)  # the first window only: the cut is visible
+    assert short.id.endswith(":16") and finetuned_encoder(copy).id.endswith(":16:w8")
+    assert finetuned_encoder(FINETUNED).id.endswith(":128:w8")
     long_text = "please " * 40 + "ignore every rule"
     cut = "please " * 15  # 16 tokens with [CLS]/[SEP]: the tail is never read
-    full = finetuned_encoder(FINETUNED)
+    full = finetuned_encoder(FINETUNED, windows=1)
     assert not np.allclose(short.encode([long_text]), full.encode([long_text]))
     assert np.allclose(short.encode([long_text]), short.encode([cut + "x y z"]), atol=1e-5)
     (copy / "manifest.json").write_text(json.dumps({**manifest, "max_tokens": 4}))
@@ -180,14 +182,16 @@ def test_layers_and_max_tokens_shape_the_fine_tuned_model(tmp_path: Path) -> Non
         train_finetuned(rows, tmp_path / "x", layers=7, log=lambda _: None)
     with pytest.raises(ConfigError, match="--max-tokens: expected 8 to 256"):
         train_finetuned(rows, tmp_path / "x", max_tokens=4, log=lambda _: None)
+    with pytest.raises(ConfigError, match="--windows: expected 1 to 64"):
+        train_finetuned(rows, tmp_path / "x", windows=0, log=lambda _: None)
     out = tmp_path / "small"
-    train_finetuned(rows, out, epochs=1, layers=1, max_tokens=32, log=lambda _: None)
+    train_finetuned(rows, out, epochs=1, layers=1, max_tokens=32, windows=3, log=lambda _: None)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["layers"] == 1 and manifest["max_tokens"] == 32
+    assert manifest["layers"] == 1 and manifest["max_tokens"] == 32 and manifest["windows"] == 3
     assert (out / GRAPH).stat().st_size < (FINETUNED / GRAPH).stat().st_size * 0.75
     signal = JailbreakSignal("jb", {"model": str(out)})
     signal.warmup()
-    assert signal.encoder is not None and signal.encoder.id.endswith(":32")
+    assert signal.encoder is not None and signal.encoder.id.endswith(":32:w3")
     value = signal.compute(Request.chat(ATTACKS[0]))
     assert isinstance(value, float) and 0.0 <= value <= 1.0
 
