@@ -15,7 +15,7 @@ and flags a prompt when its score reaches its manifest threshold.  The baseline 
 issue's: TF-IDF word 1-2-grams + logistic regression (C=4) on the shared train split,
 its threshold the lowest flagging at most 3 % of the validation split's benign rows.
 
-    python benchmarks/bench_jailbreak_external.py [--variants ngram,finetuned,gated]
+    python benchmarks/bench_jailbreak_external.py [--variants ngram,finetuned,gated,DIR]
         [--limit N] [--misses NAME]
 
 Printed: recall per set for every model, and how many prompts of each set appear in the
@@ -121,11 +121,13 @@ def baseline(train: tuple[list[str], Any], val: tuple[list[str], Any]) -> tuple[
 
 
 def served(variant: str) -> tuple[Any, float]:
-    """A shipped variant through the signal itself: ``(score(text), threshold)``."""
+    """A shipped variant (or a model directory: a name with a ``/``) through the signal
+    itself: ``(score(text), threshold)``."""
     from polyroute.signals.jailbreak import JailbreakSignal
     from polyroute.types import Request
 
-    options = {} if variant == "ngram" else {"variant": variant}
+    options = {"model": variant} if "/" in variant else {"variant": variant}
+    options = {} if variant == "ngram" else options
     signal = JailbreakSignal("jailbreak", options)
     signal.warmup()
 

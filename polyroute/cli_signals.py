@@ -145,6 +145,13 @@ def add_train_signal_parser(subparsers: Any) -> None:
         "checked by digest at load) instead of copying them",
     )
     p.add_argument(
+        "--key",
+        default=None,
+        metavar="DIR",
+        help="--stages: a third jailbreak model as a second key: only prompts both keys are "
+        "unsure of reach the accurate stage",
+    )
+    p.add_argument(
         "--gate-miss",
         type=float,
         default=None,
@@ -173,8 +180,8 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
         return _bind_stages(args)
     if args.data is None:
         raise ConfigError('--data: required (rows {"text", "label"}), unless --stages')
-    if args.gate_miss is not None or args.link_shipped:
-        raise ConfigError("--gate-miss and --link-shipped: only with --stages")
+    if args.gate_miss is not None or args.link_shipped or args.key is not None:
+        raise ConfigError("--gate-miss, --key and --link-shipped: only with --stages")
     args.encoder = args.encoder or "static"  # None: not given (--stages rejects it)
     rows = read_rows(args.data, args.type)
     extra = [read_rows(f, args.type) for f in args.extra_data]
@@ -260,10 +267,14 @@ def _bind_stages(args: argparse.Namespace) -> int:
     info = {"stages_from": [Path(d).name for d in args.stages],
             "calibrated_on": Path(args.validation).name}  # fmt: skip
     fast_dir, accurate_dir = args.stages
+    if args.key is not None:
+        info["key_from"] = Path(args.key).name
     manifest = build_gate(fast_dir, accurate_dir, validation, args.out, miss=miss,
-                          link_shipped=args.link_shipped, info=info)  # fmt: skip
+                          link_shipped=args.link_shipped, key_dir=args.key,
+                          info=info)  # fmt: skip
     low, weight = manifest["band"][0], manifest["accurate_weight"]
-    what = (f"gated jailbreak cascade (gate {low:.4f}, accurate weight {weight}, "
+    key = f", key {manifest['key']['low']:.4f}" if "key" in manifest else ""
+    what = (f"gated jailbreak cascade (gate {low:.4f}{key}, accurate weight {weight}, "
             f"threshold {manifest['threshold']:.4f}; stages {manifest['stages']})")  # fmt: skip
     _report(Path(args.out), what, manifest["metrics"], started)
     return 0

@@ -172,22 +172,26 @@ def read_stages(path: str | Path, kind: Literal["jailbreak", "domain"]) -> Stage
     stages = manifest.get("stages")
     if not isinstance(stages, dict) or set(stages) != set(STAGES):
         raise ConfigError(f"{file}: 'stages' must name the 'fast' and 'accurate' directories")
-    found: dict[str, TextModel] = {}
-    for name in STAGES:
-        sub = stages[name]
-        if isinstance(sub, str) and sub.startswith(SHIPPED):
-            found[name] = load_model(_shipped_stage(file, manifest, name, sub, kind), kind)
-            continue
-        inside = isinstance(sub, str) and sub and not Path(sub).is_absolute()
-        if not inside or ".." in Path(sub).parts:
-            raise ConfigError(f"{file}: stages.{name} must be a directory inside the model")
-        found[name] = load_model(root / sub, kind)
+    found = {name: stage_model(file, manifest, name, stages[name], kind) for name in STAGES}
     words = manifest.get("accurate_max_words")
     if words is not None and (isinstance(words, bool) or not isinstance(words, int) or words < 1):
         raise ConfigError(f"{file}: 'accurate_max_words' must be a positive integer or null")
     metrics = manifest.get("metrics")
     return Stages(file, manifest, found["fast"], found["accurate"], words,
                   metrics if isinstance(metrics, dict) else {})  # fmt: skip
+
+
+def stage_model(
+    file: Path, manifest: dict[str, Any], role: str, ref: Any, kind: ModelType
+) -> TextModel:
+    """The model a cascade's manifest names for ``role``: ``@NAME`` (shipped, checked
+    against its digest) or a directory inside the cascade."""
+    if isinstance(ref, str) and ref.startswith(SHIPPED):
+        return load_model(_shipped_stage(file, manifest, role, ref, kind), kind)
+    inside = isinstance(ref, str) and ref and not Path(ref).is_absolute()
+    if not inside or ".." in Path(ref).parts:
+        raise ConfigError(f"{file}: stages.{role} must be a directory inside the model")
+    return load_model(file.parent / ref, kind)
 
 
 #: a stage named ``@NAME`` is the model polyroute ships as ``data/signals/NAME``

@@ -9,8 +9,9 @@ off the event loop, micro-batched, its vector shared with the ``domain`` signal 
 the request); without MiniLM the n-gram stage answers alone.  It catches slightly more
 jailbreaks at about a third less gateway throughput (BENCHMARKS.md), so it is not the
 default.  ``variant: finetuned`` is a fine-tuned MiniLM graph (the most accurate, ~8 ms a
-prompt); ``variant: gated`` puts the default in front of it (``train-signal jailbreak
---stages``: only prompts the n-gram model is unsure of reach the graph).
+prompt, a longer one read in up to 8 windows); ``variant: gated`` puts the default and
+the ``static`` model in front of it (``train-signal jailbreak --stages ... --key``: only
+prompts both are unsure of reach the graph).
 ``variant: fast`` is an earlier model on the ``static`` encoder; ``model: DIR``
 loads one trained with ``polyroute train-signal jailbreak`` (a single model or a cascade).
 Used bare in a rule (``when: jailbreak``) it fires when the probability reaches
@@ -28,7 +29,7 @@ from pathlib import Path
 from polyroute.embed import Encoder
 from polyroute.signals.cascade import is_cascade
 from polyroute.signals.jailbreak_cascade import JailbreakCascade, load_jailbreak_cascade
-from polyroute.signals.neural import StagedSignal, embed_memo
+from polyroute.signals.neural import StagedSignal, embed_memo, model_encoder
 from polyroute.signals.textmodel import TextModel
 from polyroute.types import Request, SignalValue, bound_text
 
@@ -40,6 +41,8 @@ class JailbreakSignal(StagedSignal):
     #: the two stages when the model is a cascade (``self.model`` is then the accurate one,
     #: carrying the cascade's threshold)
     cascade: JailbreakCascade | None = None
+    #: the encoder of the cascade's second key, if it has one
+    key_encoder: Encoder | None = None
 
     def load_model(self, path: Path) -> TextModel:
         if is_cascade(path):
@@ -50,11 +53,19 @@ class JailbreakSignal(StagedSignal):
     def fast_stage(self) -> TextModel | None:
         return None if self.cascade is None else self.cascade.fast
 
+    def load_encoder(self) -> Encoder:
+        encoder = super().load_encoder()
+        if self.cascade is not None and self.cascade.key is not None and not self.alone:
+            self.key_encoder = model_encoder(self.cascade.key, self.where)
+        return encoder
+
     def encoder_texts(self, request: Request) -> tuple[str, ...]:
         text = bound_text(request.user_text, self.text_max_chars)
         cascade = self.cascade
-        if cascade is not None and not self.alone and cascade.sure(self._fast(request, text), text):
-            return ()  # the fast stage is sure: nothing for the accurate encoder to batch
+        if cascade is None or self.alone:
+            return (text,)
+        if cascade.sure(self._fast(request, text), text) or self._cleared(request, text):
+            return ()  # the cheap keys settle it: nothing for the accurate encoder to batch
         return (text,)
 
     def evaluate(self, encoder: Encoder, request: Request) -> SignalValue:
@@ -64,6 +75,8 @@ class JailbreakSignal(StagedSignal):
         p = self._fast(request, text)
         if self.cascade.sure(p, text):
             return round(self._finite(p), 6)
+        if not self.alone and self._cleared(request, text):
+            return round(self._finite(self.cascade.cleared(p)), 6)
         if not self.alone:
             try:
                 q = float(self.cascade.accurate.scores(encoder.encode([text]))[0])
@@ -77,6 +90,13 @@ class JailbreakSignal(StagedSignal):
         """The cascade's fast-stage probability (its vector shared through the request)."""
         assert self.cascade is not None and self.fast_encoder is not None
         return float(self.cascade.fast.scores(embed_memo(request, self.fast_encoder, text))[0])
+
+    def _cleared(self, request: Request, text: str) -> bool:
+        """Whether the second key (if any) clears this in-band prompt."""
+        cascade, encoder = self.cascade, self.key_encoder
+        if cascade is None or cascade.key is None or encoder is None:
+            return False
+        return cascade.key_clears(float(cascade.key.scores(embed_memo(request, encoder, text))[0]))
 
     def fires(self, value: SignalValue) -> bool:
         return isinstance(value, float) and value >= self.threshold

@@ -17,9 +17,15 @@ it never overtakes a prompt the fast stage is sure of)::
 
     low + (high - low) * sigmoid((1 - w) * logit(p) + w * logit(q))
 
-``threshold`` applies to that score.  When the accurate stage cannot run, an in-band
-``p`` is mapped piecewise-linearly onto the band so that the score reaches ``threshold``
-exactly when ``p`` reaches the fast stage's own threshold: the fast stage decides alone.
+``threshold`` applies to that score.  A cascade may name a second key (``"key": {"stage":
+REF, "low": b}``, a third jailbreak model, say the ``static`` one whose vector the domain
+and similarity signals compute anyway): an in-band prompt it scores below ``b`` is
+cleared without the accurate stage, scored ``low * p`` (under the gate, so never
+flagged).  ``train-signal jailbreak --stages ... --key DIR`` chooses both cuts.
+
+When the accurate stage cannot run, an in-band ``p`` is mapped piecewise-linearly onto
+the band so that the score reaches ``threshold`` exactly when ``p`` reaches the fast
+stage's own threshold: the fast stage decides alone.
 The band, ``w`` and the accurate stage's C come from cross-validation on the training
 rows (``polyroute.signals.jailbreak_cascade_train``).
 """
@@ -32,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from polyroute.errors import ConfigError
-from polyroute.signals.cascade import read_stages, write_stages
+from polyroute.signals.cascade import read_stages, stage_model, write_stages
 from polyroute.signals.textmodel import TextModel
 
 _EPS = 1e-7
@@ -56,6 +62,17 @@ class JailbreakCascade:
     #: prompts of more words than this never go to the accurate stage (None: no cap)
     max_words: int | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: the second key: an in-band prompt it scores below ``key_low`` is cleared
+    key: TextModel | None = None
+    key_low: float = 0.0
+
+    def key_clears(self, s: float) -> bool:
+        """Whether the second key's probability ``s`` clears an in-band prompt."""
+        return self.key is not None and s < self.key_low
+
+    def cleared(self, p: float) -> float:
+        """The score of an in-band prompt the second key cleared: under the gate."""
+        return self.low * p
 
     def sure(self, p: float, text: str) -> bool:
         """Whether the fast probability ``p`` of ``text`` stands without the accurate stage."""
@@ -107,9 +124,21 @@ def load_jailbreak_cascade(path: str | Path) -> JailbreakCascade:
         raise ConfigError(f"{file}: 'accurate_weight' must be a number in [0, 1]")
     if not isinstance(threshold, int | float) or not _number(threshold) or not 0 <= threshold <= 1:
         raise ConfigError(f"{file}: 'threshold' must be a number in [0, 1]")
+    key, key_low = _key(file, manifest)
     return JailbreakCascade(found.fast, found.accurate, float(band[0]), float(band[1]),
                             float(weight), float(threshold), found.max_words,
-                            found.metrics)  # fmt: skip
+                            found.metrics, key, key_low)  # fmt: skip
+
+
+def _key(file: Path, manifest: dict[str, Any]) -> tuple[TextModel | None, float]:
+    """The manifest's second key (``{"stage": REF, "low": b}``), or none."""
+    found = manifest.get("key")
+    if found is None:
+        return None, 0.0
+    low = found.get("low") if isinstance(found, dict) else None
+    if not isinstance(low, int | float) or not _number(low) or not 0.0 <= low <= 1.0:
+        raise ConfigError(f'{file}: \'key\' must be {{"stage": DIR, "low": a number in [0, 1]}}')
+    return stage_model(file, manifest, "key", found.get("stage"), "jailbreak"), float(low)
 
 
 def _number(value: Any) -> bool:

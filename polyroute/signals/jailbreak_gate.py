@@ -29,6 +29,14 @@ logged); a stage that cannot load (a missing or corrupt graph) is a ConfigError 
 ``link_shipped`` (``--link-shipped``) references stages that are polyroute's own shipped
 models (``@NAME``, checked by digest at load) instead of copying them: how the shipped
 ``variant: gated`` is built.
+
+``key`` (``--key DIR``) adds a second key, a third jailbreak model (say the ``static``
+one, whose vector the domain and similarity signals compute anyway): a prompt goes to
+the accurate model only when both keys are unsure.  The two cuts are then chosen
+together: each a quantile of its model's scores over the validation injections, from 0
+to ``miss`` by 0.05 %; of the pairs losing at most ``miss`` of them in all, the one
+sending the fewest validation benign prompts on (ties: fewer lost, then the higher
+``low``).  A prompt the key clears scores ``low * p`` (``JailbreakCascade.cleared``).
 """
 
 from __future__ import annotations
@@ -59,15 +67,49 @@ MISS = 0.005
 _EPS = 1e-7  # as JailbreakCascade.combine
 
 
-def gate_scores(p: np.ndarray, q: np.ndarray, low: float, weight: float) -> np.ndarray:
-    """The cascade's scores from the fast ``p`` and accurate ``q`` probabilities, as
-    ``JailbreakSignal`` computes them one prompt at a time (``q`` counts only where
-    ``p >= low``)."""
+def gate_scores(
+    p: np.ndarray,
+    q: np.ndarray,
+    low: float,
+    weight: float,
+    *,
+    s: np.ndarray | None = None,
+    key_low: float = 0.0,
+) -> np.ndarray:
+    """The cascade's scores from the fast ``p`` and accurate ``q`` probabilities (and the
+    second key's ``s``), as ``JailbreakSignal`` computes them one prompt at a time (``q``
+    counts only where ``p >= low`` and ``s >= key_low``)."""
     pc, qc = np.clip(p, _EPS, 1 - _EPS), np.clip(q, _EPS, 1 - _EPS)
     z = (1 - weight) * np.log(pc / (1 - pc)) + weight * np.log(qc / (1 - qc))
     mixed = low + (1.0 - low) / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
+    if s is not None:
+        mixed = np.where(s < key_low, low * p, mixed)
     out: np.ndarray = np.where((p < low) | (p >= 1.0), p, mixed)  # p of 1: sure, as served
     return out
+
+
+def _two_cuts(p: np.ndarray, s: np.ndarray, truth: np.ndarray, miss: float) -> tuple[float, float]:
+    """The gate on ``p`` and the key's cut on ``s`` (see the module docstring)."""
+    levels = [level for level in {*np.round(np.arange(0.0, miss, 0.0005), 6).tolist(), miss}
+              if level > 0]  # fmt: skip
+    cuts_p = sorted(
+        {0.0, *(_floor6(float(np.quantile(p[truth], m, method="lower"))) for m in levels)}
+    )
+    cuts_s = sorted(
+        {0.0, *(_floor6(float(np.quantile(s[truth], m, method="lower"))) for m in levels)}
+    )
+    best: tuple[tuple[float, float, float], tuple[float, float]] | None = None
+    for a in cuts_p:
+        for b in cuts_s:
+            sent = (p >= a) & (s >= b)
+            lost = float((~sent[truth]).mean())
+            if lost > miss:
+                continue
+            rank = (float(sent[~truth].mean()), lost, -a)
+            if best is None or rank < best[0]:
+                best = (rank, (a, b))
+    assert best is not None  # (0, 0) loses nothing
+    return best[1]
 
 
 def build_gate(
@@ -78,41 +120,52 @@ def build_gate(
     *,
     miss: float = MISS,
     link_shipped: bool = False,
+    key_dir: str | Path | None = None,
     info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Choose the gate and the mix on ``validation`` and write the cascade to ``out``;
     returns its manifest.  With ``link_shipped``, a stage that is one of polyroute's
     shipped models is referenced (``@NAME``, its digest recorded) instead of copied.
     Any problem is a ConfigError naming the flag or file."""
-    from polyroute.signals.neural import model_encoder
-
     if not 0.0 <= miss < 1.0:
         raise ConfigError(f"--gate-miss: expected a share in [0, 1), got {miss}")
     truth = np.asarray(validation.labels) == "injection"
     if truth.all() or not truth.any():
         raise ConfigError("--validation: the rows need both 'injection' and 'benign' labels")
     root = Path(out).resolve()
-    for src in (Path(fast_dir).resolve(), Path(accurate_dir).resolve()):
+    dirs = [d for d in (fast_dir, accurate_dir, key_dir) if d is not None]
+    for src in (Path(d).resolve() for d in dirs):
         if root == src or root.is_relative_to(src) or src.is_relative_to(root):
             raise ConfigError(f"--out: {out} and the stage {src} must not hold one another")
     _check_out(root, out)
     fast = load_model(fast_dir, "jailbreak")
     accurate = load_model(accurate_dir, "jailbreak")
-    p = fast.scores(model_encoder(fast, "--stages").encode(validation.texts))
-    q = accurate.scores(model_encoder(accurate, "--stages").encode(validation.texts))
-    p, q = p.astype(np.float64), q.astype(np.float64)
+    key = None if key_dir is None else load_model(key_dir, "jailbreak")
+    p = _scores(fast, validation.texts, "--stages")
+    q = _scores(accurate, validation.texts, "--stages")
+    s = None if key is None else _scores(key, validation.texts, "--key")
     # "lower": a validation score, so the gate alone loses at most ``miss`` of them; the
     # values scored are the ones the manifest stores (6 decimals, the gate rounded down so
     # that the injection it sits on is still sent on)
-    low = _floor6(min(float(np.quantile(p[truth], miss, method="lower")), fast.threshold))
+    if s is None:
+        low, key_low = _floor6(float(np.quantile(p[truth], miss, method="lower"))), 0.0
+    else:
+        low, key_low = _two_cuts(p, s, truth, miss)
+    low = min(low, _floor6(fast.threshold))
     threshold = round(low + (1.0 - low) * accurate.threshold, 6)
-    tried = {w: jailbreak_metrics(gate_scores(p, q, low, w), truth, threshold) for w in WEIGHTS}
+    tried = {w: jailbreak_metrics(gate_scores(p, q, low, w, s=s, key_low=key_low), truth, threshold)
+             for w in WEIGHTS}  # fmt: skip
     weight = max(WEIGHTS, key=lambda w: (tried[w]["f1"], w))
+    sent = (p >= low) if s is None else (p >= low) & (s >= key_low)
     staging = staging_beside(root, "--out", "the cascade")
     try:
         manifest = _write(
             staging, fast, accurate, (fast_dir, accurate_dir), link_shipped=link_shipped
         )
+        if key is not None and key_dir is not None:
+            ref = _place(staging, manifest, "key", key_dir, link_shipped=link_shipped)
+            manifest["key"] = {"stage": ref, "low": key_low}
+            manifest["encoders"]["key"] = key.encoder
         manifest.update(
             {
                 "band": [low, 1.0],
@@ -121,7 +174,7 @@ def build_gate(
                 "metrics": {
                     "source": "validation",
                     "gate_miss": miss,
-                    "sent_on": round(float((p >= low).mean()), 4),
+                    "sent_on": round(float(sent.mean()), 4),
                     **tried[weight],
                     "by_weight": {str(w): m for w, m in tried.items()},
                 },
@@ -134,6 +187,26 @@ def build_gate(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _scores(model: TextModel, texts: list[str], where: str) -> np.ndarray:
+    from polyroute.signals.neural import model_encoder
+
+    out: np.ndarray = model.scores(model_encoder(model, where).encode(texts)).astype(np.float64)
+    return out
+
+
+def _place(
+    root: Path, manifest: dict[str, Any], role: str, src_dir: str | Path, *, link_shipped: bool
+) -> str:
+    """Reference (shipped, ``link_shipped``) or copy the model ``src_dir`` for ``role``;
+    the name the manifest gives it."""
+    src = Path(src_dir).resolve()
+    if link_shipped and src.parent == default_model_dir("jailbreak").parent.resolve():
+        manifest.setdefault("shipped_digests", {})[role] = shipped_digest(src)
+        return SHIPPED + src.name
+    shutil.copytree(src_dir, root / role)
+    return role
 
 
 def _write(

@@ -5,7 +5,8 @@ shows what the upstream received.
 - a jailbreak is refused (guard, the shipped jailbreak model), and never reaches the model;
   so with the fine-tuned model (``variant: finetuned``), which lets a look-alike through,
   with a gated cascade of the two shipped models built by the real CLI
-  (``train-signal jailbreak --stages``), and with the shipped ``variant: gated``;
+  (``train-signal jailbreak --stages``), and with the shipped ``variant: gated``; an
+  attack after a long harmless preamble is refused too (the graph reads windows);
 - a guarded topic is rerouted to a safer decision (its system prompt reaches the model);
 - PII is redacted before the upstream;
 - a repeated question is answered from the semantic cache, replayed as a stream too,
@@ -213,6 +214,29 @@ def test_the_finetuned_model_refuses_an_attack_and_lets_a_look_alike_through(
     assert received["messages"][-1]["content"] == LOOK_ALIKE
     trace = finetuned_gateway.wait_trace(raw.headers["x-polyroute-trace-id"])
     assert 0.0 <= trace["signals"]["jailbreak"] < 0.5
+
+
+PREAMBLE = "Tell me about the history of Rome, the roads its emperors built and their wars. "
+
+
+@pytest.mark.parametrize("name", ["finetuned_gateway", "gated_gateway"])
+def test_an_attack_after_a_long_harmless_preamble_is_refused(
+    name: str, recorder: Recorder, request: pytest.FixtureRequest
+) -> None:
+    """~400 tokens of history, then the attack: past the graph's first 128-token window,
+    read in the ones after it."""
+    gateway: Gateway = request.getfixturevalue(name)
+    before = len(recorder.bodies())
+    with client_of(gateway) as client:
+        with pytest.raises(PermissionDeniedError) as info:
+            ask(client, PREAMBLE * 20 + JAILBREAK)
+        raw = ask(client, PREAMBLE * 20)
+    assert info.value.status_code == 403
+    trace = gateway.wait_trace(info.value.response.headers["x-polyroute-trace-id"])
+    assert trace["plugins"][0]["action"] == "refused"
+    [received] = recorder.bodies()[before:]  # the history alone reached the model
+    assert received["messages"][-1]["content"] == PREAMBLE * 20
+    assert raw.headers["x-polyroute-decision"] == "main"
 
 
 def test_a_guarded_topic_is_rerouted_to_the_careful_decision(

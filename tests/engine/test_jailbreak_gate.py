@@ -322,7 +322,9 @@ def test_variant_gated_references_the_shipped_stages_and_serves_the_gate() -> No
     served = np.array([signal.compute(Request.chat(t)) for t in texts], dtype=np.float64)
     p, q = _stage_scores(texts)
     low, weight = manifest["band"][0], manifest["accurate_weight"]
-    assert np.allclose(served, gate_scores(p, q, low, weight), atol=1e-4)
+    assert manifest["key"]["stage"] == "@jailbreak-fast"  # the static model, linked too
+    s, key_low = _key_scores(texts), manifest["key"]["low"]
+    assert np.allclose(served, gate_scores(p, q, low, weight, s=s, key_low=key_low), atol=1e-4)
     assert all(signal.fires(v) for v in served[:4]), served
     assert not any(signal.fires(v) for v in served[4:]), served
 
@@ -353,3 +355,103 @@ def test_a_linked_stage_is_checked_by_digest_and_by_name(tmp_path: Path) -> None
         with pytest.raises(ConfigError, match=message) as caught:
             load_jailbreak_cascade(out)
         assert str(file) in str(caught.value)
+
+
+# --------------------------------------------------------------------------- second key
+
+STATIC = NGRAM.with_name("jailbreak-fast")
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("keyed") / "jb"
+    build_gate(NGRAM, FINETUNED, VALIDATION, out, miss=0.25, key_dir=STATIC)
+    return out
+
+
+def _key_scores(texts: list[str]) -> np.ndarray:
+    key = load_model(STATIC, "jailbreak")
+    return key.scores(model_encoder(key, "t").encode(texts)).astype(np.float64)
+
+
+def test_a_second_key_is_chosen_with_the_gate_and_copied(keyed: Path) -> None:
+    manifest = json.loads((keyed / "manifest.json").read_text())
+    assert manifest["key"]["stage"] == "key" and manifest["encoders"]["key"] == "static"
+    assert (keyed / "key" / "arrays.npz").read_bytes() == (STATIC / "arrays.npz").read_bytes()
+    low, key_low = manifest["band"][0], manifest["key"]["low"]
+    texts = ATTACKS + BENIGN
+    p, s = _stage_scores(texts)[0], _key_scores(texts)
+    sent = (p >= low) & (s >= key_low)
+    assert (~sent[:4]).mean() <= 0.25  # the two cuts together lose at most --gate-miss
+    assert manifest["metrics"]["sent_on"] == pytest.approx(sent.mean(), abs=1e-4)
+    # no pair of cuts on the grid loses no more and sends fewer benign prompts on
+    single = (p >= low)[4:].sum()
+    assert sent[4:].sum() <= single
+
+
+def test_the_signal_serves_the_keyed_gate_and_a_cleared_prompt_skips_the_graph(
+    keyed: Path, tmp_path: Path
+) -> None:
+    texts = ATTACKS + BENIGN
+    p, q = _stage_scores(texts)
+    s = _key_scores(texts)
+    strict = tmp_path / "strict"  # a key that clears every prompt in the band
+    shutil.copytree(keyed, strict)
+    for root, key_low in ((keyed, None), (strict, 1.0)):
+        manifest = json.loads((root / "manifest.json").read_text())
+        if key_low is not None:
+            manifest["key"]["low"] = key_low
+            (root / "manifest.json").write_text(json.dumps(manifest))
+        signal = JailbreakSignal("jb", {"model": str(root)})
+        signal.warmup()
+        served = np.array([signal.compute(Request.chat(t)) for t in texts], dtype=np.float64)
+        low, weight, cut = manifest["band"][0], manifest["accurate_weight"], manifest["key"]["low"]
+        assert np.allclose(served, gate_scores(p, q, low, weight, s=s, key_low=cut), atol=1e-4)
+    band = (p >= low) & (p < 1.0)
+    assert band.any(), p
+    assert np.allclose(served[band], low * p[band], atol=1e-5)  # cleared: under the gate
+    assert not any(signal.fires(v) for v in served[band])
+    cleared = [t for t, b in zip(texts, band, strict=True) if b]
+    assert signal.encoder_texts(Request.chat(cleared[0])) == ()  # no graph run
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ({"stage": "key", "low": 1.5}, "'key' must be"),
+        ({"stage": "key"}, "'key' must be"),
+        ([1, 2], "'key' must be"),
+        ({"stage": "../key", "low": 0.1}, "stages.key must be a directory inside"),
+        ({"stage": "@jailbreak-fast", "low": 0.1}, "shipped_digests.key: expected the digest"),
+    ],
+)
+def test_a_bad_second_key_is_a_config_error_naming_the_manifest(
+    keyed: Path, tmp_path: Path, key: Any, message: str
+) -> None:
+    from polyroute.signals.jailbreak_cascade import load_jailbreak_cascade
+
+    copy = tmp_path / "jb"
+    shutil.copytree(keyed, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "key": key}))
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_jailbreak_cascade(copy)
+    assert str(copy / "manifest.json") in str(caught.value)
+
+
+def test_a_shipped_key_is_linked_by_name_and_digest(tmp_path: Path) -> None:
+    from polyroute.signals.cascade import shipped_digest
+
+    out = tmp_path / "linked"
+    manifest = build_gate(NGRAM, FINETUNED, VALIDATION, out, miss=0.25, link_shipped=True,
+                          key_dir=STATIC)  # fmt: skip
+    assert manifest["key"]["stage"] == "@jailbreak-fast" and not (out / "key").exists()
+    assert manifest["shipped_digests"]["key"] == shipped_digest(STATIC)
+
+
+def test_key_goes_with_stages_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _write(tmp_path / "d.jsonl", [{"text": t, "label": "injection"} for t in ATTACKS])
+    argv = ["train-signal", "jailbreak", "--data", str(data), "--key", str(STATIC),
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main(argv) != 0
+    assert "--key and --link-shipped: only with --stages" in capsys.readouterr().err
