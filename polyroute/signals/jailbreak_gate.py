@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ import numpy as np
 from polyroute.errors import ConfigError
 from polyroute.replace_dir import staging_beside, swap_in
 from polyroute.signals.cascade import CASCADE, SHIPPED, STAGES, shipped_digest
+from polyroute.signals.jailbreak_cascade import KEY_ENCODERS
 from polyroute.signals.textmodel import (
     FORMAT,
     FORMAT_VERSION,
@@ -90,8 +92,7 @@ def gate_scores(
 
 def _two_cuts(p: np.ndarray, s: np.ndarray, truth: np.ndarray, miss: float) -> tuple[float, float]:
     """The gate on ``p`` and the key's cut on ``s`` (see the module docstring)."""
-    levels = [level for level in {*np.round(np.arange(0.0, miss, 0.0005), 6).tolist(), miss}
-              if level > 0]  # fmt: skip
+    levels = {*np.round(np.arange(0.0, miss, 0.0005), 6).tolist(), miss}  # 0: loses none
     cuts_p = sorted(
         {0.0, *(_floor6(float(np.quantile(p[truth], m, method="lower"))) for m in levels)}
     )
@@ -110,6 +111,19 @@ def _two_cuts(p: np.ndarray, s: np.ndarray, truth: np.ndarray, miss: float) -> t
                 best = (rank, (a, b))
     assert best is not None  # (0, 0) loses nothing
     return best[1]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What :func:`build_gate` chose on the validation rows."""
+
+    low: float
+    #: the second key's cut; None: no key (none given, or its cut came out 0)
+    key_low: float | None
+    weight: float
+    threshold: float
+    tried: dict[float, dict[str, Any]]
+    sent_on: float
 
 
 def build_gate(
@@ -133,17 +147,51 @@ def build_gate(
     if truth.all() or not truth.any():
         raise ConfigError("--validation: the rows need both 'injection' and 'benign' labels")
     root = Path(out).resolve()
-    dirs = [d for d in (fast_dir, accurate_dir, key_dir) if d is not None]
-    for src in (Path(d).resolve() for d in dirs):
+    for src in (Path(d).resolve() for d in (fast_dir, accurate_dir, key_dir) if d is not None):
         if root == src or root.is_relative_to(src) or src.is_relative_to(root):
             raise ConfigError(f"--out: {out} and the stage {src} must not hold one another")
     _check_out(root, out)
     fast = load_model(fast_dir, "jailbreak")
     accurate = load_model(accurate_dir, "jailbreak")
     key = None if key_dir is None else load_model(key_dir, "jailbreak")
+    if key is not None and key.encoder not in KEY_ENCODERS:
+        raise ConfigError(f"--key: {key_dir} is a {key.encoder!r} model; a key must be cheap: "
+                          f"one of {list(KEY_ENCODERS)}")  # fmt: skip
     p = _scores(fast, validation.texts, "--stages")
     q = _scores(accurate, validation.texts, "--stages")
     s = None if key is None else _scores(key, validation.texts, "--key")
+    gate = _choose(p, q, s, truth, miss=miss, thresholds=(fast.threshold, accurate.threshold))
+    staging = staging_beside(root, "--out", "the cascade")
+    try:
+        manifest = _write(
+            staging, fast, accurate, (fast_dir, accurate_dir), link_shipped=link_shipped
+        )
+        if key is not None and key_dir is not None and gate.key_low is not None:
+            digests = manifest["shipped_digests"]
+            ref = _place(staging, digests, "key", "key", key_dir, link_shipped=link_shipped)
+            manifest["key"] = {"stage": ref, "low": gate.key_low}
+            manifest["encoders"]["key"] = key.encoder
+        if not manifest["shipped_digests"]:
+            del manifest["shipped_digests"]
+        manifest.update(_chosen(gate, miss, info))
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        swap_in(staging, root, "--out", "the cascade")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _choose(
+    p: np.ndarray,
+    q: np.ndarray,
+    s: np.ndarray | None,
+    truth: np.ndarray,
+    *,
+    miss: float,
+    thresholds: tuple[float, float],
+) -> Gate:
+    """The gate (and the key's cut), the weight and the threshold (module docstring)."""
     # "lower": a validation score, so the gate alone loses at most ``miss`` of them; the
     # values scored are the ones the manifest stores (6 decimals, the gate rounded down so
     # that the injection it sits on is still sent on)
@@ -151,42 +199,33 @@ def build_gate(
         low, key_low = _floor6(float(np.quantile(p[truth], miss, method="lower"))), 0.0
     else:
         low, key_low = _two_cuts(p, s, truth, miss)
-    low = min(low, _floor6(fast.threshold))
-    threshold = round(low + (1.0 - low) * accurate.threshold, 6)
+        if key_low <= 0.0:  # a key that clears nothing only costs its vector: left out
+            s = None
+    low = min(low, _floor6(thresholds[0]))
+    threshold = round(low + (1.0 - low) * thresholds[1], 6)
     tried = {w: jailbreak_metrics(gate_scores(p, q, low, w, s=s, key_low=key_low), truth, threshold)
              for w in WEIGHTS}  # fmt: skip
     weight = max(WEIGHTS, key=lambda w: (tried[w]["f1"], w))
     sent = (p >= low) if s is None else (p >= low) & (s >= key_low)
-    staging = staging_beside(root, "--out", "the cascade")
-    try:
-        manifest = _write(
-            staging, fast, accurate, (fast_dir, accurate_dir), link_shipped=link_shipped
-        )
-        if key is not None and key_dir is not None:
-            ref = _place(staging, manifest, "key", key_dir, link_shipped=link_shipped)
-            manifest["key"] = {"stage": ref, "low": key_low}
-            manifest["encoders"]["key"] = key.encoder
-        manifest.update(
-            {
-                "band": [low, 1.0],
-                "accurate_weight": weight,
-                "threshold": threshold,
-                "metrics": {
-                    "source": "validation",
-                    "gate_miss": miss,
-                    "sent_on": round(float(sent.mean()), 4),
-                    **tried[weight],
-                    "by_weight": {str(w): m for w, m in tried.items()},
-                },
-                **(info or {}),
-            }
-        )
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        swap_in(staging, root, "--out", "the cascade")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return manifest
+    return Gate(low, None if s is None else key_low, weight, threshold, tried,
+                round(float(sent.mean()), 4))  # fmt: skip
+
+
+def _chosen(gate: Gate, miss: float, info: dict[str, Any] | None) -> dict[str, Any]:
+    """The manifest's fields for ``gate``."""
+    return {
+        "band": [gate.low, 1.0],
+        "accurate_weight": gate.weight,
+        "threshold": gate.threshold,
+        "metrics": {
+            "source": "validation",
+            "gate_miss": miss,
+            "sent_on": gate.sent_on,
+            **gate.tried[gate.weight],
+            "by_weight": {str(w): m for w, m in gate.tried.items()},
+        },
+        **(info or {}),
+    }
 
 
 def _scores(model: TextModel, texts: list[str], where: str) -> np.ndarray:
@@ -197,16 +236,17 @@ def _scores(model: TextModel, texts: list[str], where: str) -> np.ndarray:
 
 
 def _place(
-    root: Path, manifest: dict[str, Any], role: str, src_dir: str | Path, *, link_shipped: bool
-) -> str:
-    """Reference (shipped, ``link_shipped``) or copy the model ``src_dir`` for ``role``;
-    the name the manifest gives it."""
+    root: Path, digests: dict[str, str], role: str, name: str, src_dir: str | Path,
+    *, link_shipped: bool,
+) -> str:  # fmt: skip
+    """Reference (a shipped model, with ``link_shipped``: its digest goes to ``digests``)
+    or copy the model ``src_dir`` to ``root / name``; the reference the manifest holds."""
     src = Path(src_dir).resolve()
     if link_shipped and src.parent == default_model_dir("jailbreak").parent.resolve():
-        manifest.setdefault("shipped_digests", {})[role] = shipped_digest(src)
+        digests[role] = shipped_digest(src)
         return SHIPPED + src.name
-    shutil.copytree(src_dir, root / role)
-    return role
+    shutil.copytree(src_dir, root / name)
+    return name
 
 
 def _write(
@@ -218,20 +258,13 @@ def _write(
     link_shipped: bool,
 ) -> dict[str, Any]:
     """Copy (or, shipped and ``link_shipped``, reference) the stages into ``root``; the
-    manifest's stage part."""
+    manifest's stage part (``shipped_digests`` always present, emptied by the caller)."""
     from polyroute.routers._artifact_files import versions
 
-    names = _stage_names(fast, accurate)
-    refs: dict[str, str] = {}
     digests: dict[str, str] = {}
-    shipped = default_model_dir("jailbreak").parent.resolve()
-    for role, name, stage in zip(STAGES, names, dirs, strict=True):
-        src = Path(stage).resolve()
-        if link_shipped and src.parent == shipped:
-            refs[role], digests[role] = SHIPPED + src.name, shipped_digest(src)
-            continue
-        shutil.copytree(stage, root / name)
-        refs[role] = name
+    names = _stage_names(fast, accurate)
+    refs = {role: _place(root, digests, role, name, stage, link_shipped=link_shipped)
+            for role, name, stage in zip(STAGES, names, dirs, strict=True)}  # fmt: skip
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -242,7 +275,7 @@ def _write(
         "accurate_max_words": None,
         "labels": ["injection"],
         "versions": versions(),
-        **({"shipped_digests": digests} if digests else {}),
+        "shipped_digests": digests,
     }
 
 

@@ -78,7 +78,7 @@ def test_a_long_prompt_is_read_in_windows_and_scored_by_its_worst(
     model reads 8 windows and flags it.  Short prompts read the same either way."""
     windowed, first_only = finetuned_encoder(SHIPPED), finetuned_encoder(SHIPPED, windows=1)
     assert windowed.windows == 8 and first_only.windows == 1
-    assert windowed.id == first_only.id + ":w8"  # other vectors: never one memo entry
+    assert windowed.id.startswith(first_only.id + ":w8:")  # other vectors: other memo entries
     model = signal.model
     for attack in ATTACKS[:2]:
         long = f"{ROME}{attack}"
@@ -90,11 +90,25 @@ def test_a_long_prompt_is_read_in_windows_and_scored_by_its_worst(
     assert np.array_equal(windowed.encode(short), first_only.encode(short))
 
 
-def test_windows_beyond_the_cap_are_not_read() -> None:
-    """With one window allowed past the first, an attack in the third is not seen."""
+def test_past_the_cap_the_first_windows_and_the_last_are_read() -> None:
+    """Two windows: the first and the last; an attack between them is not seen, one at the
+    end of a prompt far longer than the windows hold is (only what they hold is read)."""
     two = finetuned_encoder(SHIPPED, windows=2)
     model = load_model(SHIPPED, "jailbreak")
-    assert model.scores(two.encode([f"{ROME}{ATTACKS[1]}"]))[0] < model.threshold
+    middle = f"{ROME}{ATTACKS[1]} {ROME}"
+    assert model.scores(two.encode([middle]))[0] < model.threshold
+    for encoder in (two, finetuned_encoder(SHIPPED)):
+        far = f"{ROME * 100}{ATTACKS[1]}"  # ~160 KB
+        assert model.scores(encoder.encode([far]))[0] >= model.threshold
+        assert model.scores(encoder.encode([ROME * 100]))[0] < model.threshold
+
+
+def test_the_head_that_picks_the_window_is_part_of_the_encoder_s_id() -> None:
+    """Two heads over one graph pick different windows: never one memo entry."""
+    base = finetuned_encoder(SHIPPED, windows=1)
+    direction = load_model(SHIPPED, "jailbreak").coef[0]
+    mine, other = base.windowed(8, direction), base.windowed(8, -direction)
+    assert mine.id == finetuned_encoder(SHIPPED).id and mine.id != other.id
 
 
 @pytest.mark.parametrize("bad", [0, 65, 2.5, True, "8"])
