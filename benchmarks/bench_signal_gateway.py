@@ -4,6 +4,7 @@
     python benchmarks/bench_signal_gateway.py --quick    # fewer requests, no cold start
     python benchmarks/bench_signal_gateway.py --domain-model DIR   # another domain model
     python benchmarks/bench_signal_gateway.py --jailbreak-model DIR   # another jailbreak model
+    python benchmarks/bench_signal_gateway.py --rate 150 --no-write   # open loop: latency at a load
 
 The jailbreak and domain signals run the shipped models (or ``--domain-model DIR``);
 the encoder each one names (``static`` or ``minilm``, from its manifest) is printed
@@ -67,6 +68,8 @@ WARMUP = 200
 START_TIMEOUT_S = 240.0
 NOWHERE = "http://127.0.0.1:9"  # in-process engines never call their models
 BURST_CAP_S = 60.0  # a closed loop stops after this long, whatever is left
+#: ``--rate R``: an open loop at R requests/s instead of the closed loop (empty: closed)
+RATE: list[float] = []
 TARGETS = {"signals_p50_ms": 5.0, "rps": 300.0, "rss_mib": 400.0, "start_s": 10.0}
 MATHS = [
     "Prove that the square root of two is irrational.",
@@ -253,12 +256,39 @@ async def burst(url: str, texts: list[str]) -> dict[str, Any]:
             "p50": pct(latencies, 50), "p99": pct(latencies, 99)}  # fmt: skip
 
 
+async def paced(url: str, texts: list[str], rate: float) -> dict[str, Any]:
+    """Open loop: one request every ``1 / rate`` s, whatever the answers' pace (latency at
+    a given load, not at saturation), for at most BURST_CAP_S."""
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(session: aiohttp.ClientSession, text: str) -> None:
+        nonlocal errors
+        try:
+            latencies.append(await _one(session, url, body(text)))
+        except (TimeoutError, aiohttp.ClientError, RuntimeError):
+            errors += 1
+
+    async with _session(8 * CONCURRENCY) as session:
+        t0 = time.perf_counter()
+        tasks = []
+        for k, text in enumerate(texts):
+            if time.perf_counter() - t0 > BURST_CAP_S:
+                break
+            await asyncio.sleep(max(0.0, t0 + k / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(session, text)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - t0
+    return {"n": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
+            "p50": pct(latencies, 50), "p99": pct(latencies, 99)}  # fmt: skip
+
+
 async def _load(url: str, texts: list[str], pid: int) -> dict[str, Any]:
     warm, rest = texts[:WARMUP], texts[WARMUP:]
     async with _session(CONCURRENCY) as session:  # connections, lazy imports, first batches
         await asyncio.gather(*(_one(session, url, body(t)) for t in warm))
     cpu0 = cpu_s(pid)
-    out = await burst(url, rest)
+    out = await (paced(url, rest, RATE[0]) if RATE else burst(url, rest))
     out["cpu_ms"] = (cpu_s(pid) - cpu0) * 1000 / max(1, out["n"])
     return out
 
@@ -416,6 +446,9 @@ def main() -> None:
         "--jailbreak-model", help="serve this jailbreak model directory (say a gated cascade)"
     )
     parser.add_argument("--quick", action="store_true", help="few requests, no cold start")
+    parser.add_argument("--rate", type=float, default=None, metavar="R",
+                        help="open loop at R requests/s (latency at a given load; the "
+                        "table's req/s is then the rate reached)")  # fmt: skip
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
     args = parser.parse_args()
     if args.quick:
@@ -426,6 +459,10 @@ def main() -> None:
         JAILBREAK["variant"] = args.jailbreak_variant
     if args.jailbreak_model:
         JAILBREAK["model"] = str(Path(args.jailbreak_model).resolve())
+    if args.rate is not None:
+        if args.rate <= 0:
+            parser.error("--rate: expected requests/s > 0")
+        RATE.append(args.rate)
     ensure_router(args.retrain)
     domain = args.domain_model and str(Path(args.domain_model).resolve())
     inproc = run_inproc(args.prompts, args.minilm_prompts, domain)
