@@ -183,15 +183,25 @@ class EncoderBatchers:
     async def embed(self, request: Request, encoder: Encoder, text: str) -> npt.NDArray[Any]:
         """``encoder``'s ``[1 x dim]`` vector of ``text``, once per request: from the
         request's feature cache, else batched with the requests in flight."""
-        memo = request.memo
-        if memo is None:
-            memo = request.memo = {}
-        key = ("embed", encoder.id, text)
+        memo, key = feature_cache(request), embed_key(encoder, text)
         vector: npt.NDArray[Any] | None = memo.get(key)
         if vector is None:
             row = await self.get(encoder).predict(text)
             vector = memo[key] = row.reshape(1, -1)
         return vector
+
+
+def feature_cache(request: Request) -> dict[Any, Any]:
+    """The request's feature cache (``request.memo``), made on first use."""
+    if request.memo is None:
+        request.memo = {}
+    return request.memo
+
+
+def embed_key(encoder: Encoder, text: str) -> tuple[str, str, str]:
+    """Where ``encoder``'s vector of ``text`` lies in a request's feature cache (every
+    reader and writer of embeddings uses this key)."""
+    return ("embed", encoder.id, text)
 
 
 def usable_cores() -> int:

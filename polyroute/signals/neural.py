@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy.typing as npt
 from pydantic import Field
 
+from polyroute.batching import embed_key, feature_cache
 from polyroute.embed import Array, Encoder, serving_encoder
 from polyroute.errors import ConfigError
 from polyroute.signals.base import BaseSignal, SignalOptions
@@ -114,10 +115,7 @@ class RequestEncoder:
 
 def embed_memo(request: Request, encoder: Encoder, text: str) -> Array:
     """``encoder.encode([text])``, computed once per request, encoder and text."""
-    memo = request.memo
-    if memo is None:
-        memo = request.memo = {}
-    key = ("embed", encoder.id, text)
+    memo, key = feature_cache(request), embed_key(encoder, text)
     vector: Array | None = memo.get(key)
     if vector is None:
         vector = memo[key] = encoder.encode([text])
