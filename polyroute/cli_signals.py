@@ -20,7 +20,8 @@ an int8 ONNX graph (``polyroute.signals.finetune_train``; needs torch).
 
 Rows are ``{"text", "label"}``, for ``domain`` optionally with a finer ``"intent"``
 (see ``polyroute.signals.textmodel_train``); label ``out_of_scope`` rows calibrate the
-out-of-scope cut.  ``DIR``
+out-of-scope cut.  A training row may carry a sample ``"weight"`` (a positive number;
+single jailbreak models only, other trainers refuse it).  ``DIR``
 gets ``manifest.json`` and ``arrays.npz``; a signal loads it with ``model: DIR``.
 Errors are ``ConfigError``; ``polyroute.cli`` prints them as one line.
 """
@@ -186,6 +187,8 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
     rows = read_rows(args.data, args.type)
     extra = [read_rows(f, args.type) for f in args.extra_data]
     validation = read_rows(args.validation, args.type) if args.validation else None
+    _check_weights(args, [(args.data, rows), *zip(args.extra_data, extra, strict=True)],
+                   validation)  # fmt: skip
     started = time.perf_counter()
     common: dict[str, Any] = {"validation": validation, "where": args.data}
     if args.C is not None:
@@ -236,6 +239,23 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
     what = f"{args.type} model over {args.encoder}, threshold {model.threshold:.4f}"
     _report(out, what, model.metrics, started)
     return 0
+
+
+#: the encoders whose single-model jailbreak training reads a row's ``weight``
+WEIGHTED_ENCODERS = ("static", "minilm", "ngram")
+
+
+def _check_weights(args: argparse.Namespace, files: list[tuple[str, Any]], validation: Any) -> None:
+    """Weighted rows where the trainer would not read the weights: an error, not a drop."""
+    from polyroute.errors import ConfigError
+
+    if validation is not None and validation.weights is not None:
+        raise ConfigError(f"{args.validation}: 'weight' on validation rows: they are scored, "
+                          "not fitted")  # fmt: skip
+    weighted = [name for name, rows in files if rows.weights is not None]
+    if weighted and not (args.type == "jailbreak" and args.encoder in WEIGHTED_ENCODERS):
+        raise ConfigError(f"{weighted[0]}: row 'weight' is read only when training a single "
+                          f"jailbreak model (--encoder {'|'.join(WEIGHTED_ENCODERS)})")  # fmt: skip
 
 
 def _bind_stages(args: argparse.Namespace) -> int:

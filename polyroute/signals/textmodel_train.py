@@ -19,10 +19,16 @@ Thresholds, when no validation file is given, come from 5-fold out-of-fold score
 
 With a validation file, the jailbreak threshold is calibrated on it (the domain
 threshold stays cross-validated) and the reported metrics are the validation's.
+
+A row may carry a ``weight`` (a positive number, default 1): its sample weight in the
+fit of a single ``jailbreak`` model (say terse ordinary prompts at 0.25, so that they
+teach "short is not an attack" without outweighing the data's short attacks).  Other
+trainers refuse weighted rows (``polyroute.cli_signals``) rather than ignore them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,6 +45,7 @@ from polyroute.signals.textmodel import OUT_OF_SCOPE, ModelType, TextModel
 JAILBREAK_LABELS = ("benign", "injection")
 FOLDS = 5
 CENTROID_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+MAX_WEIGHT = 1000.0  # a row's sample weight, at most
 SPARSE_FROM = 4096  # feature width above which LR is fitted on a sparse copy
 BoolArray = npt.NDArray[np.bool_]
 
@@ -51,17 +58,32 @@ class Rows:
     #: optional ``group`` of each row (say the template a look-alike came from): a jailbreak
     #: cascade holds each group out of one cross-validation fold whole
     groups: list[str] | None = None
+    #: optional sample ``weight`` of each row (None: every row weighs 1)
+    weights: list[float] | None = None
+
+    def sample_weights(self) -> Array:
+        """Each row's weight (1 where none is given)."""
+        if self.weights is None:
+            return np.ones(len(self.texts), dtype=np.float32)
+        return np.asarray(self.weights, dtype=np.float32)
 
 
 def read_rows(path: str | Path, kind: ModelType) -> Rows:
     """The rows of a JSONL file; a bad row is an error naming the file and line."""
     file = Path(path)
-    texts, labels, intents, groups = [], [], [], []
+    texts, labels, intents, groups, weights = [], [], [], [], []
     for number, row in json_lines(file):
         where = f"{file}:{number}"
         text, label, intent = row.get("text"), row.get("label"), row.get("intent")
-        group = row.get("group")
+        group, weight = row.get("group"), row.get("weight", 1.0)
         groups.append(group if isinstance(group, str) and group else "")
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not (math.isfinite(weight) and 0 < weight <= MAX_WEIGHT)
+        ):
+            raise ConfigError(f"{where}: 'weight' must be a number in (0, {MAX_WEIGHT:g}]")
+        weights.append(float(weight))
         if not isinstance(text, str) or not isinstance(label, str) or not label:
             raise ConfigError(f"{where}: expected string 'text' and non-empty string 'label'")
         if kind == "jailbreak" and label not in JAILBREAK_LABELS:
@@ -72,7 +94,9 @@ def read_rows(path: str | Path, kind: ModelType) -> Rows:
     if not texts:
         raise ConfigError(f"{file}: no training rows")
     has_intents = any(i != lab for i, lab in zip(intents, labels, strict=True))
-    return Rows(texts, labels, intents if has_intents else None, groups if any(groups) else None)
+    weighted = any(w != 1.0 for w in weights)
+    return Rows(texts, labels, intents if has_intents else None,
+                groups if any(groups) else None, weights if weighted else None)  # fmt: skip
 
 
 def _check_classes(rows: Rows, kind: ModelType, where: str) -> None:
@@ -88,13 +112,15 @@ def _check_classes(rows: Rows, kind: ModelType, where: str) -> None:
                 raise ConfigError(f"{where}: intent {intent!r} has two labels")
 
 
-def _fit(x: Array, y: Sequence[str], c: float) -> tuple[list[str], Array, Array]:
+def _fit(
+    x: Array, y: Sequence[str], c: float, weight: Array | None = None
+) -> tuple[list[str], Array, Array]:
     from scipy.sparse import csr_matrix
     from sklearn.linear_model import LogisticRegression
 
     # wide hashed n-gram rows are mostly zeros: a sparse matrix fits the same model faster
     data = csr_matrix(x) if x.shape[1] > SPARSE_FROM else x
-    lr = LogisticRegression(C=c, max_iter=3000).fit(data, np.asarray(y))
+    lr = LogisticRegression(C=c, max_iter=3000).fit(data, np.asarray(y), sample_weight=weight)
     classes = [str(k) for k in lr.classes_]
     coef = np.asarray(lr.coef_, dtype=np.float32)
     intercept = np.asarray(lr.intercept_, dtype=np.float32)
@@ -157,9 +183,11 @@ def train_jailbreak(
     y = ["injection" if lab == "injection" else "benign" for lab in rows.labels]
     xe = enc.encode(more) if more else x[:0]
     ye = ["injection" if lab == "injection" else "benign" for r in extra for lab in r.labels]
+    w = rows.sample_weights()
+    we = np.concatenate([r.sample_weights() for r in extra] or [w[:0]])
     positive = np.asarray(y) == "injection"
     if validation is not None:
-        fitted = jailbreak_fit(np.vstack([x, xe]), y + ye, c, encoder)
+        fitted = jailbreak_fit(np.vstack([x, xe]), y + ye, c, encoder, _unit(w, we))
         scores = fitted.scores(enc.encode(validation.texts))
         truth = np.asarray(validation.labels) == "injection"
         source = "validation"
@@ -168,18 +196,27 @@ def train_jailbreak(
         folds = _folds(y)
         for train, test in folds:
             fold = jailbreak_fit(np.vstack([x[train], xe]), [y[i] for i in train] + ye, c,
-                                  encoder)  # fmt: skip
+                                 encoder, _unit(w[train], we))  # fmt: skip
             scores[test] = fold.scores(x[test])
         truth, source = positive, f"{len(folds)}-fold cross-validation"
-        fitted = jailbreak_fit(np.vstack([x, xe]), y + ye, c, encoder)
+        fitted = jailbreak_fit(np.vstack([x, xe]), y + ye, c, encoder, _unit(w, we))
     threshold = jailbreak_threshold(scores, truth, max_fpr)
     metrics = {"source": source, "max_fpr": max_fpr, "extra_rows": len(ye),
                **jailbreak_metrics(scores, truth, threshold)}  # fmt: skip
     return replace(fitted, threshold=round(threshold, 6), metrics=metrics)
 
 
-def jailbreak_fit(x: Array, y: Sequence[str], c: float, encoder: str) -> TextModel:
-    classes, coef, intercept = _fit(x, y, c)
+def _unit(*weights: Array) -> Array | None:
+    """The rows' sample weights in fit order, or None when every one is 1 (the fit is then
+    exactly the unweighted one)."""
+    joined: Array = np.concatenate(weights)
+    return None if bool((joined == 1.0).all()) else joined
+
+
+def jailbreak_fit(
+    x: Array, y: Sequence[str], c: float, encoder: str, weight: Array | None = None
+) -> TextModel:
+    classes, coef, intercept = _fit(x, y, c, weight)
     # binary LR: one row, for classes[1]; the classes sort as ("benign", "injection")
     assert classes == list(JAILBREAK_LABELS), classes
     return _model("jailbreak", encoder, (["injection"], coef, intercept), ["injection"])

@@ -63,17 +63,43 @@ def test_the_lookalike_file_is_the_generator_s_output() -> None:
     assert {r["label"] for r in rows} == {"benign"} and len(rows) > 200
     assert len({r["group"] for r in rows}) > 10  # one per template: held out whole in CV
     cascade = load_jailbreak_cascade(default_model_dir("jailbreak").with_name("jailbreak-cascade"))
-    ngram = load_model(default_model_dir("jailbreak"), "jailbreak")
-    for metrics in (cascade.metrics, cascade.fast.metrics, ngram.metrics):
+    for metrics in (cascade.metrics, cascade.fast.metrics):
         assert metrics["extra_rows"] == len(rows)
 
 
-def test_the_jailbreak_cascade_variant_s_fast_stage_is_the_shipped_default() -> None:
+@pytest.mark.skipif(not CLINC.exists(), reason="shared CLINC150 data not present")
+def test_the_default_jailbreak_also_learned_terse_ordinary_queries() -> None:
+    """SOURCE.md's recipe: the look-alikes and CLINC150's train queries of 1-3 words."""
+    train = [json.loads(line) for line in CLINC.with_name("train.jsonl").read_text().splitlines()]
+    terse = [r for r in train if len(r["text"].split()) <= 3]
+    lookalikes = LOOKALIKES.read_text().splitlines()
+    manifest = json.loads((default_model_dir("jailbreak") / "manifest.json").read_text())
+    assert manifest["extra_data"] == ["jailbreak-lookalikes.jsonl", "clinc150_terse.jsonl"]
+    assert manifest["metrics"]["extra_rows"] == len(lookalikes) + len(terse) == 298 + 577
+
+
+@pytest.mark.skipif(not CLINC.exists(), reason="shared CLINC150 data not present")
+def test_the_default_jailbreak_lets_terse_ordinary_queries_pass() -> None:
+    """CLINC150 *validation* queries of 1-3 words (the recipe's rows are train queries):
+    the model before the terse rows flagged 74 of 137, this one 16."""
+    rows = [json.loads(line) for line in CLINC.read_text().splitlines()]
+    terse = [r["text"] for r in rows if len(r["text"].split()) <= 3]
+    signal = JailbreakSignal("j", {})
+    flagged = [t for t in terse if signal.fires(signal.compute(Request.chat(t)))]
+    assert len(terse) > 100
+    assert len(flagged) <= 0.2 * len(terse), flagged
+    for greeting in ("hi", "hello", "thanks", "tell me a joke"):
+        assert not signal.fires(signal.compute(Request.chat(greeting))), greeting
+
+
+def test_the_jailbreak_cascade_variant_s_fast_stage_is_the_earlier_default() -> None:
+    """``variant: cascade`` keeps the n-gram model of the recipe before the terse rows
+    (its cascade trainer reads no row weights)."""
     cascade = load_jailbreak_cascade(default_model_dir("jailbreak").with_name("jailbreak-cascade"))
     ngram = load_model(default_model_dir("jailbreak"), "jailbreak")
     assert cascade.fast.encoder == "ngram" and cascade.accurate.encoder == "minilm"
-    assert np.array_equal(cascade.fast.coef, ngram.coef)
-    assert cascade.fast.threshold == ngram.threshold
+    assert cascade.fast.metrics["extra_rows"] == 298  # the look-alikes only
+    assert ngram.coef.shape == cascade.fast.coef.shape
     assert cascade.low < cascade.threshold < cascade.high
     assert cascade.metrics["cross_validation"]["accurate_share"] <= 0.10
 
