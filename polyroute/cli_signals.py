@@ -21,7 +21,7 @@ an int8 ONNX graph (``polyroute.signals.finetune_train``; needs torch).
 Rows are ``{"text", "label"}``, for ``domain`` optionally with a finer ``"intent"``
 (see ``polyroute.signals.textmodel_train``); label ``out_of_scope`` rows calibrate the
 out-of-scope cut.  A training row may carry a sample ``"weight"`` (a positive number;
-single jailbreak models only, other trainers refuse it).  ``DIR``
+single jailbreak models, fine-tuned ones included; other trainers refuse it).  ``DIR``
 gets ``manifest.json`` and ``arrays.npz``; a signal loads it with ``model: DIR``.
 Errors are ``ConfigError``; ``polyroute.cli`` prints them as one line.
 """
@@ -242,7 +242,7 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
 
 
 #: the encoders whose single-model jailbreak training reads a row's ``weight``
-WEIGHTED_ENCODERS = ("static", "minilm", "ngram")
+WEIGHTED_ENCODERS = ("static", "minilm", "ngram", FINETUNED)
 
 
 def _check_weights(args: argparse.Namespace, files: list[tuple[str, Any]], validation: Any) -> None:

@@ -92,7 +92,7 @@ class _Pooled:
 
 def _fit(
     texts: list[str], positive: np.ndarray, epochs: int, seed: int, log: Any, *,
-    layers: int | None = None, max_tokens: int = MAX_TOKENS,
+    layers: int | None = None, max_tokens: int = MAX_TOKENS, rows_weight: Any = None,
 ) -> _Pooled:  # fmt: skip
     import torch
 
@@ -101,7 +101,9 @@ def _fit(
     lengths = [len(t) for t in texts]
     steps = epochs * math.ceil(len(texts) / 32)
     train = Schedule([*model.bert.parameters(), *model.head.parameters()], steps, log)
-    share = float(positive.mean())
+    # the classes weigh half each (the rows' own weights counted, when they carry some)
+    w = np.ones(len(texts)) if rows_weight is None else np.asarray(rows_weight, dtype=np.float64)
+    share = float(positive.mean()) if rows_weight is None else float(w[positive].sum() / w.sum())
     weight = torch.tensor([0.5 / (1 - share), 0.5 / share])
     model.bert.train()
     for _ in range(epochs):
@@ -109,7 +111,10 @@ def _fit(
             y = torch.tensor(positive[batch], dtype=torch.float32)
             z = model.logits([texts[i] for i in batch])
             loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none")
-            train.step((loss * weight[y.long()]).mean())
+            loss = loss * weight[y.long()]
+            if rows_weight is not None:
+                loss = loss * torch.tensor(w[batch], dtype=torch.float32)
+            train.step(loss.mean())
     model.bert.eval()
     return model
 
@@ -204,13 +209,20 @@ def train_finetuned(
     positive = np.asarray(labels) == "injection"
     if positive.all() or not positive.any():
         raise ConfigError("jailbreak training rows need both 'injection' and 'benign' labels")
+    weighted = rows.weights is not None or any(r.weights is not None for r in extra)
+    rows_weight = (
+        np.concatenate([rows.sample_weights(), *(r.sample_weights() for r in extra)])
+        if weighted
+        else None
+    )
     if layers is not None and not 1 <= layers <= 6:
         raise ConfigError(f"--layers: expected 1 to 6 (MiniLM has 6), got {layers}")
     if not 8 <= max_tokens <= 256:
         raise ConfigError(f"--max-tokens: expected 8 to 256, got {max_tokens}")
     if not 1 <= windows <= 64:
         raise ConfigError(f"--windows: expected 1 to 64, got {windows}")
-    model = _fit(texts, positive, epochs, seed, log, layers=layers, max_tokens=max_tokens)
+    model = _fit(texts, positive, epochs, seed, log, layers=layers, max_tokens=max_tokens,
+                 rows_weight=rows_weight)  # fmt: skip
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     _export(model, root / GRAPH)

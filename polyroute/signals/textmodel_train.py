@@ -21,9 +21,10 @@ With a validation file, the jailbreak threshold is calibrated on it (the domain
 threshold stays cross-validated) and the reported metrics are the validation's.
 
 A row may carry a ``weight`` (a positive number, default 1): its sample weight in the
-fit of a single ``jailbreak`` model (say terse ordinary prompts at 0.25, so that they
-teach "short is not an attack" without outweighing the data's short attacks).  Other
-trainers refuse weighted rows (``polyroute.cli_signals``) rather than ignore them.
+fit of a single ``jailbreak`` model, the fine-tuned one's loss included (say terse
+ordinary prompts at 0.25, so that they teach "short is not an attack" without
+outweighing the data's short attacks).  Other trainers refuse weighted rows
+(``polyroute.cli_signals``) rather than ignore them.
 """
 
 from __future__ import annotations

@@ -165,3 +165,23 @@ def test_only_jailbreak_models_are_fine_tuned(tmp_path: Path) -> None:
             "--out", str(tmp_path / "o")]  # fmt: skip
     assert main(argv) != 0
     assert not (tmp_path / "o").exists()
+
+
+def test_row_weights_scale_the_fine_tuning_loss_and_unit_weights_change_nothing() -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import numpy as np
+
+    from polyroute.signals.finetune_train import _fit
+
+    texts = ATTACKS * 2 + BENIGN * 2
+    positive = np.asarray([True] * 6 + [False] * 6)
+
+    def head(weights: object) -> object:
+        model = _fit(texts, positive, 3, 0, lambda _: None, layers=1, rows_weight=weights)
+        return model.head.weight.detach().numpy().copy()
+
+    plain, unit = head(None), head(np.ones(len(texts)))
+    light = head(np.asarray([1.0] * 6 + [0.01] * 6))
+    assert np.array_equal(plain, unit)
+    assert not np.array_equal(plain, light)
