@@ -1,7 +1,7 @@
 """Experiment: terse ordinary prompts as benign rows, their weight chosen by
 cross-validation, for the ``ngram`` jailbreak model (the shipped default).
 
-    python benchmarks/exp_jailbreak_terse_cv.py      # ~4 min; writes /tmp/jb-terse-cv/w*/
+    python benchmarks/exp_jailbreak_terse_cv.py      # ~2 min; writes /tmp/jb-terse-cv/w*/
 
 Why: every model here flags half or more of CLINC150's validation queries of one to
 three words ("hi", "tell me a joke"; ``bench_jailbreak_external.py``).  The injection

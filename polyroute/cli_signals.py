@@ -32,11 +32,14 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyroute.signals.cascade import CASCADE
 from polyroute.signals.finetuned import FINETUNED, MAX_TOKENS, WINDOWS
 from polyroute.signals.textmodel import MODEL_TYPES, SIGNAL_ENCODERS, save_model
+
+if TYPE_CHECKING:
+    from polyroute.signals.textmodel_train import Rows
 
 
 def add_train_signal_parser(subparsers: Any) -> None:
@@ -47,7 +50,10 @@ def add_train_signal_parser(subparsers: Any) -> None:
     )
     p.add_argument("type", choices=MODEL_TYPES, help="which signal's model to train")
     p.add_argument(
-        "--data", default=None, metavar="FILE.jsonl", help='rows {"text", "label"[, "intent"]}'
+        "--data",
+        default=None,
+        metavar="FILE.jsonl",
+        help='rows {"text", "label"[, "intent"][, "weight"]}',
     )
     p.add_argument(
         "--validation", default=None, metavar="FILE.jsonl", help="held-out rows for the metrics"
@@ -174,7 +180,7 @@ def _check_shaping(args: argparse.Namespace) -> None:
 
 def cmd_train_signal(args: argparse.Namespace) -> int:
     from polyroute.errors import ConfigError
-    from polyroute.signals.textmodel_train import read_rows, train_domain, train_jailbreak
+    from polyroute.signals.textmodel_train import train_domain, train_jailbreak
 
     _check_shaping(args)
     if args.stages is not None:
@@ -184,18 +190,11 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
     if args.gate_miss is not None or args.link_shipped or args.key is not None:
         raise ConfigError("--gate-miss, --key and --link-shipped: only with --stages")
     args.encoder = args.encoder or "static"  # None: not given (--stages rejects it)
-    rows = read_rows(args.data, args.type)
-    extra = [read_rows(f, args.type) for f in args.extra_data]
-    validation = read_rows(args.validation, args.type) if args.validation else None
-    _check_weights(args, [(args.data, rows), *zip(args.extra_data, extra, strict=True)],
-                   validation)  # fmt: skip
+    rows, extra, validation, info = _read_inputs(args)
     started = time.perf_counter()
     common: dict[str, Any] = {"validation": validation, "where": args.data}
     if args.C is not None:
         common["c"] = args.C
-    info = {"trained_on": Path(args.data).name, "rows": len(rows.texts)}
-    if extra:
-        info["extra_data"] = [Path(f).name for f in args.extra_data]
     max_fpr = 0.03 if args.max_fpr is None else args.max_fpr
     floor = args.min_oos_recall or None
     if args.encoder == FINETUNED:
@@ -241,21 +240,41 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
     return 0
 
 
-#: the encoders whose single-model jailbreak training reads a row's ``weight``
-WEIGHTED_ENCODERS = ("static", "minilm", "ngram", FINETUNED)
+def _read_inputs(args: argparse.Namespace) -> tuple[Rows, list[Rows], Rows | None, dict[str, Any]]:
+    """The training, extra and validation rows, checked, and the manifest's record of them."""
+    from polyroute.signals.textmodel_train import read_rows
+
+    rows = read_rows(args.data, args.type)
+    extra = [read_rows(f, args.type) for f in args.extra_data]
+    validation = read_rows(args.validation, args.type) if args.validation else None
+    files = [(args.data, rows), *zip(args.extra_data, extra, strict=True)]
+    weights = _check_weights(args, files, validation)
+    info: dict[str, Any] = {"trained_on": Path(args.data).name, "rows": len(rows.texts)}
+    if extra:
+        info["extra_data"] = [Path(f).name for f in args.extra_data]
+    if weights:
+        info["row_weights"] = weights
+    return rows, extra, validation, info
 
 
-def _check_weights(args: argparse.Namespace, files: list[tuple[str, Any]], validation: Any) -> None:
-    """Weighted rows where the trainer would not read the weights: an error, not a drop."""
+def _check_weights(
+    args: argparse.Namespace, files: list[tuple[str, Rows]], validation: Rows | None
+) -> dict[str, list[float]]:
+    """Weighted rows where the trainer would not read the weights: an error naming the
+    file, not a drop.  Returns each weighted file's distinct weights (for the manifest)."""
     from polyroute.errors import ConfigError
 
     if validation is not None and validation.weights is not None:
         raise ConfigError(f"{args.validation}: 'weight' on validation rows: they are scored, "
                           "not fitted")  # fmt: skip
-    weighted = [name for name, rows in files if rows.weights is not None]
-    if weighted and not (args.type == "jailbreak" and args.encoder in WEIGHTED_ENCODERS):
-        raise ConfigError(f"{weighted[0]}: row 'weight' is read only when training a single "
-                          f"jailbreak model (--encoder {'|'.join(WEIGHTED_ENCODERS)})")  # fmt: skip
+    weighted = {Path(name).name: sorted(set(rows.weights)) for name, rows in files
+                if rows.weights is not None}  # fmt: skip
+    single = args.type == "jailbreak" and args.encoder in SIGNAL_ENCODERS  # not a cascade
+    if weighted and not single:
+        first = next(name for name, rows in files if rows.weights is not None)
+        raise ConfigError(f"{first}: row 'weight' is read only when training a single "
+                          f"jailbreak model (--encoder {'|'.join(SIGNAL_ENCODERS)})")  # fmt: skip
+    return weighted
 
 
 def _bind_stages(args: argparse.Namespace) -> int:
@@ -283,6 +302,7 @@ def _bind_stages(args: argparse.Namespace) -> int:
     if args.validation is None:
         raise ConfigError("--stages: needs --validation rows to choose the gate and the mix")
     validation = read_rows(args.validation, "jailbreak")
+    _check_weights(args, [], validation)
     miss = MISS if args.gate_miss is None else args.gate_miss
     info = {"stages_from": [Path(d).name for d in args.stages],
             "calibrated_on": Path(args.validation).name}  # fmt: skip

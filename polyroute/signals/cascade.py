@@ -182,15 +182,18 @@ def read_stages(path: str | Path, kind: Literal["jailbreak", "domain"]) -> Stage
 
 
 def stage_model(
-    file: Path, manifest: dict[str, Any], role: str, ref: Any, kind: ModelType
-) -> TextModel:
+    file: Path, manifest: dict[str, Any], role: str, ref: Any, kind: ModelType,
+    *, field: str | None = None,
+) -> TextModel:  # fmt: skip
     """The model a cascade's manifest names for ``role``: ``@NAME`` (shipped, checked
-    against its digest) or a directory inside the cascade."""
+    against its digest) or a directory inside the cascade.  Errors name ``field``, the
+    manifest's field holding ``ref`` (default ``stages.ROLE``)."""
+    where = field or f"stages.{role}"
     if isinstance(ref, str) and ref.startswith(SHIPPED):
-        return load_model(_shipped_stage(file, manifest, role, ref, kind), kind)
+        return load_model(_shipped_stage(file, manifest, role, ref, kind, where=where), kind)
     inside = isinstance(ref, str) and ref and not Path(ref).is_absolute()
     if not inside or ".." in Path(ref).parts:
-        raise ConfigError(f"{file}: stages.{role} must be a directory inside the model")
+        raise ConfigError(f"{file}: {where} must be a directory inside the model")
     return load_model(file.parent / ref, kind)
 
 
@@ -211,25 +214,25 @@ def shipped_digest(path: Path) -> str:
 
 
 def _shipped_stage(
-    file: Path, manifest: dict[str, Any], stage: str, ref: str, kind: ModelType
+    file: Path, manifest: dict[str, Any], stage: str, ref: str, kind: ModelType, *, where: str
 ) -> Path:
-    """The directory of the shipped model ``ref`` (``@NAME``), checked against the digest
-    the cascade's manifest recorded for it."""
+    """The directory of the shipped model ``ref`` (``@NAME``, in the manifest's field
+    ``where``), checked against the digest the cascade's manifest recorded for it."""
     from polyroute.signals.textmodel import default_model_dir
 
     name = ref[len(SHIPPED) :]
     if not _SHIPPED_NAME.fullmatch(name):
-        raise ConfigError(f"{file}: stages.{stage}: {ref!r} is not a shipped model's name")
+        raise ConfigError(f"{file}: {where}: {ref!r} is not a shipped model's name")
     path = default_model_dir(kind).parent / name
     if not path.is_dir():
-        raise ConfigError(f"{file}: stages.{stage}: this polyroute ships no model {name!r}")
+        raise ConfigError(f"{file}: {where}: this polyroute ships no model {name!r}")
     digests = manifest.get("shipped_digests")
     expected = digests.get(stage) if isinstance(digests, dict) else None
     if not isinstance(expected, str):
         raise ConfigError(f"{file}: shipped_digests.{stage}: expected the digest of {name!r}")
     if expected != shipped_digest(path):
         raise ConfigError(
-            f"{file}: stages.{stage}: the shipped model {name!r} is not the one this cascade "
+            f"{file}: {where}: the shipped model {name!r} is not the one this cascade "
             "was built on (its digest differs); rebuild it with train-signal --stages"
         )
     return path

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from polyroute.errors import ConfigError
 from polyroute.signals.finetuned import FINETUNED, GRAPH, MAX_TOKENS, WINDOWS, finetuned_encoder
@@ -40,6 +41,7 @@ from polyroute.signals.textmodel_train import (
     Rows,
     jailbreak_metrics,
     jailbreak_threshold,
+    refuse_weights,
 )
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -92,7 +94,8 @@ class _Pooled:
 
 def _fit(
     texts: list[str], positive: np.ndarray, epochs: int, seed: int, log: Any, *,
-    layers: int | None = None, max_tokens: int = MAX_TOKENS, rows_weight: Any = None,
+    layers: int | None = None, max_tokens: int = MAX_TOKENS,
+    rows_weight: npt.NDArray[np.float64] | None = None,
 ) -> _Pooled:  # fmt: skip
     import torch
 
@@ -204,6 +207,7 @@ def train_finetuned(
     """Fine-tune, export and save the model directory ``out``; returns the model as loaded."""
     if max_fpr is not None and validation is None:
         raise ConfigError("--max-fpr with --encoder finetuned needs --validation rows")
+    refuse_weights("--validation", validation)
     texts = rows.texts + [t for r in extra for t in r.texts]
     labels = rows.labels + [lab for r in extra for lab in r.labels]
     positive = np.asarray(labels) == "injection"

@@ -141,7 +141,7 @@ def _key(file: Path, manifest: dict[str, Any]) -> tuple[TextModel | None, float]
     low = found.get("low") if isinstance(found, dict) else None
     if not isinstance(low, int | float) or not _number(low) or not 0.0 <= low <= 1.0:
         raise ConfigError(f'{file}: \'key\' must be {{"stage": DIR, "low": a number in [0, 1]}}')
-    key = stage_model(file, manifest, "key", found.get("stage"), "jailbreak")
+    key = stage_model(file, manifest, "key", found.get("stage"), "jailbreak", field="key.stage")
     if key.encoder not in KEY_ENCODERS:
         raise ConfigError(f"{file}: the key's encoder is {key.encoder!r}; a key runs beside the "
                           f"fast stage and must be cheap: one of {list(KEY_ENCODERS)}")  # fmt: skip

@@ -41,6 +41,7 @@ from polyroute.signals.textmodel_train import (
     jailbreak_fit,
     jailbreak_metrics,
     jailbreak_threshold,
+    refuse_weights,
 )
 
 ACCURATE_C = (1.0, 4.0, 16.0)
@@ -184,6 +185,7 @@ def train_jailbreak_cascade(
     where: str = "training data",
 ) -> JailbreakCascade:
     """Both stages, the band and the weight (see the module docstring)."""
+    refuse_weights(where, rows, validation, *extra)
     more = _merged_extra(rows, extra, where)
     y = ["injection" if lab == "injection" else "benign" for lab in rows.labels]
     positive = np.asarray(y) == "injection"

@@ -62,7 +62,7 @@ from polyroute.signals.textmodel import (
     default_model_dir,
     load_model,
 )
-from polyroute.signals.textmodel_train import Rows, jailbreak_metrics
+from polyroute.signals.textmodel_train import Rows, jailbreak_metrics, refuse_weights
 
 WEIGHTS = (1.0, 0.5)
 MISS = 0.005
@@ -143,6 +143,7 @@ def build_gate(
     Any problem is a ConfigError naming the flag or file."""
     if not 0.0 <= miss < 1.0:
         raise ConfigError(f"--gate-miss: expected a share in [0, 1), got {miss}")
+    refuse_weights("--validation", validation)
     truth = np.asarray(validation.labels) == "injection"
     if truth.all() or not truth.any():
         raise ConfigError("--validation: the rows need both 'injection' and 'benign' labels")

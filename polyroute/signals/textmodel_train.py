@@ -20,11 +20,12 @@ Thresholds, when no validation file is given, come from 5-fold out-of-fold score
 With a validation file, the jailbreak threshold is calibrated on it (the domain
 threshold stays cross-validated) and the reported metrics are the validation's.
 
-A row may carry a ``weight`` (a positive number, default 1): its sample weight in the
-fit of a single ``jailbreak`` model, the fine-tuned one's loss included (say terse
-ordinary prompts at 0.25, so that they teach "short is not an attack" without
-outweighing the data's short attacks).  Other trainers refuse weighted rows
-(``polyroute.cli_signals``) rather than ignore them.
+A row may carry a ``weight`` (a number from 1e-4 to 1e4, default 1): its sample weight
+in the fit of a single ``jailbreak`` model, the fine-tuned one's loss included (say
+terse ordinary prompts at 0.25, so that they teach "short is not an attack" without
+outweighing the data's short attacks).  Weights shape the fit only: a threshold and its
+metrics count each scored row once.  Every other trainer, and every validation set,
+refuses weighted rows (:func:`refuse_weights`) rather than ignore them.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from polyroute.signals.textmodel import OUT_OF_SCOPE, ModelType, TextModel
 JAILBREAK_LABELS = ("benign", "injection")
 FOLDS = 5
 CENTROID_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
-MAX_WEIGHT = 1000.0  # a row's sample weight, at most
+MIN_WEIGHT, MAX_WEIGHT = 1e-4, 1e4  # a row's sample weight
 SPARSE_FROM = 4096  # feature width above which LR is fitted on a sparse copy
 BoolArray = npt.NDArray[np.bool_]
 
@@ -62,11 +63,18 @@ class Rows:
     #: optional sample ``weight`` of each row (None: every row weighs 1)
     weights: list[float] | None = None
 
-    def sample_weights(self) -> Array:
+    def sample_weights(self) -> npt.NDArray[np.float64]:
         """Each row's weight (1 where none is given)."""
         if self.weights is None:
-            return np.ones(len(self.texts), dtype=np.float32)
-        return np.asarray(self.weights, dtype=np.float32)
+            return np.ones(len(self.texts), dtype=np.float64)
+        return np.asarray(self.weights, dtype=np.float64)
+
+
+def refuse_weights(where: str, *rows: Rows | None) -> None:
+    """A trainer that reads no row weights refuses weighted rows: an error, never a drop."""
+    if any(r is not None and r.weights is not None for r in rows):
+        raise ConfigError(f"{where}: row 'weight' is read only when training a single "
+                          "jailbreak model, and never on validation rows")  # fmt: skip
 
 
 def read_rows(path: str | Path, kind: ModelType) -> Rows:
@@ -76,15 +84,9 @@ def read_rows(path: str | Path, kind: ModelType) -> Rows:
     for number, row in json_lines(file):
         where = f"{file}:{number}"
         text, label, intent = row.get("text"), row.get("label"), row.get("intent")
-        group, weight = row.get("group"), row.get("weight", 1.0)
+        group = row.get("group")
         groups.append(group if isinstance(group, str) and group else "")
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, int | float)
-            or not (math.isfinite(weight) and 0 < weight <= MAX_WEIGHT)
-        ):
-            raise ConfigError(f"{where}: 'weight' must be a number in (0, {MAX_WEIGHT:g}]")
-        weights.append(float(weight))
+        weights.append(_weight(row.get("weight", 1.0), where))
         if not isinstance(text, str) or not isinstance(label, str) or not label:
             raise ConfigError(f"{where}: expected string 'text' and non-empty string 'label'")
         if kind == "jailbreak" and label not in JAILBREAK_LABELS:
@@ -98,6 +100,20 @@ def read_rows(path: str | Path, kind: ModelType) -> Rows:
     weighted = any(w != 1.0 for w in weights)
     return Rows(texts, labels, intents if has_intents else None,
                 groups if any(groups) else None, weights if weighted else None)  # fmt: skip
+
+
+def _weight(value: Any, where: str) -> float:
+    """A row's ``weight``: a number from MIN_WEIGHT to MAX_WEIGHT (default 1)."""
+    number = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            number = None
+    if number is None or not (math.isfinite(number) and MIN_WEIGHT <= number <= MAX_WEIGHT):
+        raise ConfigError(f"{where}: 'weight' must be a number from {MIN_WEIGHT:g} to "
+                          f"{MAX_WEIGHT:g}")  # fmt: skip
+    return number
 
 
 def _check_classes(rows: Rows, kind: ModelType, where: str) -> None:
@@ -114,7 +130,7 @@ def _check_classes(rows: Rows, kind: ModelType, where: str) -> None:
 
 
 def _fit(
-    x: Array, y: Sequence[str], c: float, weight: Array | None = None
+    x: Array, y: Sequence[str], c: float, weight: npt.NDArray[np.float64] | None = None
 ) -> tuple[list[str], Array, Array]:
     from scipy.sparse import csr_matrix
     from sklearn.linear_model import LogisticRegression
@@ -178,6 +194,7 @@ def train_jailbreak(
     """``extra`` rows join every fit (each cross-validation fold's too) but are never
     scored: the threshold and metrics come from ``rows`` (or ``validation``) alone."""
     _check_classes(rows, "jailbreak", where)
+    refuse_weights("--validation", validation)
     enc = make_encoder(encoder)
     more = [t for r in extra for t in r.texts]
     x = enc.fit(rows.texts + more).encode(rows.texts)
@@ -207,15 +224,19 @@ def train_jailbreak(
     return replace(fitted, threshold=round(threshold, 6), metrics=metrics)
 
 
-def _unit(*weights: Array) -> Array | None:
+def _unit(*weights: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
     """The rows' sample weights in fit order, or None when every one is 1 (the fit is then
     exactly the unweighted one)."""
-    joined: Array = np.concatenate(weights)
+    joined: npt.NDArray[np.float64] = np.concatenate(weights)
     return None if bool((joined == 1.0).all()) else joined
 
 
 def jailbreak_fit(
-    x: Array, y: Sequence[str], c: float, encoder: str, weight: Array | None = None
+    x: Array,
+    y: Sequence[str],
+    c: float,
+    encoder: str,
+    weight: npt.NDArray[np.float64] | None = None,
 ) -> TextModel:
     classes, coef, intercept = _fit(x, y, c, weight)
     # binary LR: one row, for classes[1]; the classes sort as ("benign", "injection")
@@ -358,6 +379,7 @@ def train_domain_oof(
     cross-validation fold's too, but are never scored: the centroid weight, the cut and
     the metrics come from ``rows`` (and ``validation``) alone."""
     _check_classes(rows, "domain", where)
+    refuse_weights(where, rows, validation, *extra)
     enc = make_encoder(encoder)
     x = enc.fit(rows.texts).encode(rows.texts)
     y = list(rows.intents or rows.labels)

@@ -425,8 +425,10 @@ def test_the_signal_serves_the_keyed_gate_and_a_cleared_prompt_skips_the_graph(
         ({"stage": "key", "low": 1.5}, "'key' must be"),
         ({"stage": "key"}, "'key' must be"),
         ([1, 2], "'key' must be"),
-        ({"stage": "../key", "low": 0.1}, "stages.key must be a directory inside"),
+        ({"stage": "../key", "low": 0.1}, "key.stage must be a directory inside"),
         ({"stage": "@jailbreak-fast", "low": 0.1}, "shipped_digests.key: expected the digest"),
+        ({"stage": "@No_Such", "low": 0.1}, "key.stage: '@No_Such' is not a shipped model's"),
+        ({"stage": "@no-such-model", "low": 0.1}, "key.stage: this polyroute ships no model"),
     ],
 )
 def test_a_bad_second_key_is_a_config_error_naming_the_manifest(

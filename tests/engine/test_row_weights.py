@@ -38,7 +38,7 @@ def test_weights_are_read_and_absent_ones_are_one(tmp_path: Path) -> None:
     assert plain.weights is None and plain.sample_weights().tolist() == [1.0]
 
 
-@pytest.mark.parametrize("weight", [0, -1, "2", True, float("inf"), 1e9, None])
+@pytest.mark.parametrize("weight", [0, -1, "2", True, float("inf"), 1e9, 1e-300, 10**400, None])
 def test_a_bad_weight_is_an_error_naming_the_line(tmp_path: Path, weight: object) -> None:
     data = tmp_path / "x.jsonl"
     data.write_text(
@@ -46,7 +46,7 @@ def test_a_bad_weight_is_an_error_naming_the_line(tmp_path: Path, weight: object
         + json.dumps({"text": "b", "label": "benign", "weight": weight})
         + "\n"
     )
-    with pytest.raises(ConfigError, match=rf"{data}:2: 'weight' must be a number"):
+    with pytest.raises(ConfigError, match=rf"{data}:2: 'weight' must be a number from"):
         read_rows(data, "jailbreak")
 
 
@@ -78,7 +78,9 @@ def test_the_cli_trains_with_weights_and_refuses_them_where_unread(
     argv = ["train-signal", "jailbreak", "--data", str(data), "--extra-data", str(extra),
             "--out", str(out)]  # fmt: skip
     assert main([*argv, "--encoder", "ngram"]) == 0
-    assert json.loads((out / "manifest.json").read_text())["metrics"]["extra_rows"] == len(TERSE)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["metrics"]["extra_rows"] == len(TERSE)
+    assert manifest["row_weights"] == {"terse.jsonl": [0.25]}  # the record says how much
     capsys.readouterr()
     assert main([*argv, "--encoder", "cascade"]) == 2
     err = capsys.readouterr().err
@@ -89,3 +91,32 @@ def test_the_cli_trains_with_weights_and_refuses_them_where_unread(
     assert "row 'weight' is read only" in capsys.readouterr().err
     assert main([*argv[:-2], "--validation", str(extra), "--out", str(out)]) == 2
     assert f"{extra}: 'weight' on validation rows" in capsys.readouterr().err
+
+
+def test_trainers_that_read_no_weights_refuse_them() -> None:
+    from polyroute.signals.textmodel_train import train_domain
+
+    weighted = Rows(["hi", "book a flight"], ["benign", "benign"], None, None, [0.5, 1.0])
+    domains = Rows(["book a flight", "my balance", "a hotel", "transfer money"] * 3,
+                   ["travel", "banking"] * 6, None, None, [2.0] * 12)  # fmt: skip
+    with pytest.raises(ConfigError, match="row 'weight' is read only"):
+        train_domain(domains)
+    with pytest.raises(ConfigError, match="--validation: row 'weight'"):
+        train_jailbreak(_rows(), encoder="ngram", validation=weighted)
+
+
+def test_a_gate_refuses_weighted_validation_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from polyroute.signals.textmodel import default_model_dir
+
+    val = _write(tmp_path / "val.jsonl",
+                 [{"text": t, "label": "injection", "weight": 2} for t in ATTACKS]
+                 + [{"text": t, "label": "benign"} for t in BENIGN])  # fmt: skip
+    ngram = default_model_dir("jailbreak")
+    stages = [str(ngram), str(ngram.with_name("jailbreak-fast"))]
+    argv = ["train-signal", "jailbreak", "--stages", *stages, "--validation", str(val),
+            "--out", str(tmp_path / "gate")]  # fmt: skip
+    assert main(argv) == 2
+    assert f"{val}: 'weight' on validation rows" in capsys.readouterr().err
+    assert not (tmp_path / "gate").exists()

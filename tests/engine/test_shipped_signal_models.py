@@ -99,6 +99,7 @@ def test_the_jailbreak_cascade_variant_s_fast_stage_is_the_earlier_default() -> 
     ngram = load_model(default_model_dir("jailbreak"), "jailbreak")
     assert cascade.fast.encoder == "ngram" and cascade.accurate.encoder == "minilm"
     assert cascade.fast.metrics["extra_rows"] == 298  # the look-alikes only
+    assert cascade.fast.threshold == 0.305256  # the earlier default's (SOURCE.md)
     assert ngram.coef.shape == cascade.fast.coef.shape
     assert cascade.low < cascade.threshold < cascade.high
     assert cascade.metrics["cross_validation"]["accurate_share"] <= 0.10
