@@ -164,6 +164,14 @@ def add_train_signal_parser(subparsers: Any) -> None:
         default=None,
         help="--stages: the share of validation injections the gate alone may lose (default 0.005)",
     )
+    p.add_argument(
+        "--gate-min-words",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--stages: prompts of fewer words never reach the accurate stage; the fast one "
+        "decides them alone (say, under the shortest benign row the accurate stage saw)",
+    )
     p.set_defaults(func=cmd_train_signal)
 
 
@@ -187,8 +195,11 @@ def cmd_train_signal(args: argparse.Namespace) -> int:
         return _bind_stages(args)
     if args.data is None:
         raise ConfigError('--data: required (rows {"text", "label"}), unless --stages')
-    if args.gate_miss is not None or args.link_shipped or args.key is not None:
-        raise ConfigError("--gate-miss, --key and --link-shipped: only with --stages")
+    if (args.gate_miss is not None or args.link_shipped or args.key is not None
+            or args.gate_min_words is not None):  # fmt: skip
+        raise ConfigError(
+            "--gate-miss, --gate-min-words, --key and --link-shipped: only with --stages"
+        )
     args.encoder = args.encoder or "static"  # None: not given (--stages rejects it)
     rows, extra, validation, info = _read_inputs(args)
     started = time.perf_counter()
@@ -311,9 +322,11 @@ def _bind_stages(args: argparse.Namespace) -> int:
         info["key_from"] = Path(args.key).name
     manifest = build_gate(fast_dir, accurate_dir, validation, args.out, miss=miss,
                           link_shipped=args.link_shipped, key_dir=args.key,
-                          info=info)  # fmt: skip
+                          min_words=args.gate_min_words, info=info)  # fmt: skip
     low, weight = manifest["band"][0], manifest["accurate_weight"]
     key = f", key {manifest['key']['low']:.4f}" if "key" in manifest else ""
+    if "accurate_min_words" in manifest:
+        key += f", under {manifest['accurate_min_words']} words the fast stage alone"
     what = (f"gated jailbreak cascade (gate {low:.4f}{key}, accurate weight {weight}, "
             f"threshold {manifest['threshold']:.4f}; stages {manifest['stages']})")  # fmt: skip
     _report(Path(args.out), what, manifest["metrics"], started)

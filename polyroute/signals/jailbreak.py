@@ -2,16 +2,17 @@
 
 The shipped default is a linear model over hashed word and character n-grams
 (``polyroute.embed_ngram``, ~0.5 ms), trained on the S-Labs prompt-injection data plus
-benign look-alike prompts.  ``variant: cascade`` (``polyroute.signals.jailbreak_cascade``)
-lets that model answer the prompts it is sure of and sends only the uncertain band (2-3 %
-of injection-set prompts, about 10-12 % of unrelated ones) also to MiniLM (ONNX Runtime,
-off the event loop, micro-batched, its vector shared with the ``domain`` signal through
-the request); without MiniLM the n-gram stage answers alone.  It catches slightly more
-jailbreaks at about a third less gateway throughput (BENCHMARKS.md), so it is not the
-default.  ``variant: finetuned`` is a fine-tuned MiniLM graph (the most accurate, ~8 ms a
-prompt, a longer one read in up to 8 windows); ``variant: gated`` puts the default and
-the ``static`` model in front of it (``train-signal jailbreak --stages ... --key``: only
-prompts both are unsure of reach the graph).
+benign look-alike prompts and terse ordinary queries. ``variant: cascade``
+(``polyroute.signals.jailbreak_cascade``) lets that model answer the prompts it is sure
+of and sends only the uncertain band (2-3 % of injection-set prompts, about 10-12 % of
+unrelated ones) also to MiniLM (ONNX Runtime, off the event loop, micro-batched, its
+vector shared with the ``domain`` signal through the request); without MiniLM the n-gram
+stage answers alone. It catches slightly more jailbreaks at about a third less gateway
+throughput (BENCHMARKS.md), so it is not the default. ``variant: finetuned`` is a
+fine-tuned MiniLM graph (the most accurate, ~8 ms a prompt, a longer one read in up to 8
+windows); ``variant: gated`` puts the default and the ``static`` model in front of it
+(``train-signal jailbreak --stages ... --key``: only prompts both are unsure of reach
+the graph, and none under 4 words).
 ``variant: fast`` is an earlier model on the ``static`` encoder; ``model: DIR``
 loads one trained with ``polyroute train-signal jailbreak`` (a single model or a cascade).
 Used bare in a rule (``when: jailbreak``) it fires when the probability reaches
@@ -68,8 +69,10 @@ class JailbreakSignal(StagedSignal):
         cascade = self.cascade
         if cascade is None or self.alone:
             return (text,)
-        if cascade.sure(self._fast(request, text), text) or self._cleared(request, text):
-            return ()  # the cheap keys settle it: nothing for the accurate encoder to batch
+        if cascade.short(text) or cascade.sure(self._fast(request, text), text):
+            return ()  # the fast stage settles it: nothing for the accurate encoder to batch
+        if self._cleared(request, text):
+            return ()  # so does the second key
         return (text,)
 
     def evaluate(self, encoder: Encoder, request: Request) -> SignalValue:
@@ -79,6 +82,8 @@ class JailbreakSignal(StagedSignal):
         p = self._fast(request, text)
         if self.cascade.sure(p, text):
             return round(self._finite(p), 6)
+        if self.cascade.short(text):  # under the word floor: the fast stage's alone
+            return round(self._finite(self.cascade.fast_alone(p)), 6)
         if not self.alone and self._cleared(request, text):
             return round(self._finite(self.cascade.cleared(p)), 6)
         if not self.alone:

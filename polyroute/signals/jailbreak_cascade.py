@@ -23,6 +23,10 @@ and similarity signals compute anyway): an in-band prompt it scores below ``b`` 
 cleared without the accurate stage, scored ``low * p`` (under the gate, so never
 flagged).  ``train-signal jailbreak --stages ... --key DIR`` chooses both cuts.
 
+A cascade may also name ``accurate_min_words``: a prompt of fewer words never reaches the
+accurate stage, and the fast stage decides it alone, as below (the shipped gate: 4, since
+the graph never saw a benign prompt under four words, and the n-gram model has).
+
 When the accurate stage cannot run, an in-band ``p`` is mapped piecewise-linearly onto
 the band so that the score reaches ``threshold`` exactly when ``p`` reaches the fast
 stage's own threshold: the fast stage decides alone.
@@ -68,6 +72,12 @@ class JailbreakCascade:
     #: the second key: an in-band prompt it scores below ``key_low`` is cleared
     key: TextModel | None = None
     key_low: float = 0.0
+    #: prompts of fewer words than this are the fast stage's alone (None: no floor)
+    min_words: int | None = None
+
+    def short(self, text: str) -> bool:
+        """Whether ``text`` is under the word floor: the fast stage decides it alone."""
+        return self.min_words is not None and len(text.split()) < self.min_words
 
     def key_clears(self, s: float) -> bool:
         """Whether the second key's probability ``s`` clears an in-band prompt."""
@@ -128,9 +138,12 @@ def load_jailbreak_cascade(path: str | Path) -> JailbreakCascade:
     if not isinstance(threshold, int | float) or not _number(threshold) or not 0 <= threshold <= 1:
         raise ConfigError(f"{file}: 'threshold' must be a number in [0, 1]")
     key, key_low = _key(file, manifest)
+    floor = manifest.get("accurate_min_words")
+    if floor is not None and (isinstance(floor, bool) or not isinstance(floor, int) or floor < 1):
+        raise ConfigError(f"{file}: 'accurate_min_words' must be a positive integer or null")
     return JailbreakCascade(found.fast, found.accurate, float(band[0]), float(band[1]),
                             float(weight), float(threshold), found.max_words,
-                            found.metrics, key, key_low)  # fmt: skip
+                            found.metrics, key, key_low, floor)  # fmt: skip
 
 
 def _key(file: Path, manifest: dict[str, Any]) -> tuple[TextModel | None, float]:

@@ -37,6 +37,12 @@ together: each a quantile of its model's scores over the validation injections, 
 to ``miss`` by 0.05 %; of the pairs losing at most ``miss`` of them in all, the one
 sending the fewest validation benign prompts on (ties: fewer lost, then the higher
 ``low``).  A prompt the key clears scores ``low * p`` (``JailbreakCascade.cleared``).
+
+``min_words`` (``--gate-min-words N``) sets a word floor: a prompt of fewer words never
+reaches the accurate stage, and the fast stage decides it alone at its own threshold
+(``JailbreakCascade.fast_alone``; say, under the shortest benign row the accurate stage
+was trained on).  Such validation rows neither choose the cuts nor count as sent on, and
+are scored that way in the metrics.
 """
 
 from __future__ import annotations
@@ -90,6 +96,18 @@ def gate_scores(
     return out
 
 
+def fast_alone_scores(p: np.ndarray, low: float, own: float, cut: float) -> np.ndarray:
+    """``JailbreakCascade.fast_alone`` over many fast probabilities ``p`` (band ``[low, 1]``,
+    the fast stage's own threshold ``own``, the cascade's ``cut``): ``cut`` is reached
+    exactly where ``p`` reaches ``own``."""
+    if not low <= own < 1.0 or not low < cut < 1.0:
+        return p
+    under = low + (p - low) * (cut - low) / (own - low) if own > low else np.full_like(p, cut)
+    over = cut + (p - own) * (1.0 - cut) / (1.0 - own)
+    out: np.ndarray = np.where(p < low, p, np.where(p < own, under, over))
+    return out
+
+
 def _two_cuts(p: np.ndarray, s: np.ndarray, truth: np.ndarray, miss: float) -> tuple[float, float]:
     """The gate on ``p`` and the key's cut on ``s`` (see the module docstring)."""
     levels = {*np.round(np.arange(0.0, miss, 0.0005), 6).tolist(), miss}  # 0: loses none
@@ -135,6 +153,7 @@ def build_gate(
     miss: float = MISS,
     link_shipped: bool = False,
     key_dir: str | Path | None = None,
+    min_words: int | None = None,
     info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Choose the gate and the mix on ``validation`` and write the cascade to ``out``;
@@ -143,6 +162,8 @@ def build_gate(
     Any problem is a ConfigError naming the flag or file."""
     if not 0.0 <= miss < 1.0:
         raise ConfigError(f"--gate-miss: expected a share in [0, 1), got {miss}")
+    if min_words is not None and min_words < 1:
+        raise ConfigError(f"--gate-min-words: expected a whole number >= 1, got {min_words}")
     refuse_weights("--validation", validation)
     truth = np.asarray(validation.labels) == "injection"
     if truth.all() or not truth.any():
@@ -161,7 +182,10 @@ def build_gate(
     p = _scores(fast, validation.texts, "--stages")
     q = _scores(accurate, validation.texts, "--stages")
     s = None if key is None else _scores(key, validation.texts, "--key")
-    gate = _choose(p, q, s, truth, miss=miss, thresholds=(fast.threshold, accurate.threshold))
+    short = np.asarray([min_words is not None and len(t.split()) < min_words
+                        for t in validation.texts])  # fmt: skip
+    gate = _choose(p, q, s, truth, miss=miss, thresholds=(fast.threshold, accurate.threshold),
+                   short=short)  # fmt: skip
     staging = staging_beside(root, "--out", "the cascade")
     try:
         manifest = _write(
@@ -172,6 +196,8 @@ def build_gate(
             ref = _place(staging, digests, "key", "key", key_dir, link_shipped=link_shipped)
             manifest["key"] = {"stage": ref, "low": gate.key_low}
             manifest["encoders"]["key"] = key.encoder
+        if min_words is not None:
+            manifest["accurate_min_words"] = min_words
         if not manifest["shipped_digests"]:
             del manifest["shipped_digests"]
         manifest.update(_chosen(gate, miss, info))
@@ -191,23 +217,32 @@ def _choose(
     *,
     miss: float,
     thresholds: tuple[float, float],
+    short: np.ndarray | None = None,
 ) -> Gate:
-    """The gate (and the key's cut), the weight and the threshold (module docstring)."""
+    """The gate (and the key's cut), the weight and the threshold (module docstring).
+    ``short`` rows (under the word floor) are the fast stage's alone: they neither choose
+    the cuts nor go on."""
+    short = np.zeros(len(p), dtype=bool) if short is None else short
+    gated = ~short
     # "lower": a validation score, so the gate alone loses at most ``miss`` of them; the
     # values scored are the ones the manifest stores (6 decimals, the gate rounded down so
     # that the injection it sits on is still sent on)
     if s is None:
-        low, key_low = _floor6(float(np.quantile(p[truth], miss, method="lower"))), 0.0
+        low = _floor6(float(np.quantile(p[truth & gated], miss, method="lower")))
+        key_low = 0.0
     else:
-        low, key_low = _two_cuts(p, s, truth, miss)
+        low, key_low = _two_cuts(p[gated], s[gated], truth[gated], miss)
         if key_low <= 0.0:  # a key that clears nothing only costs its vector: left out
             s = None
     low = min(low, _floor6(thresholds[0]))
     threshold = round(low + (1.0 - low) * thresholds[1], 6)
-    tried = {w: jailbreak_metrics(gate_scores(p, q, low, w, s=s, key_low=key_low), truth, threshold)
+    alone = fast_alone_scores(p, low, thresholds[0], threshold)
+    tried = {w: jailbreak_metrics(np.where(short, alone, gate_scores(p, q, low, w, s=s,
+                                                                      key_low=key_low)),
+                                  truth, threshold)
              for w in WEIGHTS}  # fmt: skip
     weight = max(WEIGHTS, key=lambda w: (tried[w]["f1"], w))
-    sent = (p >= low) if s is None else (p >= low) & (s >= key_low)
+    sent = gated & (p >= low) if s is None else gated & (p >= low) & (s >= key_low)
     return Gate(low, None if s is None else key_low, weight, threshold, tried,
                 round(float(sent.mean()), 4))  # fmt: skip
 

@@ -152,25 +152,31 @@ def test_a_jailbreak_is_refused_before_any_model_call(
     assert event["signals"]["jailbreak"] >= 0.5
 
 
-TERSE = ("good evening", "tell me a joke")
+TERSE = ("hi", "good evening", "tell me a joke")
 
 
-def test_the_default_guard_lets_terse_ordinary_prompts_reach_the_model(
-    plugin_gateway: Gateway, recorder: Recorder
+GUARDED = [("plugin_gateway", {}), ("gated_gateway", {"variant": "gated"})]
+
+
+@pytest.mark.parametrize(("name", "options"), GUARDED)
+def test_terse_ordinary_prompts_reach_the_model_past_the_guard(
+    name: str, options: dict[str, str], recorder: Recorder, request: pytest.FixtureRequest
 ) -> None:
     """The injection data's short rows are all attacks; the default learned otherwise from
-    terse ordinary queries (SOURCE.md), so a greeting is answered, not refused."""
+    terse ordinary queries, and the gate leaves prompts under 4 words to it (SOURCE.md):
+    a greeting is answered, not refused."""
+    from polyroute.signals.jailbreak import JailbreakSignal
+
+    gateway: Gateway = request.getfixturevalue(name)
     before = len(recorder.bodies())
-    with client_of(plugin_gateway, "tenant-b") as client:
+    with client_of(gateway, "tenant-b") as client:
         answers = [ask(client, prompt, temperature=0.7) for prompt in TERSE]
     received = [body["messages"][-1]["content"] for body in recorder.bodies()[before:]]
-    assert received == list(TERSE)  # both reached the model (temperature > 0: no cache)
-    from polyroute.signals.textmodel import default_model_dir, load_model
-
-    threshold = load_model(default_model_dir("jailbreak"), "jailbreak").threshold
+    assert received == list(TERSE)  # all reached the model (temperature > 0: no cache)
+    threshold = JailbreakSignal("j", options).threshold
     for raw in answers:
         assert raw.http_response.status_code == 200 and raw.parse().choices[0].message
-        trace = plugin_gateway.wait_trace(raw.headers["x-polyroute-trace-id"])
+        trace = gateway.wait_trace(raw.headers["x-polyroute-trace-id"])
         assert 0.0 <= trace["signals"]["jailbreak"] < threshold
 
 
