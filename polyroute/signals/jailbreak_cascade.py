@@ -23,9 +23,12 @@ and similarity signals compute anyway): an in-band prompt it scores below ``b`` 
 cleared without the accurate stage, scored ``low * p`` (under the gate, so never
 flagged).  ``train-signal jailbreak --stages ... --key DIR`` chooses both cuts.
 
-A cascade may also name ``accurate_min_words``: a prompt of fewer words never reaches the
-accurate stage, and the fast stage decides it alone, as below (the shipped gate: 4, since
-the graph never saw a benign prompt under four words, and the n-gram model has).
+A cascade may also name ``accurate_min_words``: a prompt of fewer words (runs of word
+characters, so ``ignore.all.previous.instructions`` is four) and fewer than 8 characters a
+word never reaches the accurate stage, and the fast stage decides it alone, as below (the
+shipped gate: 4, since the graph never saw a benign prompt under four words, and the
+n-gram model has; the character bound keeps text without spaces, say Chinese, from
+counting as one word).
 
 When the accurate stage cannot run, an in-band ``p`` is mapped piecewise-linearly onto
 the band so that the score reaches ``threshold`` exactly when ``p`` reaches the fast
@@ -37,6 +40,7 @@ rows (``polyroute.signals.jailbreak_cascade_train``).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +53,19 @@ _EPS = 1e-7
 #: the encoders a second key may use: microseconds a prompt, like the fast stage's (it is
 #: scored on the event loop, before the accurate stage is queued)
 KEY_ENCODERS = ("static", "ngram")
+
+
+_WORD = re.compile(r"\w+")
+#: characters a word, at most, for a prompt under the word floor
+FLOOR_CHARS_PER_WORD = 8
+
+
+def under_floor(text: str, min_words: int) -> bool:
+    """Whether ``text`` has fewer than ``min_words`` words (runs of word characters) and
+    fewer than ``FLOOR_CHARS_PER_WORD`` characters a word of the floor."""
+    if len(text) >= FLOOR_CHARS_PER_WORD * min_words:
+        return False
+    return len(_WORD.findall(text)) < min_words
 
 
 def _logit(p: float) -> float:
@@ -77,7 +94,7 @@ class JailbreakCascade:
 
     def short(self, text: str) -> bool:
         """Whether ``text`` is under the word floor: the fast stage decides it alone."""
-        return self.min_words is not None and len(text.split()) < self.min_words
+        return self.min_words is not None and under_floor(text, self.min_words)
 
     def key_clears(self, s: float) -> bool:
         """Whether the second key's probability ``s`` clears an in-band prompt."""
@@ -114,13 +131,19 @@ class JailbreakCascade:
 def save_jailbreak_cascade(
     model: JailbreakCascade, out: str | Path, info: dict[str, Any] | None = None
 ) -> Path:
-    """Write ``model`` to the directory ``out`` (created); returns its path."""
-    fields = {
+    """Write ``model`` to the directory ``out`` (created); returns its path.  A second key
+    is written by the gate builder only (``jailbreak_gate.build_gate``): refused here."""
+    if model.key is not None:
+        raise ConfigError(f"{out}: a cascade with a second key is written by "
+                          "train-signal --stages --key, not here")  # fmt: skip
+    fields: dict[str, Any] = {
         "band": [model.low, model.high],
         "accurate_weight": model.weight,
         "threshold": model.threshold,
         "labels": model.accurate.labels,
     }
+    if model.min_words is not None:
+        fields["accurate_min_words"] = model.min_words
     return write_stages(model, out, "jailbreak", fields, info)
 
 

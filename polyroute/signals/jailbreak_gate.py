@@ -59,7 +59,7 @@ import numpy as np
 from polyroute.errors import ConfigError
 from polyroute.replace_dir import staging_beside, swap_in
 from polyroute.signals.cascade import CASCADE, SHIPPED, STAGES, shipped_digest
-from polyroute.signals.jailbreak_cascade import KEY_ENCODERS
+from polyroute.signals.jailbreak_cascade import KEY_ENCODERS, under_floor
 from polyroute.signals.textmodel import (
     FORMAT,
     FORMAT_VERSION,
@@ -182,8 +182,11 @@ def build_gate(
     p = _scores(fast, validation.texts, "--stages")
     q = _scores(accurate, validation.texts, "--stages")
     s = None if key is None else _scores(key, validation.texts, "--key")
-    short = np.asarray([min_words is not None and len(t.split()) < min_words
+    short = np.asarray([min_words is not None and under_floor(t, min_words)
                         for t in validation.texts])  # fmt: skip
+    if min_words is not None and not ((truth & ~short).any() and (~truth & ~short).any()):
+        raise ConfigError(f"--gate-min-words: the validation rows need injections and benign "
+                          f"prompts of {min_words} words or more to choose the gate")  # fmt: skip
     gate = _choose(p, q, s, truth, miss=miss, thresholds=(fast.threshold, accurate.threshold),
                    short=short)  # fmt: skip
     staging = staging_beside(root, "--out", "the cascade")
