@@ -155,12 +155,16 @@ def test_a_jailbreak_is_refused_before_any_model_call(
 TERSE = ("hi", "good evening", "tell me a joke")
 
 
-GUARDED = [("plugin_gateway", {}), ("gated_gateway", {"variant": "gated"})]
+GUARDED = [
+    ("plugin_gateway", {}),
+    ("gated_gateway", {"variant": "gated"}),
+    ("gate_gateway", None),  # built in a subprocess with --gate-min-words 4
+]
 
 
 @pytest.mark.parametrize(("name", "options"), GUARDED)
 def test_terse_ordinary_prompts_reach_the_model_past_the_guard(
-    name: str, options: dict[str, str], recorder: Recorder, request: pytest.FixtureRequest
+    name: str, options: dict[str, str] | None, recorder: Recorder, request: pytest.FixtureRequest
 ) -> None:
     """The injection data's short rows are all attacks; the default learned otherwise from
     terse ordinary queries, and the gate leaves prompts under 4 words to it (SOURCE.md):
@@ -173,7 +177,7 @@ def test_terse_ordinary_prompts_reach_the_model_past_the_guard(
         answers = [ask(client, prompt, temperature=0.7) for prompt in TERSE]
     received = [body["messages"][-1]["content"] for body in recorder.bodies()[before:]]
     assert received == list(TERSE)  # all reached the model (temperature > 0: no cache)
-    threshold = JailbreakSignal("j", options).threshold
+    threshold = 1.0 if options is None else JailbreakSignal("j", options).threshold
     for raw in answers:
         assert raw.http_response.status_code == 200 and raw.parse().choices[0].message
         trace = gateway.wait_trace(raw.headers["x-polyroute-trace-id"])
@@ -209,10 +213,12 @@ def gate_gateway(
     ngram = default_model_dir("jailbreak")
     argv = [sys.executable, "-m", "polyroute", "train-signal", "jailbreak", "--stages",
             str(ngram), str(ngram.with_name("jailbreak-finetuned")),
-            "--validation", str(tmp / "val.jsonl"), "--out", str(tmp / "gate")]  # fmt: skip
+            "--validation", str(tmp / "val.jsonl"), "--gate-min-words", "4",
+            "--out", str(tmp / "gate")]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "gated jailbreak cascade" in done.stdout
+    assert "under 4 words the fast stage alone" in done.stdout
     return guard_gateway(gateway_factory, recorder, "gateway-gate", {"model": str(tmp / "gate")})
 
 
