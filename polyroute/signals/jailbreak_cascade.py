@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from polyroute.errors import ConfigError
 from polyroute.signals.cascade import read_stages, stage_model, write_stages
 from polyroute.signals.textmodel import TextModel
@@ -118,14 +120,20 @@ class JailbreakCascade:
     def fast_alone(self, p: float) -> float:
         """The score of an in-band prompt when only the fast stage can answer (see the
         module docstring); outside the band, ``p`` itself."""
-        own, cut = self.fast.threshold, self.threshold
-        if not self.low <= p < self.high or not self.low <= own < self.high:
-            return p
-        if not self.low < cut < self.high:
-            return p
-        if p < own:  # (never when the gate sits on the fast stage's own threshold)
-            return self.low + (p - self.low) * (cut - self.low) / (own - self.low)
-        return cut + (p - own) * (self.high - cut) / (self.high - own)
+        return float(fast_alone_map(p, self.low, self.high, self.fast.threshold, self.threshold))
+
+
+def fast_alone_map(p: Any, low: float, high: float, own: float, cut: float) -> Any:
+    """The fast probability ``p`` (a number or an array) mapped piecewise-linearly onto the
+    band ``[low, high)`` so that it reaches ``cut`` exactly where ``p`` reaches the fast
+    stage's own threshold ``own``; outside the band (or with ``own`` or ``cut`` outside
+    it), ``p`` itself.  One mapping for the signal and the gate builder alike."""
+    if not low <= own < high or not low < cut < high:
+        return p
+    # below ``own``: never in-band when the gate sits on the fast stage's own threshold
+    under = low + (np.asarray(p) - low) * (cut - low) / (own - low) if own > low else cut
+    over = cut + (np.asarray(p) - own) * (high - cut) / (high - own)
+    return np.where((p < low) | (p >= high), p, np.where(p < own, under, over))
 
 
 def save_jailbreak_cascade(

@@ -59,7 +59,7 @@ import numpy as np
 from polyroute.errors import ConfigError
 from polyroute.replace_dir import staging_beside, swap_in
 from polyroute.signals.cascade import CASCADE, SHIPPED, STAGES, shipped_digest
-from polyroute.signals.jailbreak_cascade import KEY_ENCODERS, under_floor
+from polyroute.signals.jailbreak_cascade import KEY_ENCODERS, fast_alone_map, under_floor
 from polyroute.signals.textmodel import (
     FORMAT,
     FORMAT_VERSION,
@@ -97,14 +97,9 @@ def gate_scores(
 
 
 def fast_alone_scores(p: np.ndarray, low: float, own: float, cut: float) -> np.ndarray:
-    """``JailbreakCascade.fast_alone`` over many fast probabilities ``p`` (band ``[low, 1]``,
-    the fast stage's own threshold ``own``, the cascade's ``cut``): ``cut`` is reached
-    exactly where ``p`` reaches ``own``."""
-    if not low <= own < 1.0 or not low < cut < 1.0:
-        return p
-    under = low + (p - low) * (cut - low) / (own - low) if own > low else np.full_like(p, cut)
-    over = cut + (p - own) * (1.0 - cut) / (1.0 - own)
-    out: np.ndarray = np.where(p < low, p, np.where(p < own, under, over))
+    """``JailbreakCascade.fast_alone`` over many fast probabilities ``p`` (band ``[low, 1)``,
+    the fast stage's own threshold ``own``, the cascade's ``cut``)."""
+    out: np.ndarray = np.asarray(fast_alone_map(p, low, 1.0, own, cut), dtype=np.float64)
     return out
 
 
