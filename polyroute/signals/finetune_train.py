@@ -39,6 +39,7 @@ from polyroute.signals.finetuned import FINETUNED, GRAPH, MAX_TOKENS, WINDOWS, f
 from polyroute.signals.textmodel import TextModel, load_model, save_model
 from polyroute.signals.textmodel_train import (
     Rows,
+    fit_weights,
     jailbreak_metrics,
     jailbreak_threshold,
     refuse_weights,
@@ -105,8 +106,8 @@ def _fit(
     steps = epochs * math.ceil(len(texts) / 32)
     train = Schedule([*model.bert.parameters(), *model.head.parameters()], steps, log)
     # the classes weigh half each (the rows' own weights counted, when they carry some)
-    w = np.ones(len(texts)) if rows_weight is None else np.asarray(rows_weight, dtype=np.float64)
-    share = float(positive.mean()) if rows_weight is None else float(w[positive].sum() / w.sum())
+    w = np.ones(len(texts)) if rows_weight is None else rows_weight
+    share = float(w[positive].sum() / w.sum())
     weight = torch.tensor([0.5 / (1 - share), 0.5 / share])
     model.bert.train()
     for _ in range(epochs):
@@ -213,12 +214,7 @@ def train_finetuned(
     positive = np.asarray(labels) == "injection"
     if positive.all() or not positive.any():
         raise ConfigError("jailbreak training rows need both 'injection' and 'benign' labels")
-    weighted = rows.weights is not None or any(r.weights is not None for r in extra)
-    rows_weight = (
-        np.concatenate([rows.sample_weights(), *(r.sample_weights() for r in extra)])
-        if weighted
-        else None
-    )
+    rows_weight = fit_weights(rows.sample_weights(), *(r.sample_weights() for r in extra))
     if layers is not None and not 1 <= layers <= 6:
         raise ConfigError(f"--layers: expected 1 to 6 (MiniLM has 6), got {layers}")
     if not 8 <= max_tokens <= 256:

@@ -205,7 +205,7 @@ def train_jailbreak(
     we = np.concatenate([r.sample_weights() for r in extra] or [w[:0]])
     positive = np.asarray(y) == "injection"
     if validation is not None:
-        fitted = jailbreak_fit(np.vstack([x, xe]), y + ye, c, encoder, _unit(w, we))
+        fitted = jailbreak_fit(np.vstack([x, xe]), y + ye, c, encoder, fit_weights(w, we))
         scores = fitted.scores(enc.encode(validation.texts))
         truth = np.asarray(validation.labels) == "injection"
         source = "validation"
@@ -214,17 +214,17 @@ def train_jailbreak(
         folds = _folds(y)
         for train, test in folds:
             fold = jailbreak_fit(np.vstack([x[train], xe]), [y[i] for i in train] + ye, c,
-                                 encoder, _unit(w[train], we))  # fmt: skip
+                                 encoder, fit_weights(w[train], we))  # fmt: skip
             scores[test] = fold.scores(x[test])
         truth, source = positive, f"{len(folds)}-fold cross-validation"
-        fitted = jailbreak_fit(np.vstack([x, xe]), y + ye, c, encoder, _unit(w, we))
+        fitted = jailbreak_fit(np.vstack([x, xe]), y + ye, c, encoder, fit_weights(w, we))
     threshold = jailbreak_threshold(scores, truth, max_fpr)
     metrics = {"source": source, "max_fpr": max_fpr, "extra_rows": len(ye),
                **jailbreak_metrics(scores, truth, threshold)}  # fmt: skip
     return replace(fitted, threshold=round(threshold, 6), metrics=metrics)
 
 
-def _unit(*weights: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
+def fit_weights(*weights: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
     """The rows' sample weights in fit order, or None when every one is 1 (the fit is then
     exactly the unweighted one)."""
     joined: npt.NDArray[np.float64] = np.concatenate(weights)
