@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _exp_jb_common import INJECTION, LOOKALIKES, PROBES, SETS, SHARED, rows
+from _exp_jb_common import INJECTION, LOOKALIKES, PROBES, SETS, rows
 from exp_jailbreak_terse_cv import judge, terse_rows
 
 HERE = Path(__file__).resolve().parent
@@ -34,11 +34,10 @@ OUT = Path("/tmp/jb-terse-graph")
 
 
 def write_terse(path: Path) -> Path:
-    found = rows(SHARED / "guards" / "domains" / "clinc150" / "train.jsonl")
-    kept = [r for r in found if len(r["text"].split()) <= 3]
-    path.write_text("".join(json.dumps({"text": r["text"], "label": "benign",
-                                        "group": r["intent"], "weight": 0.25}) + "\n"
-                            for r in kept))  # fmt: skip
+    texts, intents = terse_rows("train")
+    path.write_text("".join(json.dumps({"text": t, "label": "benign", "group": i,
+                                        "weight": 0.25}) + "\n"
+                            for t, i in zip(texts, intents, strict=True)))  # fmt: skip
     return path
 
 
